@@ -1,0 +1,9 @@
+#ifndef LLMOS_CLI_COMMANDS_H
+#define LLMOS_CLI_COMMANDS_H
+
+/* Each subcommand gets argv after the subcommand name and returns the exit status. */
+int cmd_run(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,47 @@
+/* llmos: one program, one subcommand per stage of a model's life. */
+#include "args.h"
+#include "commands.h"
+#include "llmos/base.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run, "generate text from a prompt with a GGUF model"},
+    {"info", cmd_info, "show a GGUF file's metadata and tensor table"},
+    {"convert", cmd_convert, "convert another checkpoint format to GGUF"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: llmos COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(out, "\n'llmos COMMAND --help' describes a command. 'llmos --version' prints the version.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (arg_is(argv[1], "-h", "--help") || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("llmos %s\n", LLMOS_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 2, argv + 2);
+    }
+    cli_error("unknown command '%s' (try 'llmos --help')", argv[1]);
+    return 2;
+}

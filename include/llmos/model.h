@@ -1,0 +1,59 @@
+/* The Llama-architecture transformer for inference: configuration from GGUF
+ * metadata, weights bound to the memory-mapped tensors, and a forward pass
+ * over one token at a time with a KV cache.
+ *
+ * An lm_model is read-only after loading and can be shared; each lm_context
+ * holds one sequence's KV cache and scratch buffers. */
+#ifndef LLMOS_MODEL_H
+#define LLMOS_MODEL_H
+
+#include "llmos/gguf.h"
+#include "llmos/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lm_model_config {
+    char arch[32];          /* general.architecture */
+    int64_t n_vocab;
+    int64_t dim;            /* {arch}.embedding_length */
+    int64_t n_layers;       /* {arch}.block_count */
+    int64_t n_heads;        /* {arch}.attention.head_count */
+    int64_t n_kv_heads;     /* {arch}.attention.head_count_kv (default n_heads) */
+    int64_t head_dim;       /* {arch}.attention.key_length (default dim / n_heads) */
+    int64_t ffn_dim;        /* {arch}.feed_forward_length */
+    int64_t context_length; /* {arch}.context_length */
+    int64_t rope_dim;       /* {arch}.rope.dimension_count (default head_dim) */
+    double rope_base;       /* {arch}.rope.freq_base (default 10000) */
+    double norm_eps;        /* {arch}.attention.layer_norm_rms_epsilon (default 1e-5) */
+    int tied_output;        /* 1 when output.weight is absent and token_embd is reused */
+} lm_model_config;
+
+typedef struct lm_model lm_model;
+
+/* Opens a GGUF file and loads model and tokenizer from it. */
+lm_status lm_model_load(const char *path, lm_model **out, lm_error *err);
+/* Loads from an open GGUF; the model takes ownership of g (also on failure). */
+lm_status lm_model_load_gguf(lm_gguf *g, lm_model **out, lm_error *err);
+void lm_model_free(lm_model *m);
+
+const lm_model_config *lm_model_get_config(const lm_model *m);
+const lm_tokenizer *lm_model_get_tokenizer(const lm_model *m);
+const lm_gguf *lm_model_get_gguf(const lm_model *m);
+
+typedef struct lm_context lm_context;
+
+/* n_ctx positions of KV cache (1 .. context_length); n_threads >= 1. */
+lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_context **out, lm_error *err);
+void lm_context_free(lm_context *c);
+int64_t lm_context_size(const lm_context *c);
+
+/* Runs token at position pos (positions 0..pos-1 must already be cached) and
+ * returns the n_vocab logits, valid until the next call. */
+lm_status lm_context_forward(lm_context *c, int32_t token, int64_t pos, const float **logits, lm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,104 @@
+#include "llmos/generate.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, const lm_generate_params *params,
+                      lm_token_callback callback, void *user, lm_generate_stats *stats, lm_error *err) {
+    const lm_model_config *cfg = lm_model_get_config(m);
+    const lm_tokenizer *tok = lm_model_get_tokenizer(m);
+    lm_generate_stats local = {0};
+    if (!stats) stats = &local;
+    *stats = local;
+    if (params->n_predict < 0) return lm_error_set(err, LM_ERR_ARG, "number of tokens to predict must be >= 0");
+
+    int add_bos = params->add_bos < 0 ? lm_tokenizer_add_bos(tok) : params->add_bos;
+    int32_t *tokens = NULL;
+    size_t n_prompt = 0;
+    lm_status st = lm_tokenizer_encode(tok, prompt, prompt_len, add_bos, &tokens, &n_prompt, err);
+    if (st) return st;
+    if (n_prompt == 0) {
+        free(tokens);
+        return lm_error_set(err, LM_ERR_ARG, "the prompt is empty and the model has no BOS token to start from");
+    }
+    int64_t n_ctx = params->n_ctx;
+    if (n_ctx == 0) {
+        n_ctx = (int64_t)n_prompt + params->n_predict;
+        if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
+    }
+    if ((int64_t)n_prompt > n_ctx) {
+        free(tokens);
+        return lm_error_set(err, LM_ERR_LIMIT, "the prompt is %zu tokens, longer than the context (%lld)", n_prompt,
+                            (long long)n_ctx);
+    }
+    /* history holds prompt + generated tokens for the repetition penalty. */
+    int32_t *history = realloc(tokens, (size_t)n_ctx * sizeof *history);
+    if (!history) {
+        free(tokens);
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
+    lm_context *ctx = NULL;
+    lm_sampler *sampler = NULL;
+    char *piece = NULL;
+    if ((st = lm_context_init(m, n_ctx, params->n_threads, &ctx, err))) goto done;
+    if ((st = lm_sampler_init(&params->sampling, (int32_t)cfg->n_vocab, &sampler, err))) goto done;
+
+    stats->n_prompt = (int64_t)n_prompt;
+    const float *logits = NULL;
+    double t0 = now_seconds();
+    for (size_t i = 0; i < n_prompt; i++) {
+        if ((st = lm_context_forward(ctx, history[i], (int64_t)i, &logits, err))) goto done;
+    }
+    double t1 = now_seconds();
+    stats->prompt_seconds = t1 - t0;
+
+    int64_t pos = (int64_t)n_prompt;
+    size_t piece_cap = lm_tokenizer_max_piece_len(tok);
+    piece = malloc(piece_cap);
+    if (!piece) {
+        st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (;;) {
+        if (stats->n_generated >= params->n_predict) {
+            stats->stop_reason = 0;
+            break;
+        }
+        if (pos >= n_ctx) {
+            stats->stop_reason = 2;
+            break;
+        }
+        int32_t next = lm_sampler_sample(sampler, logits, history, (size_t)pos);
+        if (lm_tokenizer_is_eog(tok, next)) {
+            stats->stop_reason = 1;
+            break;
+        }
+        history[pos] = next;
+        stats->n_generated++;
+        /* SentencePiece: the first piece after BOS loses its dummy-prefix space. */
+        int strip = pos > 0 && history[pos - 1] == lm_tokenizer_bos(tok);
+        int64_t n = lm_tokenizer_decode_token(tok, next, strip, piece, piece_cap);
+        if (n < 0) n = 0;
+        if (callback && callback(user, next, piece, (size_t)n)) {
+            stats->stop_reason = 3;
+            break;
+        }
+        if (stats->n_generated < params->n_predict && pos + 1 < n_ctx) {
+            if ((st = lm_context_forward(ctx, next, pos, &logits, err))) goto done;
+        }
+        pos++;
+    }
+    stats->generate_seconds = now_seconds() - t1;
+done:
+    free(piece);
+    lm_sampler_free(sampler);
+    lm_context_free(ctx);
+    free(history);
+    return st;
+}

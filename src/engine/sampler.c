@@ -1,0 +1,141 @@
+#include "llmos/sampler.h"
+
+#include "../base/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct candidate {
+    int32_t id;
+    float logit;
+    float p;
+} candidate;
+
+struct lm_sampler {
+    lm_sampler_params params;
+    int32_t n_vocab;
+    lm_rng rng;
+    candidate *cands; /* (n_vocab) */
+    float *logits;    /* (n_vocab) penalised copy */
+};
+
+lm_sampler_params lm_sampler_default_params(void) {
+    lm_sampler_params p = {0.8f, 40, 0.95f, 0.05f, 1.0f, 64, 0};
+    return p;
+}
+
+lm_status lm_sampler_init(const lm_sampler_params *params, int32_t n_vocab, lm_sampler **out, lm_error *err) {
+    *out = NULL;
+    const lm_sampler_params *p = params;
+    if (n_vocab < 1) return lm_error_set(err, LM_ERR_ARG, "vocabulary is empty");
+    if (!(p->temperature >= 0.0f && p->temperature <= 100.0f)) return lm_error_set(err, LM_ERR_ARG, "temperature must be in [0, 100]");
+    if (p->top_k < 0) return lm_error_set(err, LM_ERR_ARG, "top-k must be >= 0");
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f)) return lm_error_set(err, LM_ERR_ARG, "top-p must be in (0, 1]");
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f)) return lm_error_set(err, LM_ERR_ARG, "min-p must be in [0, 1]");
+    if (!(p->repeat_penalty > 0.0f && p->repeat_penalty <= 100.0f)) {
+        return lm_error_set(err, LM_ERR_ARG, "repeat penalty must be in (0, 100]");
+    }
+    if (p->repeat_last_n < 0) return lm_error_set(err, LM_ERR_ARG, "repeat-last-n must be >= 0");
+    lm_sampler *s = calloc(1, sizeof *s);
+    if (!s) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    s->params = *p;
+    s->n_vocab = n_vocab;
+    s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
+    s->logits = malloc((size_t)n_vocab * sizeof *s->logits);
+    if (!s->cands || !s->logits) {
+        lm_sampler_free(s);
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
+    lm_rng_seed(&s->rng, p->seed);
+    *out = s;
+    return LM_OK;
+}
+
+void lm_sampler_free(lm_sampler *s) {
+    if (!s) return;
+    free(s->cands);
+    free(s->logits);
+    free(s);
+}
+
+/* Descending logit; ties by ascending id so the order is total. */
+static int cmp_candidates(const void *a, const void *b) {
+    const candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* CTRL-style penalty as llama.cpp applies it: divide positive logits, multiply
+ * negative ones, once per distinct token in the window. */
+static void apply_repeat_penalty(lm_sampler *s, const int32_t *history, size_t n) {
+    float pen = s->params.repeat_penalty;
+    if (pen == 1.0f || !history) return;
+    size_t start = n > (size_t)s->params.repeat_last_n ? n - (size_t)s->params.repeat_last_n : 0;
+    for (size_t i = start; i < n; i++) {
+        int32_t id = history[i];
+        if (id < 0 || id >= s->n_vocab) continue;
+        int seen = 0;
+        for (size_t j = start; j < i && !seen; j++) seen = history[j] == id;
+        if (seen) continue;
+        float *l = &s->logits[id];
+        *l = *l > 0 ? *l / pen : *l * pen;
+    }
+}
+
+static int32_t argmax(const float *x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++) {
+        if (x[i] > x[best]) best = i;
+    }
+    return best;
+}
+
+int32_t lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *history, size_t n_history) {
+    const lm_sampler_params *p = &s->params;
+    int32_t n = s->n_vocab;
+    memcpy(s->logits, logits, (size_t)n * sizeof *logits);
+    for (int32_t i = 0; i < n; i++) {
+        if (isnan(s->logits[i])) s->logits[i] = -INFINITY;
+    }
+    apply_repeat_penalty(s, history, n_history);
+    if (p->temperature == 0.0f) return argmax(s->logits, n);
+
+    candidate *c = s->cands;
+    for (int32_t i = 0; i < n; i++) c[i] = (candidate){i, s->logits[i], 0.0f};
+    qsort(c, (size_t)n, sizeof *c, cmp_candidates);
+    int32_t k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+
+    /* Softmax with temperature over the top k (sorted, so c[0] is the max). */
+    double sum = 0.0;
+    for (int32_t i = 0; i < k; i++) {
+        double e = exp(((double)c[i].logit - (double)c[0].logit) / p->temperature);
+        c[i].p = (float)e;
+        sum += e;
+    }
+    for (int32_t i = 0; i < k; i++) c[i].p = (float)(c[i].p / sum);
+
+    if (p->min_p > 0.0f) {
+        float threshold = p->min_p * c[0].p;
+        int32_t keep = 1;
+        while (keep < k && c[keep].p >= threshold) keep++;
+        k = keep;
+    }
+    if (p->top_p < 1.0f) {
+        double cum = 0.0;
+        int32_t keep = 0;
+        while (keep < k) {
+            cum += c[keep++].p;
+            if (cum >= p->top_p) break;
+        }
+        k = keep;
+    }
+    double total = 0.0;
+    for (int32_t i = 0; i < k; i++) total += c[i].p;
+    double r = lm_rng_uniform(&s->rng) * total, cum = 0.0;
+    for (int32_t i = 0; i < k; i++) {
+        cum += c[i].p;
+        if (r < cum) return c[i].id;
+    }
+    return c[k - 1].id;
+}

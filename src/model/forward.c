@@ -1,0 +1,178 @@
+/* The forward pass for one token, read top to bottom like llama2.c's run.c:
+ *   x = embed(token)
+ *   per layer: x += Wo · attention(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x))
+ *              x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
+ *   logits = Wout · n(x)
+ * where n() is RMSNorm with the layer's weight. */
+#include "model_internal.h"
+
+#include "../base/checked.h"
+#include "../tensor/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lm_context {
+    const lm_model *model;
+    int64_t n_ctx;
+    int n_threads;
+    float *k_cache;  /* (n_layers, n_ctx, kv_dim) */
+    float *v_cache;  /* (n_layers, n_ctx, kv_dim) */
+    float *rope;     /* (n_ctx, rope_dim / 2, 2): cos, sin per position and pair */
+    float *x;        /* (dim) residual stream */
+    float *xb;       /* (dim) normalised input of a sub-layer */
+    float *xb2;      /* (dim) sub-layer output */
+    float *q;        /* (n_heads * head_dim) */
+    float *att_out;  /* (n_heads * head_dim) */
+    float *att;      /* (n_heads, n_ctx) attention weights */
+    float *hb;       /* (ffn_dim) gate */
+    float *hb2;      /* (ffn_dim) up */
+    float *logits;   /* (n_vocab) */
+};
+
+static float *alloc_floats(int64_t a, int64_t b, int64_t c, int *failed) {
+    size_t n;
+    if (*failed || lm_mul_overflow_size((size_t)a, (size_t)b, &n) || lm_mul_overflow_size(n, (size_t)c, &n) ||
+        lm_mul_overflow_size(n, sizeof(float), &n)) {
+        *failed = 1;
+        return NULL;
+    }
+    float *p = calloc(1, n ? n : 1);
+    if (!p) *failed = 1;
+    return p;
+}
+
+lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_context **out, lm_error *err) {
+    const lm_model_config *c = &m->cfg;
+    *out = NULL;
+    if (n_ctx < 1 || n_ctx > c->context_length) {
+        return lm_error_set(err, LM_ERR_ARG, "context size %lld is outside 1..%lld (the model's context length)",
+                            (long long)n_ctx, (long long)c->context_length);
+    }
+    if (n_threads < 1) return lm_error_set(err, LM_ERR_ARG, "thread count must be at least 1");
+    lm_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    ctx->model = m;
+    ctx->n_ctx = n_ctx;
+    ctx->n_threads = n_threads;
+    int64_t kv_dim = c->n_kv_heads * c->head_dim, q_dim = c->n_heads * c->head_dim;
+    int failed = 0;
+    ctx->k_cache = alloc_floats(c->n_layers, n_ctx, kv_dim, &failed);
+    ctx->v_cache = alloc_floats(c->n_layers, n_ctx, kv_dim, &failed);
+    ctx->rope = alloc_floats(n_ctx, c->rope_dim / 2 + 1, 2, &failed);
+    ctx->x = alloc_floats(c->dim, 1, 1, &failed);
+    ctx->xb = alloc_floats(c->dim, 1, 1, &failed);
+    ctx->xb2 = alloc_floats(c->dim, 1, 1, &failed);
+    ctx->q = alloc_floats(q_dim, 1, 1, &failed);
+    ctx->att_out = alloc_floats(q_dim, 1, 1, &failed);
+    ctx->att = alloc_floats(c->n_heads, n_ctx, 1, &failed);
+    ctx->hb = alloc_floats(c->ffn_dim, 1, 1, &failed);
+    ctx->hb2 = alloc_floats(c->ffn_dim, 1, 1, &failed);
+    ctx->logits = alloc_floats(c->n_vocab, 1, 1, &failed);
+    if (failed) {
+        lm_context_free(ctx);
+        return lm_error_set(err, LM_ERR_NOMEM, "cannot allocate the KV cache for %lld positions", (long long)n_ctx);
+    }
+    /* theta(pos, i) = pos * base^(-2i / rope_dim), computed in double. */
+    int64_t half = c->rope_dim / 2;
+    for (int64_t pos = 0; pos < n_ctx; pos++) {
+        for (int64_t i = 0; i < half; i++) {
+            double theta = (double)pos * pow(c->rope_base, -2.0 * (double)i / (double)c->rope_dim);
+            ctx->rope[(pos * half + i) * 2] = (float)cos(theta);
+            ctx->rope[(pos * half + i) * 2 + 1] = (float)sin(theta);
+        }
+    }
+    *out = ctx;
+    return LM_OK;
+}
+
+void lm_context_free(lm_context *c) {
+    if (!c) return;
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->rope);
+    free(c->x);
+    free(c->xb);
+    free(c->xb2);
+    free(c->q);
+    free(c->att_out);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->logits);
+    free(c);
+}
+
+int64_t lm_context_size(const lm_context *c) { return c->n_ctx; }
+
+/* Causal attention of the current query against cached positions 0..pos. */
+static void attention(lm_context *ctx, int64_t layer, int64_t pos) {
+    const lm_model_config *c = &ctx->model->cfg;
+    int64_t hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
+    const float *k_layer = ctx->k_cache + layer * ctx->n_ctx * kv_dim;
+    const float *v_layer = ctx->v_cache + layer * ctx->n_ctx * kv_dim;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    int parallel = ctx->n_threads > 1 && c->n_heads * (pos + 1) * hd >= (1 << 15);
+    (void)parallel;
+#pragma omp parallel for num_threads(ctx->n_threads) if (parallel) schedule(static)
+    for (int64_t h = 0; h < c->n_heads; h++) {
+        const float *q = ctx->q + h * hd;
+        float *att = ctx->att + h * ctx->n_ctx;
+        int64_t kv_off = (h / group) * hd;
+        for (int64_t t = 0; t <= pos; t++) att[t] = lm_dot_f32(q, k_layer + t * kv_dim + kv_off, hd) * scale;
+        lm_softmax_f32(att, pos + 1);
+        float *out = ctx->att_out + h * hd;
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int64_t t = 0; t <= pos; t++) {
+            const float *v = v_layer + t * kv_dim + kv_off;
+            float a = att[t];
+            for (int64_t i = 0; i < hd; i++) out[i] += a * v[i];
+        }
+    }
+}
+
+lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const float **logits, lm_error *err) {
+    const lm_model *m = ctx->model;
+    const lm_model_config *c = &m->cfg;
+    if (token < 0 || token >= c->n_vocab) {
+        return lm_error_set(err, LM_ERR_ARG, "token id %d is outside the vocabulary (%lld tokens)", token,
+                            (long long)c->n_vocab);
+    }
+    if (pos < 0 || pos >= ctx->n_ctx) {
+        return lm_error_set(err, LM_ERR_LIMIT, "position %lld is past the context size %lld", (long long)pos,
+                            (long long)ctx->n_ctx);
+    }
+    int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    int nt = ctx->n_threads;
+    float eps = (float)c->norm_eps;
+    const float *rope = ctx->rope + pos * (c->rope_dim / 2) * 2;
+    memcpy(ctx->x, m->tok_embd + (int64_t)token * dim, (size_t)dim * sizeof(float));
+
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        float *k = ctx->k_cache + (l * ctx->n_ctx + pos) * kv_dim;
+        float *v = ctx->v_cache + (l * ctx->n_ctx + pos) * kv_dim;
+
+        lm_rmsnorm_f32(ctx->xb, ctx->x, w->attn_norm, dim, eps);
+        lm_matvec_f32(ctx->q, w->wq, ctx->xb, q_dim, dim, nt);
+        lm_matvec_f32(k, w->wk, ctx->xb, kv_dim, dim, nt);
+        lm_matvec_f32(v, w->wv, ctx->xb, kv_dim, dim, nt);
+        lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
+        lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
+        attention(ctx, l, pos);
+        lm_matvec_f32(ctx->xb2, w->wo, ctx->att_out, dim, q_dim, nt);
+        for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
+
+        lm_rmsnorm_f32(ctx->xb, ctx->x, w->ffn_norm, dim, eps);
+        lm_matvec_f32(ctx->hb, w->w_gate, ctx->xb, c->ffn_dim, dim, nt);
+        lm_matvec_f32(ctx->hb2, w->w_up, ctx->xb, c->ffn_dim, dim, nt);
+        lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
+        lm_matvec_f32(ctx->xb2, w->w_down, ctx->hb, dim, c->ffn_dim, nt);
+        for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
+    }
+    lm_rmsnorm_f32(ctx->x, ctx->x, m->output_norm, dim, eps);
+    lm_matvec_f32(ctx->logits, m->output, ctx->x, c->n_vocab, dim, nt);
+    *logits = ctx->logits;
+    return LM_OK;
+}

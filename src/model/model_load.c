@@ -1,0 +1,200 @@
+/* Reads the hyper-parameters from metadata, checks them against each other,
+ * and binds every weight to its tensor in the mapped file after checking its
+ * type and exact shape. */
+#include "model_internal.h"
+
+#include "../base/checked.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Sizes beyond these are not a model this engine can run; they keep every
+ * product below in range. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 4096
+#define MAX_CONTEXT (1 << 24)
+
+static lm_status arch_u64(const lm_gguf *g, const char *arch, const char *suffix, int required, uint64_t *out,
+                          lm_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return required ? lm_gguf_require_u64(g, key, out, err) : lm_gguf_optional_u64(g, key, out, err);
+}
+
+static lm_status arch_f64(const lm_gguf *g, const char *arch, const char *suffix, double *out, lm_error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return lm_gguf_optional_f64(g, key, out, err);
+}
+
+static lm_status check_range(const char *what, uint64_t v, uint64_t lo, uint64_t hi, lm_error *err) {
+    if (v < lo || v > hi) {
+        return lm_error_set(err, LM_ERR_FORMAT, "%s = %llu is outside %llu..%llu", what, (unsigned long long)v,
+                            (unsigned long long)lo, (unsigned long long)hi);
+    }
+    return LM_OK;
+}
+
+static lm_status read_config(const lm_gguf *g, int64_t n_vocab, lm_model_config *c, lm_error *err) {
+    lm_str arch;
+    lm_status st = lm_gguf_require_str(g, "general.architecture", &arch, err);
+    if (st) return st;
+    if (!lm_str_eq(arch, "llama")) {
+        return lm_error_set(err, LM_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (only llama)",
+                            (int)(arch.len > 32 ? 32 : arch.len), arch.ptr);
+    }
+    snprintf(c->arch, sizeof c->arch, "llama");
+    uint64_t dim, n_layers, n_heads, n_kv_heads, head_dim, ffn, ctx, rope_dim, v_dim;
+    if ((st = arch_u64(g, c->arch, "embedding_length", 1, &dim, err))) return st;
+    if ((st = arch_u64(g, c->arch, "block_count", 1, &n_layers, err))) return st;
+    if ((st = arch_u64(g, c->arch, "attention.head_count", 1, &n_heads, err))) return st;
+    if ((st = arch_u64(g, c->arch, "feed_forward_length", 1, &ffn, err))) return st;
+    if ((st = arch_u64(g, c->arch, "context_length", 1, &ctx, err))) return st;
+    if ((st = check_range("embedding_length", dim, 1, MAX_DIM, err))) return st;
+    if ((st = check_range("block_count", n_layers, 1, MAX_LAYERS, err))) return st;
+    if ((st = check_range("attention.head_count", n_heads, 1, dim, err))) return st;
+    if ((st = check_range("feed_forward_length", ffn, 1, MAX_DIM, err))) return st;
+    if ((st = check_range("context_length", ctx, 1, MAX_CONTEXT, err))) return st;
+    n_kv_heads = n_heads;
+    if ((st = arch_u64(g, c->arch, "attention.head_count_kv", 0, &n_kv_heads, err))) return st;
+    if ((st = check_range("attention.head_count_kv", n_kv_heads, 1, n_heads, err))) return st;
+    if (n_heads % n_kv_heads != 0) {
+        return lm_error_set(err, LM_ERR_FORMAT, "head_count %llu is not a multiple of head_count_kv %llu",
+                            (unsigned long long)n_heads, (unsigned long long)n_kv_heads);
+    }
+    head_dim = dim / n_heads;
+    if ((st = arch_u64(g, c->arch, "attention.key_length", 0, &head_dim, err))) return st;
+    v_dim = head_dim;
+    if ((st = arch_u64(g, c->arch, "attention.value_length", 0, &v_dim, err))) return st;
+    if ((st = check_range("attention.key_length", head_dim, 2, MAX_DIM / n_heads, err))) return st;
+    if (v_dim != head_dim) {
+        return lm_error_set(err, LM_ERR_UNSUPPORTED, "attention.value_length %llu differs from key_length %llu",
+                            (unsigned long long)v_dim, (unsigned long long)head_dim);
+    }
+    rope_dim = head_dim;
+    if ((st = arch_u64(g, c->arch, "rope.dimension_count", 0, &rope_dim, err))) return st;
+    if ((st = check_range("rope.dimension_count", rope_dim, 0, head_dim, err))) return st;
+    if (rope_dim % 2 || head_dim % 2) {
+        return lm_error_set(err, LM_ERR_FORMAT, "rope.dimension_count %llu and head size %llu must be even",
+                            (unsigned long long)rope_dim, (unsigned long long)head_dim);
+    }
+    c->rope_base = 10000.0;
+    c->norm_eps = 1e-5;
+    if ((st = arch_f64(g, c->arch, "rope.freq_base", &c->rope_base, err))) return st;
+    if ((st = arch_f64(g, c->arch, "attention.layer_norm_rms_epsilon", &c->norm_eps, err))) return st;
+    if (!(c->rope_base > 0.0 && c->rope_base < 1e12)) {
+        return lm_error_set(err, LM_ERR_FORMAT, "rope.freq_base %g is not a positive number", c->rope_base);
+    }
+    if (!(c->norm_eps >= 0.0 && c->norm_eps < 1.0)) {
+        return lm_error_set(err, LM_ERR_FORMAT, "layer_norm_rms_epsilon %g is outside [0, 1)", c->norm_eps);
+    }
+    c->n_vocab = n_vocab;
+    c->dim = (int64_t)dim;
+    c->n_layers = (int64_t)n_layers;
+    c->n_heads = (int64_t)n_heads;
+    c->n_kv_heads = (int64_t)n_kv_heads;
+    c->head_dim = (int64_t)head_dim;
+    c->ffn_dim = (int64_t)ffn;
+    c->context_length = (int64_t)ctx;
+    c->rope_dim = (int64_t)rope_dim;
+    return LM_OK;
+}
+
+/* Binds an F32 weight of exactly ne = [ne0] or [ne0, ne1]. */
+static lm_status bind(const lm_gguf *g, const char *name, int64_t ne0, int64_t ne1, int required, const float **out,
+                      lm_error *err) {
+    *out = NULL;
+    int64_t i = lm_gguf_find_tensor(g, name);
+    if (i < 0) return required ? lm_error_set(err, LM_ERR_FORMAT, "required tensor '%s' is missing", name) : LM_OK;
+    const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
+    uint32_t want_dims = ne1 > 1 ? 2 : 1;
+    int shape_ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1 &&
+                   (t->n_dims == want_dims || (t->n_dims == 2 && want_dims == 1 && ne1 == 1));
+    if (!shape_ok) {
+        return lm_error_set(err, LM_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                            (long long)ne0, (long long)ne1);
+    }
+    if (t->type != LM_TYPE_F32) {
+        return lm_error_set(err, LM_ERR_UNSUPPORTED, "tensor '%s' has type %s; this build computes with f32 weights only",
+                            name, lm_type_get_info(t->type)->name);
+    }
+    if ((uintptr_t)t->data % sizeof(float) != 0) {
+        return lm_error_set(err, LM_ERR_FORMAT, "tensor '%s' data is not aligned to 4 bytes", name);
+    }
+    *out = t->data;
+    return LM_OK;
+}
+
+static lm_status bind_weights(lm_model *m, lm_error *err) {
+    const lm_model_config *c = &m->cfg;
+    const lm_gguf *g = m->gguf;
+    int64_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    lm_status st;
+    if ((st = bind(g, "token_embd.weight", c->dim, c->n_vocab, 1, &m->tok_embd, err))) return st;
+    if ((st = bind(g, "output_norm.weight", c->dim, 1, 1, &m->output_norm, err))) return st;
+    if ((st = bind(g, "output.weight", c->dim, c->n_vocab, 0, &m->output, err))) return st;
+    m->cfg.tied_output = m->output == NULL;
+    if (!m->output) m->output = m->tok_embd;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        layer_weights *w = &m->layers[l];
+        char name[LM_GGUF_MAX_NAME];
+#define BIND(field, suffix, ne0, ne1)                                        \
+    snprintf(name, sizeof name, "blk.%lld." suffix, (long long)l);          \
+    if ((st = bind(g, name, (ne0), (ne1), 1, &w->field, err))) return st;
+        BIND(attn_norm, "attn_norm.weight", c->dim, 1)
+        BIND(wq, "attn_q.weight", c->dim, q_dim)
+        BIND(wk, "attn_k.weight", c->dim, kv_dim)
+        BIND(wv, "attn_v.weight", c->dim, kv_dim)
+        BIND(wo, "attn_output.weight", q_dim, c->dim)
+        BIND(ffn_norm, "ffn_norm.weight", c->dim, 1)
+        BIND(w_gate, "ffn_gate.weight", c->dim, c->ffn_dim)
+        BIND(w_up, "ffn_up.weight", c->dim, c->ffn_dim)
+        BIND(w_down, "ffn_down.weight", c->ffn_dim, c->dim)
+#undef BIND
+    }
+    return LM_OK;
+}
+
+lm_status lm_model_load_gguf(lm_gguf *g, lm_model **out, lm_error *err) {
+    *out = NULL;
+    lm_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        lm_gguf_free(g);
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
+    m->gguf = g;
+    lm_status st = lm_tokenizer_load(g, &m->tokenizer, err);
+    if (!st) st = read_config(g, lm_tokenizer_vocab_size(m->tokenizer), &m->cfg, err);
+    if (!st) st = bind_weights(m, err);
+    if (st) {
+        lm_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LM_OK;
+}
+
+lm_status lm_model_load(const char *path, lm_model **out, lm_error *err) {
+    lm_gguf *g;
+    *out = NULL;
+    lm_status st = lm_gguf_open(path, &g, err);
+    if (st) return st;
+    return lm_model_load_gguf(g, out, err);
+}
+
+void lm_model_free(lm_model *m) {
+    if (!m) return;
+    lm_tokenizer_free(m->tokenizer);
+    lm_gguf_free(m->gguf);
+    free(m->layers);
+    free(m);
+}
+
+const lm_model_config *lm_model_get_config(const lm_model *m) { return &m->cfg; }
+const lm_tokenizer *lm_model_get_tokenizer(const lm_model *m) { return m->tokenizer; }
+const lm_gguf *lm_model_get_gguf(const lm_model *m) { return m->gguf; }

@@ -1,0 +1,62 @@
+#include "ops.h"
+
+#include <math.h>
+
+float lm_dot_f32(const float *a, const float *b, int64_t n) {
+    /* Eight independent accumulators let the compiler vectorise without
+     * reassociating (no -ffast-math), so results are reproducible. */
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    }
+    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+void lm_matvec_f32(float *y, const float *w, const float *x, int64_t rows, int64_t cols, int n_threads) {
+    /* Below ~64k multiply-adds a thread team costs more than it saves. */
+    int parallel = n_threads > 1 && rows * cols >= (1 << 16);
+    (void)parallel;
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
+    for (int64_t r = 0; r < rows; r++) y[r] = lm_dot_f32(w + r * cols, x, cols);
+}
+
+void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps) {
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+void lm_softmax_f32(float *x, int64_t n) {
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void lm_rope_f32(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin) {
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < rope_dim / 2; i++) {
+            float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * c - b * s;
+            v[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
+void lm_swiglu_f32(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}

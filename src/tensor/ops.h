@@ -1,0 +1,22 @@
+/* F32 reference kernels for the forward pass. Shapes in comments use the
+ * row-major view: W (rows, cols) means rows contiguous vectors of cols. */
+#ifndef LLMOS_OPS_H
+#define LLMOS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y (rows) = W (rows, cols) @ x (cols), split by rows over n_threads. */
+void lm_matvec_f32(float *y, const float *w, const float *x, int64_t rows, int64_t cols, int n_threads);
+float lm_dot_f32(const float *a, const float *b, int64_t n);
+/* out (n) = x / rms(x) * weight; out may alias x. */
+void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps);
+/* In place, numerically stable. */
+void lm_softmax_f32(float *x, int64_t n);
+/* Rotates adjacent pairs (x[2i], x[2i+1]) of the first rope_dim values of
+ * each of n_heads heads; cos_sin holds (rope_dim / 2) (cos, sin) pairs. */
+void lm_rope_f32(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin);
+/* gate (n) = silu(gate) * up */
+void lm_swiglu_f32(float *gate, const float *up, int64_t n);
+
+#endif
