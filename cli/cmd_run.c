@@ -31,9 +31,21 @@ static void usage(FILE *out) {
             "  -h, --help               this help\n");
 }
 
+typedef struct output {
+    const char *prompt;
+    int prompt_written; /* the prompt goes out once generation has started, so errors leave stdout empty */
+} output;
+
+static int write_prompt(output *o) {
+    o->prompt_written = 1;
+    size_t n = strlen(o->prompt);
+    return n && fwrite(o->prompt, 1, n, stdout) != n;
+}
+
 static int write_piece(void *user, int32_t token, const char *text, size_t len) {
-    (void)user;
+    output *o = user;
     (void)token;
+    if (!o->prompt_written && write_prompt(o)) return 1;
     if (len && fwrite(text, 1, len, stdout) != len) return 1;
     fflush(stdout);
     return 0;
@@ -93,12 +105,6 @@ int cmd_run(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!seed_given) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gp.sampling.seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
-        if (gp.sampling.temperature > 0) fprintf(stderr, "seed: %llu\n", (unsigned long long)gp.sampling.seed);
-    }
 
     lm_error err = {0};
     lm_model *model;
@@ -114,22 +120,28 @@ int cmd_run(int argc, char **argv) {
         lm_model_free(model);
         return 2;
     }
-    fputs(prompt, stdout);
-    fflush(stdout);
+    if (!seed_given) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gp.sampling.seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
+    }
+    output out = {prompt, 0};
     lm_generate_stats stats;
-    lm_status st = lm_generate(model, prompt, strlen(prompt), &gp, write_piece, NULL, &stats, &err);
-    if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
-    fflush(stdout);
+    lm_status st = lm_generate(model, prompt, strlen(prompt), &gp, write_piece, &out, &stats, &err);
     lm_model_free(model);
     if (st) {
         cli_error("%s", err.message);
         return 1;
     }
+    if (!out.prompt_written) write_prompt(&out);
+    if (isatty(STDOUT_FILENO)) fputc('\n', stdout);
+    fflush(stdout);
     fprintf(stderr, "load: %.1f ms | prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s%s\n",
             load_s * 1e3, (long long)stats.n_prompt,
             stats.prompt_seconds > 0 ? (double)stats.n_prompt / stats.prompt_seconds : 0.0,
             (long long)stats.n_generated,
             stats.generate_seconds > 0 ? (double)stats.n_generated / stats.generate_seconds : 0.0,
             stats.stop_reason == 2 ? " | stopped: context full" : "");
+    if (!seed_given && gp.sampling.temperature > 0) fprintf(stderr, "seed: %llu\n", (unsigned long long)gp.sampling.seed);
     return 0;
 }

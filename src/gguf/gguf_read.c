@@ -466,6 +466,14 @@ DEFINE_LOAD(uint64_t)
 DEFINE_LOAD(int64_t)
 #define LOAD_AS(T, p) load_##T(p)
 
+/* Saturating conversion: NaN -> 0, out of range -> the nearest limit. */
+static int64_t double_to_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
 double lm_gguf_get_f64(const lm_gguf *g, int64_t i, uint64_t j) {
     const gguf_kv *kv = &g->kvs[i];
     if (j >= kv->n || !kv->data) return 0.0;
@@ -494,8 +502,8 @@ int64_t lm_gguf_get_i64(const lm_gguf *g, int64_t i, uint64_t j) {
         return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
     }
     case LM_GGUF_INT64: return LOAD_AS(int64_t, p);
-    case LM_GGUF_FLOAT32: return (int64_t)LOAD_AS(float, p);
-    case LM_GGUF_FLOAT64: return (int64_t)LOAD_AS(double, p);
+    case LM_GGUF_FLOAT32: return double_to_i64(LOAD_AS(float, p));
+    case LM_GGUF_FLOAT64: return double_to_i64(LOAD_AS(double, p));
     default: return 0;
     }
 }

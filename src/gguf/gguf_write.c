@@ -42,7 +42,7 @@ typedef struct buf {
 } buf;
 
 static void buf_put(buf *b, const void *data, size_t n) {
-    if (b->failed) return;
+    if (b->failed || n == 0) return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;

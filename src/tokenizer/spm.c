@@ -72,9 +72,17 @@ static bigram heap_pop(heap *h) {
     return top;
 }
 
-static size_t utf8_char_len(uint8_t lead) {
-    static const size_t lens[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return lens[lead >> 4];
+/* Length of the UTF-8 sequence at s (n bytes left): a well-formed lead byte
+ * with its continuation bytes, else 1, so invalid bytes never swallow the
+ * characters after them. */
+static size_t utf8_char_len(const uint8_t *s, size_t n) {
+    uint8_t c = s[0];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || len > n) return 1;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 1;
+    }
+    return len;
 }
 
 typedef struct encoder {
@@ -140,8 +148,7 @@ lm_status lm_spm_encode(const lm_tokenizer *tok, const char *text, size_t len, i
     }
     int64_t n_syms = 0;
     for (size_t pos = 0; pos < n_norm;) {
-        size_t cl = utf8_char_len((uint8_t)norm[pos]);
-        if (cl > n_norm - pos) cl = n_norm - pos;
+        size_t cl = utf8_char_len((const uint8_t *)norm + pos, n_norm - pos);
         syms[n_syms] = (symbol){pos, cl, n_syms - 1, n_syms + 1};
         n_syms++;
         pos += cl;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages llmos needs to build and test, if any are missing.
+# Safe to run again: it installs nothing when everything is present.
+#
+#   build-essential  gcc, make, libc headers (the compiler; gcc's libgomp gives OpenMP threads)
+#   cmake            the build
+#   clang            libFuzzer builds of the parsers' fuzz targets
+#   libclang-rt-dev  clang's sanitizer and libFuzzer runtimes
+set -euo pipefail
+
+packages=(build-essential cmake clang libclang-rt-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End-to-end tests of the llmos command line: the documented outputs, the
+# converter, --help everywhere, and clean failures (message + non-zero exit,
+# never a signal) on bad input. Usage: cli_test.sh path/to/llmos fixtures-dir
+set -uo pipefail
+llmos=$1
+fix=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect_fail CODE DESCRIPTION -- command...: exit status CODE, one "llmos:" line on stderr.
+expect_fail() {
+  local code=$1 what=$2
+  shift 3
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" -ne "$code" ]; then bad "$what: exit $rc, expected $code ($(head -c 300 "$tmp/err"))"; return; fi
+  if [ "$(wc -l <"$tmp/err")" -ne 1 ] || ! grep -q '^llmos: ' "$tmp/err"; then
+    bad "$what: stderr is not one 'llmos:' line: $(head -c 300 "$tmp/err")"; return
+  fi
+  ok
+}
+
+same_file() { if cmp -s "$1" "$2"; then ok; else bad "$3: output differs"; diff <(head -c 2000 "$1") <(head -c 2000 "$2") | head -10 >&2; fi; }
+
+# --help on every command.
+for c in "" run info convert; do
+  if $llmos $c --help >"$tmp/help" 2>&1 && grep -q '^usage: llmos' "$tmp/help"; then ok; else bad "llmos $c --help"; fi
+done
+if $llmos --version | grep -q '^llmos '; then ok; else bad "--version"; fi
+
+# The documented greedy story, from the official GGUF; stdout holds nothing else.
+$llmos run "$fix/stories260K.gguf" --temp 0 -n 256 >"$tmp/story" 2>"$tmp/stats" || bad "run failed"
+same_file "$tmp/story" "$fix/stories260K_greedy.txt" "greedy story"
+if grep -q 'generation: 256 tokens' "$tmp/stats"; then ok; else bad "statistics on stderr: $(cat "$tmp/stats")"; fi
+
+# -p: the prompt followed by the continuation.
+$llmos run "$fix/stories260K.gguf" -p "Once upon a time" --temp 0 -n 60 -t 2 >"$tmp/prompt" 2>/dev/null
+same_file "$tmp/prompt" "$fix/stories260K_prompt_n64.txt" "prompt continuation"
+
+# Both llama2.c formats convert to a model that tells the same story.
+for ckpt in stories260K.bin stories260K.v1.bin; do
+  if $llmos convert llama2c "$fix/$ckpt" "$fix/tok512.bin" -o "$tmp/$ckpt.gguf" 2>/dev/null; then ok; else bad "convert $ckpt"; fi
+  $llmos run "$tmp/$ckpt.gguf" --temp 0 -n 256 >"$tmp/story2" 2>/dev/null
+  same_file "$tmp/story2" "$fix/stories260K_greedy.txt" "story from converted $ckpt"
+done
+if ls "$tmp" | grep -q '\.tmp\.'; then bad "temporary files left behind"; else ok; fi
+
+# info: header, 19 keys, 48 tensors.
+$llmos info "$fix/stories260K.gguf" >"$tmp/info" || bad "info failed"
+if grep -q '^19 metadata keys' "$tmp/info" && grep -q '^48 tensors' "$tmp/info" &&
+   grep -q 'blk.4.ffn_down.weight *f32 *\[172, 64\]' "$tmp/info"; then ok; else bad "info output"; fi
+
+# Seeded sampling is deterministic; another seed gives another text.
+$llmos run "$fix/stories260K.gguf" --temp 1 --seed 7 -n 64 >"$tmp/s1" 2>/dev/null
+$llmos run "$fix/stories260K.gguf" --temp 1 --seed 7 -n 64 -t 2 >"$tmp/s2" 2>/dev/null
+$llmos run "$fix/stories260K.gguf" --temp 1 --seed 8 -n 64 >"$tmp/s3" 2>/dev/null
+if cmp -s "$tmp/s1" "$tmp/s2" && ! cmp -s "$tmp/s1" "$tmp/s3"; then ok; else bad "seeded sampling"; fi
+
+# Bad input: a message and a non-zero exit, never a crash.
+head -c 5000 "$fix/stories260K.gguf" >"$tmp/truncated.gguf"
+printf 'GGUF\x03\x00\x00\x00' >"$tmp/tiny.gguf"
+: >"$tmp/empty.gguf"
+expect_fail 1 "missing model" -- $llmos run "$tmp/nope.gguf"
+expect_fail 1 "truncated model" -- $llmos run "$tmp/truncated.gguf"
+expect_fail 1 "truncated header" -- $llmos info "$tmp/tiny.gguf"
+expect_fail 1 "empty file" -- $llmos info "$tmp/empty.gguf"
+expect_fail 1 "directory as model" -- $llmos run "$tmp"
+expect_fail 1 "not a checkpoint" -- $llmos convert llama2c "$fix/tok512.bin" "$fix/tok512.bin" -o "$tmp/x.gguf"
+expect_fail 1 "tokenizer for another vocab" -- $llmos convert llama2c "$fix/stories260K.bin" "$tmp/tiny.gguf" -o "$tmp/x.gguf"
+expect_fail 2 "unknown option" -- $llmos run "$fix/stories260K.gguf" --bogus
+expect_fail 2 "bad number" -- $llmos run "$fix/stories260K.gguf" -n abc
+expect_fail 2 "negative temperature" -- $llmos run "$fix/stories260K.gguf" --temp -1
+expect_fail 2 "missing value" -- $llmos run "$fix/stories260K.gguf" -p
+expect_fail 2 "context beyond the model" -- $llmos run "$fix/stories260K.gguf" -c 100000
+expect_fail 2 "unknown command" -- $llmos frobnicate
+expect_fail 2 "unknown converter" -- $llmos convert gpt9 a b -o c
+if [ -e "$tmp/x.gguf" ]; then bad "a failed conversion left its output"; else ok; fi
+long_prompt=$(printf 'once upon a time %.0s' $(seq 1 400))
+expect_fail 1 "prompt longer than the context" -- $llmos run "$fix/stories260K.gguf" -c 64 -p "$long_prompt"
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
