@@ -394,8 +394,21 @@ static void test_bad_params(void) {
     CHECK(d.temperature == 0.8f && d.top_k == 40 && d.top_p == 0.95f && d.min_p == 0.05f && d.repeat_penalty == 1.0f);
 }
 
+/* A +inf logit has all the probability; all -inf leaves only the argmax. */
+static void test_infinite_logits(void) {
+    float with_inf[4] = {0.0f, INFINITY, 1.0f, -3.0f};
+    long counts[4];
+    lm_sampler_params p = plain(5);
+    CHECK(draw_counts(&p, with_inf, 4, 1000, counts) == 0);
+    CHECKF(counts[1] == 1000, "+inf token drawn %ld of 1000 times", counts[1]);
+    float all_neg_inf[3] = {-INFINITY, -INFINITY, -INFINITY};
+    CHECK(draw_counts(&p, all_neg_inf, 3, 100, counts) == 0);
+    CHECK(counts[0] == 100);
+}
+
 int main(void) {
     test_greedy();
+    test_infinite_logits();
     test_determinism();
     test_distribution();
     test_truncation();

@@ -11,11 +11,11 @@ extern "C" {
 #endif
 
 typedef struct lm_sampler_params {
-    float temperature;    /* 0 = greedy (argmax) */
+    float temperature;    /* 0 = greedy (argmax); at most 100 */
     int32_t top_k;        /* 0 = whole vocabulary */
     float top_p;          /* 1 = off */
     float min_p;          /* 0 = off; keep tokens with p >= min_p * p_max */
-    float repeat_penalty; /* 1 = off; > 1 discourages recent tokens */
+    float repeat_penalty; /* 1 = off; > 1 discourages recent tokens; in (0, 100] */
     int32_t repeat_last_n;/* how many recent tokens the penalty looks at */
     uint64_t seed;
 } lm_sampler_params;

@@ -99,7 +99,10 @@ int32_t lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *his
         if (isnan(s->logits[i])) s->logits[i] = -INFINITY;
     }
     apply_repeat_penalty(s, history, n_history);
-    if (p->temperature == 0.0f) return argmax(s->logits, n);
+    int32_t best = argmax(s->logits, n);
+    /* Greedy; and a +inf logit (probability 1) or all -inf (nothing to weigh)
+     * would turn the softmax below into NaN. */
+    if (p->temperature == 0.0f || isinf(s->logits[best])) return best;
 
     candidate *c = s->cands;
     for (int32_t i = 0; i < n; i++) c[i] = (candidate){i, s->logits[i], 0.0f};

@@ -68,7 +68,7 @@ static lm_status read_config(const lm_gguf *g, int64_t n_vocab, lm_model_config 
     if ((st = arch_u64(g, c->arch, "attention.key_length", 0, &head_dim, err))) return st;
     v_dim = head_dim;
     if ((st = arch_u64(g, c->arch, "attention.value_length", 0, &v_dim, err))) return st;
-    if ((st = check_range("attention.key_length", head_dim, 2, MAX_DIM / n_heads, err))) return st;
+    if ((st = check_range("attention.key_length", head_dim, 1, MAX_DIM / n_heads, err))) return st;
     if (v_dim != head_dim) {
         return lm_error_set(err, LM_ERR_UNSUPPORTED, "attention.value_length %llu differs from key_length %llu",
                             (unsigned long long)v_dim, (unsigned long long)head_dim);
@@ -76,9 +76,8 @@ static lm_status read_config(const lm_gguf *g, int64_t n_vocab, lm_model_config 
     rope_dim = head_dim;
     if ((st = arch_u64(g, c->arch, "rope.dimension_count", 0, &rope_dim, err))) return st;
     if ((st = check_range("rope.dimension_count", rope_dim, 0, head_dim, err))) return st;
-    if (rope_dim % 2 || head_dim % 2) {
-        return lm_error_set(err, LM_ERR_FORMAT, "rope.dimension_count %llu and head size %llu must be even",
-                            (unsigned long long)rope_dim, (unsigned long long)head_dim);
+    if (rope_dim % 2) {
+        return lm_error_set(err, LM_ERR_FORMAT, "rope.dimension_count %llu must be even", (unsigned long long)rope_dim);
     }
     c->rope_base = 10000.0;
     c->norm_eps = 1e-5;
