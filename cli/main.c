@@ -16,6 +16,8 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt with a GGUF model"},
     {"info", cmd_info, "show a GGUF file's metadata and tensor table"},
     {"convert", cmd_convert, "convert another checkpoint format to GGUF"},
+    {"tokenize", cmd_tokenize, "text to token ids with a GGUF's tokenizer"},
+    {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
 };
 
 static void usage(FILE *out) {

@@ -6,9 +6,12 @@
 #   cmake            the build
 #   clang            libFuzzer builds of the parsers' fuzz targets
 #   libclang-rt-dev  clang's sanitizer and libFuzzer runtimes
+#   pkg-config       finds the libraries below
+#   libpcre2-dev     PCRE2: Unicode regular expressions (with JIT) for BPE pre-tokenizers
+#   libutf8proc-dev  utf8proc: Unicode normalisation, case and categories for WordPiece
 set -euo pipefail
 
-packages=(build-essential cmake clang libclang-rt-dev)
+packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev)
 
 missing=()
 for p in "${packages[@]}"; do

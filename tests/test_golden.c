@@ -72,7 +72,7 @@ static void check_prompt(void) {
     int32_t *ids;
     size_t n;
     const char *prompt = "Once upon a time";
-    CHECK(lm_tokenizer_encode(lm_model_get_tokenizer(m), prompt, strlen(prompt), 1, &ids, &n, &err) == LM_OK);
+    CHECK(lm_tokenizer_encode(lm_model_get_tokenizer(m), prompt, strlen(prompt), LM_ENCODE_ADD_SPECIAL, &ids, &n, &err) == LM_OK);
     int32_t want[] = {1, 403, 407, 261, 378};
     CHECKF(n == 5 && memcmp(ids, want, sizeof want) == 0, "encode gave %zu tokens", n);
     free(ids);

@@ -154,14 +154,14 @@ static void test_tokenizer_roundtrip(void) {
         }
         int32_t *ids;
         size_t n;
-        if (lm_tokenizer_encode(tok, text, len, 1, &ids, &n, &err) != LM_OK) {
+        if (lm_tokenizer_encode(tok, text, len, LM_ENCODE_ADD_SPECIAL, &ids, &n, &err) != LM_OK) {
             failures++;
             continue;
         }
         size_t blen = 0;
         for (size_t i = 0; i < n; i++) {
             REQUIRE(blen + piece_cap < 4096 * 8);
-            int64_t k = lm_tokenizer_decode_token(tok, ids[i], i == 1, back + blen, piece_cap);
+            int64_t k = lm_tokenizer_decode_token(tok, ids[i], i == 1 ? LM_DECODE_STRIP_SPACE : 0, back + blen, piece_cap);
             CHECK(k >= 0);
             if (k > 0) blen += (size_t)k;
         }

@@ -14,10 +14,12 @@ typedef struct lm_generate_params {
     int64_t n_predict; /* tokens to generate at most */
     int64_t n_ctx;     /* KV cache positions; 0 = prompt + n_predict, capped at the model's context */
     int n_threads;
-    int add_bos;       /* -1: as the tokenizer's metadata says; 0 / 1: override */
+    int add_bos;       /* -1: BOS/EOS as the tokenizer's metadata says; 0: none; 1: BOS always */
 } lm_generate_params;
 
-/* Receives each generated token and the bytes it decodes to. Return nonzero to stop. */
+/* Receives each generated token and the complete UTF-8 bytes it adds (a
+ * character split across tokens arrives with the token that completes it;
+ * token -1 carries an incomplete remainder at the end). Nonzero stops. */
 typedef int (*lm_token_callback)(void *user, int32_t token, const char *text, size_t len);
 
 typedef struct lm_generate_stats {

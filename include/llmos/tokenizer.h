@@ -1,8 +1,15 @@
 /* Tokenizers driven by GGUF metadata (tokenizer.ggml.*).
  *
- * Supported families: "llama" (SentencePiece-style BPE with scores and byte
- * fallback). A tokenizer copies what it needs, so the GGUF may be closed
- * after lm_tokenizer_load. */
+ * Families: "llama" (SentencePiece-style BPE with scores and byte fallback),
+ * "gpt2" (byte-level BPE with merges and a pre-tokenizer chosen by
+ * tokenizer.ggml.pre) and "bert" (WordPiece). A tokenizer copies what it
+ * needs, so the GGUF may be closed after lm_tokenizer_load. It is read-only
+ * afterwards and may be shared between threads.
+ *
+ * Special tokens are a security boundary: control tokens (<s>, <|im_start|>,
+ * ...) are recognised in text only with LM_ENCODE_PARSE_SPECIAL, which callers
+ * pass for trusted text (a chat template), never for user input, tool output
+ * or documents. */
 #ifndef LLMOS_TOKENIZER_H
 #define LLMOS_TOKENIZER_H
 
@@ -43,17 +50,40 @@ lm_str lm_tokenizer_token_text(const lm_tokenizer *tok, int32_t id);
 /* The longest decode_token output, for sizing buffers. */
 size_t lm_tokenizer_max_piece_len(const lm_tokenizer *tok);
 
-/* Encodes len bytes of text (any bytes; invalid UTF-8 goes through byte
- * fallback). *tokens is malloc'd; the caller frees it. */
-lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int add_bos,
+enum {
+    LM_ENCODE_ADD_SPECIAL = 1,  /* BOS/EOS as the metadata says ([CLS]/[SEP] for bert) */
+    LM_ENCODE_PARSE_SPECIAL = 2 /* trusted text: control tokens in it become control tokens */
+};
+
+/* Encodes len bytes of text (any bytes: invalid UTF-8 is kept byte for
+ * byte, so decoding gives the input back). *tokens is malloc'd; the caller
+ * frees it. */
+lm_status lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, unsigned flags,
                               int32_t **tokens, size_t *n_tokens, lm_error *err);
 
+enum {
+    LM_DECODE_SPECIAL = 1,    /* render control and unknown tokens as their text (else nothing) */
+    LM_DECODE_STRIP_SPACE = 2 /* drop one leading space (the SentencePiece dummy prefix) */
+};
+
 /* Writes the bytes token id stands for into buf (at most cap bytes) and
- * returns their count, or -1 if cap is too small or id is invalid. Control
- * tokens decode to nothing. strip_leading_space removes the space that the
- * SentencePiece dummy prefix puts at the start of a text. */
-int64_t lm_tokenizer_decode_token(const lm_tokenizer *tok, int32_t id, int strip_leading_space,
-                                  char *buf, size_t cap);
+ * returns their count, or -1 if cap is too small or id is invalid. */
+int64_t lm_tokenizer_decode_token(const lm_tokenizer *tok, int32_t id, unsigned flags, char *buf, size_t cap);
+
+/* Streaming decoder: feeds tokens one at a time and returns only complete
+ * UTF-8 characters, holding the bytes of a character split across tokens
+ * until it completes. Bytes that can never complete are passed through as
+ * they are, so the concatenated output equals decoding all tokens at once. */
+typedef struct lm_detokenizer lm_detokenizer;
+
+lm_status lm_detokenizer_init(const lm_tokenizer *tok, unsigned flags, lm_detokenizer **out, lm_error *err);
+void lm_detokenizer_free(lm_detokenizer *d);
+/* The largest output of one push or flush, for sizing buffers. */
+size_t lm_detokenizer_max_output(const lm_detokenizer *d);
+/* Writes the newly complete bytes to out; returns their count or -1 (bad id or small cap). */
+int64_t lm_detokenizer_push(lm_detokenizer *d, int32_t id, char *out, size_t cap);
+/* Writes whatever is still held (an incomplete character at the end). */
+int64_t lm_detokenizer_flush(lm_detokenizer *d, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

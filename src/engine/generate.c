@@ -1,6 +1,7 @@
 #include "llmos/generate.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now_seconds(void) {
@@ -18,11 +19,24 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
     *stats = local;
     if (params->n_predict < 0) return lm_error_set(err, LM_ERR_ARG, "number of tokens to predict must be >= 0");
 
-    int add_bos = params->add_bos < 0 ? lm_tokenizer_add_bos(tok) : params->add_bos;
+    /* The prompt is the user's text: control-token look-alikes in it stay text. */
     int32_t *tokens = NULL;
     size_t n_prompt = 0;
-    lm_status st = lm_tokenizer_encode(tok, prompt, prompt_len, add_bos, &tokens, &n_prompt, err);
+    lm_status st = lm_tokenizer_encode(tok, prompt, prompt_len, params->add_bos != 0 ? LM_ENCODE_ADD_SPECIAL : 0, &tokens,
+                                       &n_prompt, err);
     if (st) return st;
+    int32_t bos = lm_tokenizer_bos(tok);
+    if (params->add_bos == 1 && bos >= 0 && (n_prompt == 0 || tokens[0] != bos)) {
+        int32_t *p = realloc(tokens, (n_prompt + 1) * sizeof *p);
+        if (!p) {
+            free(tokens);
+            return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        }
+        tokens = p;
+        memmove(tokens + 1, tokens, n_prompt * sizeof *tokens);
+        tokens[0] = bos;
+        n_prompt++;
+    }
     if (n_prompt == 0) {
         free(tokens);
         return lm_error_set(err, LM_ERR_ARG, "the prompt is empty and the model has no BOS token to start from");
@@ -45,6 +59,7 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
     }
     lm_context *ctx = NULL;
     lm_sampler *sampler = NULL;
+    lm_detokenizer *detok = NULL;
     char *piece = NULL;
     if ((st = lm_context_init(m, n_ctx, params->n_threads, &ctx, err))) goto done;
     if ((st = lm_sampler_init(&params->sampling, (int32_t)cfg->n_vocab, &sampler, err))) goto done;
@@ -59,12 +74,16 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
     stats->prompt_seconds = t1 - t0;
 
     int64_t pos = (int64_t)n_prompt;
-    size_t piece_cap = lm_tokenizer_max_piece_len(tok);
-    piece = malloc(piece_cap);
-    if (!piece) {
+    /* The prompt goes through the decoder too (output dropped) so the first
+     * generated piece is decoded in context (leading space, split characters). */
+    if ((st = lm_detokenizer_init(tok, 0, &detok, err))) goto done;
+    size_t piece_cap = lm_detokenizer_max_output(detok);
+    if (!(piece = malloc(piece_cap))) {
         st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
         goto done;
     }
+    for (size_t i = 0; i < n_prompt; i++) lm_detokenizer_push(detok, history[i], piece, piece_cap);
+    lm_detokenizer_flush(detok, piece, piece_cap);
     for (;;) {
         if (stats->n_generated >= params->n_predict) {
             stats->stop_reason = 0;
@@ -81,9 +100,7 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
         }
         history[pos] = next;
         stats->n_generated++;
-        /* SentencePiece: the first piece after BOS loses its dummy-prefix space. */
-        int strip = pos > 0 && history[pos - 1] == lm_tokenizer_bos(tok);
-        int64_t n = lm_tokenizer_decode_token(tok, next, strip, piece, piece_cap);
+        int64_t n = lm_detokenizer_push(detok, next, piece, piece_cap);
         if (n < 0) n = 0;
         if (callback && callback(user, next, piece, (size_t)n)) {
             stats->stop_reason = 3;
@@ -94,8 +111,12 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
         }
         pos++;
     }
+    /* A character left incomplete at the end goes out as the bytes it has. */
+    int64_t rest = lm_detokenizer_flush(detok, piece, piece_cap);
+    if (rest > 0 && callback) callback(user, -1, piece, (size_t)rest);
     stats->generate_seconds = now_seconds() - t1;
 done:
+    lm_detokenizer_free(detok);
     free(piece);
     lm_sampler_free(sampler);
     lm_context_free(ctx);

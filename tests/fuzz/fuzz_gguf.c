@@ -50,12 +50,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             int32_t *ids;
             size_t n;
             const char text[] = "Hello wor\xffld <s> \xe2\x96\x81 ";
-            if (lm_tokenizer_encode(tok, text, sizeof text - 1, 1, &ids, &n, &err) == LM_OK) {
-                char piece[512];
-                for (size_t i = 0; i < n; i++) {
-                    if (lm_tokenizer_max_piece_len(tok) <= sizeof piece) {
-                        lm_tokenizer_decode_token(tok, ids[i], i == 1, piece, sizeof piece);
-                    }
+            unsigned flags[2] = {LM_ENCODE_ADD_SPECIAL, LM_ENCODE_PARSE_SPECIAL};
+            for (int f = 0; f < 2; f++) {
+                if (lm_tokenizer_encode(tok, text, sizeof text - 1, flags[f], &ids, &n, &err) != LM_OK) continue;
+                lm_detokenizer *d;
+                if (lm_detokenizer_init(tok, LM_DECODE_SPECIAL, &d, &err) == LM_OK) {
+                    size_t cap = lm_detokenizer_max_output(d);
+                    char *piece = malloc(cap);
+                    for (size_t i = 0; piece && i < n; i++) lm_detokenizer_push(d, ids[i], piece, cap);
+                    if (piece) lm_detokenizer_flush(d, piece, cap);
+                    free(piece);
+                    lm_detokenizer_free(d);
                 }
                 free(ids);
             }
