@@ -3,8 +3,8 @@
 #   1. install missing Debian packages;
 #   2. Release build + every test (ctest);
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer build + every test;
-#   4. libFuzzer build of the GGUF loader target, run for a fixed number of inputs.
-# FUZZ_RUNS overrides the fuzzing budget (default 200000 inputs).
+#   4. libFuzzer builds of the GGUF loader and tokenizer targets, each run for a
+#      fixed number of inputs (FUZZ_RUNS, default 200000; FUZZ_TOKENIZER_RUNS, default 20000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -34,17 +34,24 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 record $? "sanitizer tests"
 set -e
 
-step "fuzzing the GGUF loader"
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMOS_SANITIZE=ON -DLLMOS_FUZZ=ON -DLLMOS_TESTS=ON >/dev/null
-cmake --build build-fuzz -j "$jobs" --target fuzz_gguf test_gguf_corrupt
+step "fuzzing the GGUF loader and the tokenizers"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMOS_SANITIZE=ON -DLLMOS_FUZZ=ON -DLLMOS_TESTS=ON >/dev/null
+cmake --build build-fuzz -j "$jobs" --target fuzz_gguf fuzz_tokenizer test_gguf_corrupt
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-build-fuzz/tests/test_gguf_corrupt --write-seed "$corpus/seed.gguf"
-set +e
-build-fuzz/tests/fuzz/fuzz_gguf -runs="${FUZZ_RUNS:-200000}" -max_len=8192 -seed=1 -print_final_stats=1 \
-  -artifact_prefix=build-fuzz/ "$corpus" 2>&1 | grep -v -E '^#[0-9]+' | tail -n 30
-record "${PIPESTATUS[0]}" "fuzzing"
-set -e
+mkdir -p "$corpus/gguf" "$corpus/text"
+build-fuzz/tests/test_gguf_corrupt --write-seed "$corpus/gguf/seed.gguf"
+cp tests/fixtures/vocab/ggml-vocab-gpt-2.gguf.inp "$corpus/text/"
+# fuzz TARGET RUNS MAX_LEN CORPUS: a fixed budget; crashes are kept under build-fuzz/.
+fuzz() {
+  set +e
+  build-fuzz/tests/fuzz/"$1" -runs="$2" -max_len="$3" -seed=1 -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/ "$4" 2>&1 | grep -v -E '^#[0-9]+' | tail -n 30
+  record "${PIPESTATUS[0]}" "fuzzing $1"
+  set -e
+}
+fuzz fuzz_gguf "${FUZZ_RUNS:-200000}" 8192 "$corpus/gguf"
+fuzz fuzz_tokenizer "${FUZZ_TOKENIZER_RUNS:-20000}" 512 "$corpus/text"
 
 echo
 echo "$passed passed, $failed failed"

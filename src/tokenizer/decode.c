@@ -141,7 +141,9 @@ static size_t incomplete_tail(const char *s, size_t n) {
 int64_t lm_detokenizer_push(lm_detokenizer *d, int32_t id, char *out, size_t cap) {
     const lm_tokenizer *tok = d->tok;
     unsigned flags = d->flags;
-    if (d->at_start && tok->add_space_prefix) flags |= LM_DECODE_STRIP_SPACE;
+    /* The first word's space is the SentencePiece dummy prefix or the
+     * WordPiece word-start mark, not text. */
+    if (d->at_start && (tok->add_space_prefix || tok->family == FAMILY_WPM)) flags |= LM_DECODE_STRIP_SPACE;
     memcpy(d->scratch, d->pending, d->n_pending);
     int64_t n = lm_tokenizer_decode_token(tok, id, flags, d->scratch + d->n_pending, d->scratch_cap - d->n_pending);
     if (n < 0) return -1;

@@ -4,9 +4,14 @@
  *   3. repeatedly merge the adjacent pair whose concatenation is a token with
  *      the highest score (ties: leftmost);
  *   4. symbols that are not tokens fall back to <0xNN> byte tokens, else unk.
- * Merged symbols are always tokens, so step 4 only meets single characters. */
+ * Merged symbols are always tokens, so step 4 only meets single characters.
+ *
+ * One deliberate difference: a literal U+2581 in the input would become a
+ * space on decoding, so when the vocabulary has byte tokens it is encoded as
+ * <0xE2><0x96><0x81>, which decode to exactly those bytes. */
 #include "tokenizer_internal.h"
 
+#include "../base/bytes.h"
 #include "../base/checked.h"
 #include "unicode.h"
 
@@ -30,9 +35,9 @@ static int try_add_bigram(encoder *e, int64_t left, int64_t right) {
     return bigram_heap_push(&e->queue, b);
 }
 
-lm_status lm_spm_encode(const lm_tokenizer *tok, const char *text, size_t len, int prefix_space, token_vec *out,
-                        lm_error *err) {
-    if (len == 0) return LM_OK;
+static lm_status encode_segment(const lm_tokenizer *tok, const char *text, size_t len, int prefix_space, token_vec *out,
+                                lm_error *err) {
+    if (len == 0 && !prefix_space) return LM_OK;
     size_t norm_cap;
     if (lm_mul_overflow_size(len + 1, 3, &norm_cap)) return lm_error_set(err, LM_ERR_LIMIT, "text too long");
     char *norm = malloc(norm_cap);
@@ -60,6 +65,7 @@ lm_status lm_spm_encode(const lm_tokenizer *tok, const char *text, size_t len, i
         n_syms++;
         pos += cl;
     }
+    if (n_syms == 0) goto done;
     syms[n_syms - 1].next = -1;
     for (int64_t i = 1; i < n_syms; i++) {
         if (try_add_bigram(&e, i - 1, i) < 0) goto oom;
@@ -101,4 +107,25 @@ done:
     free(syms);
     free(e.queue.v);
     return st;
+}
+
+lm_status lm_spm_encode(const lm_tokenizer *tok, const char *text, size_t len, int prefix_space, token_vec *out,
+                        lm_error *err) {
+    static const char mark[3] = {'\xe2', '\x96', '\x81'};
+    int32_t b0 = tok->byte_to_id[0xe2], b1 = tok->byte_to_id[0x96], b2 = tok->byte_to_id[0x81];
+    if (len == 0) return LM_OK;
+    if (b0 < 0 || b1 < 0 || b2 < 0) return encode_segment(tok, text, len, prefix_space, out, err);
+    for (;;) {
+        const char *hit = lm_memmem(text, len, mark, 3);
+        size_t seg = hit ? (size_t)(hit - text) : len;
+        lm_status st = encode_segment(tok, text, seg, prefix_space && seg > 0, out, err);
+        if (st || !hit) return st;
+        if (token_vec_push(out, b0) < 0 || token_vec_push(out, b1) < 0 || token_vec_push(out, b2) < 0) {
+            return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        }
+        prefix_space = 0;
+        text += seg + 3;
+        len -= seg + 3;
+        if (len == 0) return LM_OK;
+    }
 }
