@@ -28,7 +28,7 @@ static void usage(FILE *out) {
 }
 
 static void show_progress(void *user, const char *stage, int64_t done, int64_t total) {
-    (void)user;
+    *(int *)user = 1; /* a progress line is open */
     if (total > 0) fprintf(stderr, "\r%s: %lld / %lld", stage, (long long)done, (long long)total);
     else fprintf(stderr, "\r%s: %.1f MB", stage, (double)done / 1e6);
     if (total > 0 && done >= total) fputc('\n', stderr);
@@ -71,7 +71,8 @@ static int train(int argc, char **argv) {
         cli_error("tokenizer train needs FILE..., --vocab N and -o OUT.gguf (see --help)");
         goto done;
     }
-    lm_bpe_train_params p = {vocab, specials, n_special, regex, quiet ? NULL : show_progress, NULL};
+    int progress_open = 0;
+    lm_bpe_train_params p = {vocab, specials, n_special, regex, quiet ? NULL : show_progress, &progress_open};
     lm_bpe_trainer *t;
     lm_error err = {0};
     rc = 1;
@@ -82,14 +83,16 @@ static int train(int argc, char **argv) {
     }
     for (size_t i = 0; i < n_files; i++) {
         if (lm_bpe_trainer_add_file(t, files[i], &err)) {
-            if (!quiet) fputc('\n', stderr);
-            cli_error("tokenizer train: %s: %s", files[i], err.message);
+            if (progress_open) fputc('\n', stderr);
+            cli_error("tokenizer train: %s", err.message);
             lm_bpe_trainer_free(t);
             goto done;
         }
     }
-    if (!quiet) fputc('\n', stderr);
+    if (progress_open) fputc('\n', stderr);
+    progress_open = 0;
     if (lm_bpe_trainer_train(t, &err) || lm_bpe_trainer_write_gguf(t, out, &err)) {
+        if (progress_open) fputc('\n', stderr);
         cli_error("tokenizer train: %s", err.message);
         lm_bpe_trainer_free(t);
         goto done;

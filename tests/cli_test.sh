@@ -61,6 +61,27 @@ $llmos run "$fix/stories260K.gguf" --temp 1 --seed 7 -n 64 -t 2 >"$tmp/s2" 2>/de
 $llmos run "$fix/stories260K.gguf" --temp 1 --seed 8 -n 64 >"$tmp/s3" 2>/dev/null
 if cmp -s "$tmp/s1" "$tmp/s2" && ! cmp -s "$tmp/s1" "$tmp/s3"; then ok; else bad "seeded sampling"; fi
 
+head -c 5000 "$fix/stories260K.gguf" >"$tmp/truncated.gguf"
+
+# tokenize: ids on one line; control tokens only with --special; --help.
+vocab="$fix/vocab/ggml-vocab-gpt-2.gguf"
+if [ "$($llmos tokenize "$fix/stories260K.gguf" "Once upon a time" --ids)" = "1 403 407 261 378" ]; then ok; else bad "tokenize --ids"; fi
+if [ "$($llmos tokenize "$vocab" "a<|endoftext|>" --ids)" = "64 27 91 437 1659 5239 91 29" ]; then ok; else bad "untrusted <|endoftext|>: $($llmos tokenize "$vocab" "a<|endoftext|>" --ids)"; fi
+if [ "$($llmos tokenize "$vocab" "a<|endoftext|>" --ids --special)" = "64 50256" ]; then ok; else bad "trusted <|endoftext|>"; fi
+if [ "$(printf 'Hello\tworld' | $llmos tokenize "$vocab" | head -2 | tr '\t' '|')" = "$(printf '15496|Hello\n197|\\t')" ]; then ok; else bad "tokenize pieces: $(printf 'Hello\tworld' | $llmos tokenize "$vocab" | head -2)"; fi
+for c in tokenize "tokenizer train"; do
+  if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
+done
+# tokenizer train: a vocab-only GGUF that tokenize accepts, written atomically.
+if $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 300 --special '<|endoftext|>' -q -o "$tmp/tok.gguf" &&
+   [ "$($llmos tokenize "$tmp/tok.gguf" "<|endoftext|>the" --ids --special | cut -d' ' -f1)" = "0" ]; then ok; else bad "tokenizer train"; fi
+expect_fail 2 "train without --vocab" -- $llmos tokenizer train "$fix/bpe-reference/corpus.en" -o "$tmp/t.gguf"
+expect_fail 2 "train with a tiny vocab" -- $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 100 -o "$tmp/t.gguf"
+expect_fail 1 "train with a bad regex" -- $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 300 --split-regex '(' -o "$tmp/t.gguf"
+expect_fail 1 "train on a missing file" -- $llmos tokenizer train "$tmp/missing.txt" --vocab 300 -o "$tmp/t.gguf"
+expect_fail 1 "tokenize with a truncated file" -- $llmos tokenize "$tmp/truncated.gguf" "x"
+if [ -e "$tmp/t.gguf" ]; then bad "a failed training left its output"; else ok; fi
+
 # Bad input: a message and a non-zero exit, never a crash.
 head -c 5000 "$fix/stories260K.gguf" >"$tmp/truncated.gguf"
 printf 'GGUF\x03\x00\x00\x00' >"$tmp/tiny.gguf"

@@ -8,6 +8,7 @@
 #include "pretok.h"
 #include "unicode.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +124,8 @@ lm_status lm_bpe_trainer_init(const lm_bpe_train_params *params, lm_bpe_trainer 
     lm_bpe_trainer *t = calloc(1, sizeof *t);
     if (!t) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     t->params = *params;
-    t->params.special_tokens = NULL;
+    t->params.special_tokens = NULL; /* copied into t->specials */
+    t->params.split_regex = NULL;    /* copied below; the trainer owns its copies */
     lm_status st = LM_OK;
     if (params->n_special) {
         t->specials = calloc(params->n_special, sizeof *t->specials);
@@ -142,16 +144,15 @@ lm_status lm_bpe_trainer_init(const lm_bpe_train_params *params, lm_bpe_trainer 
             }
         }
     }
+    if (!st && params->split_regex && !(t->params.split_regex = strdup(params->split_regex))) {
+        st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
     const char *re = params->split_regex ? params->split_regex : lm_pretok_gpt4_pattern;
     if (!st) st = lm_pretok_compile(&re, 1, &t->pretok, err);
     if (!st && lm_strmap_init(&t->word_ids, 1024) != 0) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (st) {
         lm_bpe_trainer_free(t);
         return st;
-    }
-    if (params->split_regex && !(t->params.split_regex = strdup(params->split_regex))) {
-        lm_bpe_trainer_free(t);
-        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     }
     *out = t;
     return LM_OK;
@@ -272,7 +273,7 @@ static size_t safe_cut(const char *buf, size_t len) {
 
 lm_status lm_bpe_trainer_add_file(lm_bpe_trainer *t, const char *path, lm_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return lm_error_set(err, LM_ERR_IO, "cannot open %s", path);
+    if (!f) return lm_error_set(err, LM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     const size_t chunk = 8u << 20;
     char *buf = malloc(2 * chunk);
     if (!buf) {

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Optional interoperability check, not part of CI (it downloads ~725 MB of
-# npm packages): llama.cpp itself, through the prebuilt binaries of the
-# node-llama-cpp npm package, loads a GGUF that `llmos convert` wrote and must
-# continue "Once upon a time" exactly as llama2.c documents.
+# Optional interoperability checks, not part of CI (they download ~725 MB of
+# npm packages). llama.cpp itself, through the prebuilt binaries of the
+# node-llama-cpp npm package:
+#   1. loads a GGUF that `llmos convert` wrote and must continue "Once upon a
+#      time" exactly as llama2.c documents;
+#   2. loads a tokenizer that `llmos tokenizer train` wrote (GPT-4 split, so
+#      llama.cpp's llama-bpe pre-tokenizer and ignore_merges) and must tokenize
+#      llama.cpp's 46 test strings exactly as `llmos tokenize` does.
 #
 # Usage: tests/interop/llama_cpp_check.sh [CACHE_DIR]   (run from the repo root after scripts/build.sh)
 set -euo pipefail
@@ -16,10 +20,32 @@ fi
 cp "$here/complete.mjs" "$cache/complete.mjs"
 "$root/build/llmos" convert llama2c "$root/tests/fixtures/stories260K.bin" "$root/tests/fixtures/tok512.bin" -o "$cache/stories260K.llmos.gguf"
 (cd "$cache" && timeout 120 node complete.mjs "$cache/stories260K.llmos.gguf" "Once upon a time" 60) >"$cache/out.txt"
+version=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$cache/node_modules/node-llama-cpp/package.json" | head -1)
 if cmp -s "$cache/out.txt" "$root/tests/fixtures/stories260K_prompt_n64.txt"; then
-  echo "llama.cpp (node-llama-cpp $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$cache/node_modules/node-llama-cpp/package.json" | head -1)) reproduces the documented continuation from the llmos-written GGUF"
+  echo "llama.cpp (node-llama-cpp $version) reproduces the documented continuation from the llmos-written GGUF"
 else
   echo "llama.cpp output differs:" >&2
   cat "$cache/out.txt" >&2
+  exit 1
+fi
+
+# 2. A trained tokenizer, given a llama header (llama.cpp wants an architecture).
+inp="$root/tests/fixtures/vocab/ggml-vocab-gpt-2.gguf.inp"
+"$root/build/llmos" tokenizer train "$root/tests/fixtures/bpe-reference/corpus.en" --vocab 2000 --special '<|endoftext|>' -q -o "$cache/tok.gguf"
+cc -I"$root/include" "$here/with_arch.c" "$root/build/libllmos.a" $(pkg-config --libs libpcre2-8 libutf8proc) -lm -fopenmp -o "$cache/with_arch"
+"$cache/with_arch" "$cache/tok.gguf" "$cache/tok_arch.gguf"
+cp "$here/tokenize.mjs" "$cache/tokenize.mjs"
+(cd "$cache" && timeout 120 node tokenize.mjs "$cache/tok_arch.gguf" "$inp" 2>/dev/null) >"$cache/llama_cpp_ids.txt"
+mismatches=0 cases=0
+while IFS= read -r want; do
+  cases=$((cases + 1))
+  awk -v n="$cases" 'BEGIN { RS = "\n__ggml_vocab_test__\n"; ORS = "" } NR == n { print }' "$inp" >"$cache/case.txt"
+  got=$("$root/build/llmos" tokenize "$cache/tok.gguf" --file "$cache/case.txt" --ids --no-bos)
+  [ "$got" = "$want" ] || { mismatches=$((mismatches + 1)); echo "case $cases differs: llmos '$got' llama.cpp '$want'" >&2; }
+done <"$cache/llama_cpp_ids.txt"
+if [ "$mismatches" -eq 0 ]; then
+  echo "llama.cpp tokenizes all $cases test strings exactly as llmos does with an llmos-trained llama-bpe tokenizer"
+else
+  echo "$mismatches of $cases test strings tokenize differently" >&2
   exit 1
 fi
