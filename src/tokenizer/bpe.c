@@ -6,6 +6,7 @@
  * is emitted whole. Repeated pre-tokens are encoded once per call (a cache). */
 #include "tokenizer_internal.h"
 
+#include "../base/hash.h"
 #include "unicode.h"
 
 #include <stdlib.h>
@@ -33,12 +34,8 @@ typedef struct bpe_state {
 } bpe_state;
 
 static const merge_slot *find_merge(const lm_tokenizer *tok, int32_t a, int32_t b) {
-    uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-    uint64_t x = key;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    size_t j = (size_t)x & (tok->merge_cap - 1);
+    uint64_t key = lm_pair_key(a, b);
+    size_t j = (size_t)lm_mix64(key) & (tok->merge_cap - 1);
     while (tok->merges[j].key) {
         if (tok->merges[j].key == key) return &tok->merges[j];
         j = (j + 1) & (tok->merge_cap - 1);

@@ -2,6 +2,7 @@
 
 #include "../base/bytes.h"
 #include "../base/checked.h"
+#include "../base/hash.h"
 #include "../base/strmap.h"
 #include "llmos/file.h"
 #include "llmos/tokenizer.h"
@@ -358,13 +359,6 @@ static heap_entry heap_pop(lm_bpe_trainer *t) {
     return top;
 }
 
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return x;
-}
-
 static int pair_table_grow(lm_bpe_trainer *t) {
     size_t cap = t->pair_cap ? t->pair_cap * 2 : 1 << 16;
     uint64_t *keys = calloc(cap, sizeof *keys);
@@ -376,7 +370,7 @@ static int pair_table_grow(lm_bpe_trainer *t) {
     }
     for (size_t i = 0; i < t->pair_cap; i++) {
         if (!t->pair_keys[i]) continue;
-        size_t j = (size_t)mix64(t->pair_keys[i]) & (cap - 1);
+        size_t j = (size_t)lm_mix64(t->pair_keys[i]) & (cap - 1);
         while (keys[j]) j = (j + 1) & (cap - 1);
         keys[j] = t->pair_keys[i];
         slots[j] = t->pair_slots[i];
@@ -392,8 +386,8 @@ static int pair_table_grow(lm_bpe_trainer *t) {
 /* The index of pair (a, b), created with count 0 if new; -1 on OOM. */
 static int32_t pair_get(lm_bpe_trainer *t, int32_t a, int32_t b) {
     if ((t->n_pairs + 1) * 2 > t->pair_cap && pair_table_grow(t) < 0) return -1;
-    uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-    size_t j = (size_t)mix64(key) & (t->pair_cap - 1);
+    uint64_t key = lm_pair_key(a, b);
+    size_t j = (size_t)lm_mix64(key) & (t->pair_cap - 1);
     while (t->pair_keys[j]) {
         if (t->pair_keys[j] == key) return t->pair_slots[j];
         j = (j + 1) & (t->pair_cap - 1);

@@ -4,6 +4,7 @@
 #include "tokenizer_internal.h"
 
 #include "../base/checked.h"
+#include "../base/hash.h"
 #include "unicode.h"
 
 #include <stdlib.h>
@@ -128,13 +129,6 @@ static lm_status index_byte_tokens(lm_tokenizer *tok, lm_error *err) {
     return LM_OK;
 }
 
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return x;
-}
-
 /* BPE: the byte tokens, the merge table and the pre-tokenizer. */
 static lm_status load_bpe(const lm_gguf *g, lm_tokenizer *tok, lm_error *err) {
     for (int b = 0; b < 256; b++) {
@@ -168,8 +162,8 @@ static lm_status load_bpe(const lm_gguf *g, lm_tokenizer *tok, lm_error *err) {
             free(joined);
         }
         if (result < 0) continue; /* a merge that cannot produce a token never applies */
-        uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-        size_t j = (size_t)mix64(key) & (cap - 1);
+        uint64_t key = lm_pair_key(a, b);
+        size_t j = (size_t)lm_mix64(key) & (cap - 1);
         while (tok->merges[j].key && tok->merges[j].key != key) j = (j + 1) & (cap - 1);
         if (tok->merges[j].key) continue; /* duplicate: the first (best) rank stays */
         tok->merges[j] = (merge_slot){key, (int32_t)r, result};
