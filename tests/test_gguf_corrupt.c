@@ -25,7 +25,7 @@ enum variant {
     V_KV_HEADS_3,
     V_NO_BLOCK_COUNT,
     V_Q_SHAPE,
-    V_F16_WEIGHT,
+    V_I32_WEIGHT,
     V_NO_OUTPUT_NORM,
     V_CONTEXT_0,
     V_DIM_STRING,
@@ -75,7 +75,7 @@ static uint8_t *build(enum variant v, size_t *size) {
     OK(lm_gguf_writer_add_tensor(w, "token_embd.weight", LM_TYPE_F32, 2, emb, weights, &err));
     if (v != V_NO_OUTPUT_NORM) OK(lm_gguf_writer_add_tensor(w, "output_norm.weight", LM_TYPE_F32, 1, norm, weights, &err));
     OK(lm_gguf_writer_add_tensor(w, "blk.0.attn_norm.weight", LM_TYPE_F32, 1, norm, weights, &err));
-    OK(lm_gguf_writer_add_tensor(w, "blk.0.attn_q.weight", v == V_F16_WEIGHT ? LM_TYPE_F16 : LM_TYPE_F32, 2,
+    OK(lm_gguf_writer_add_tensor(w, "blk.0.attn_q.weight", v == V_I32_WEIGHT ? LM_TYPE_I32 : LM_TYPE_F32, 2,
                                  v == V_Q_SHAPE ? bad_q : q, weights, &err));
     OK(lm_gguf_writer_add_tensor(w, "blk.0.attn_k.weight", LM_TYPE_F32, 2, kv, weights, &err));
     OK(lm_gguf_writer_add_tensor(w, "blk.0.attn_v.weight", LM_TYPE_F32, 2, kv, weights, &err));
@@ -251,7 +251,7 @@ static const corrupt_case cases[] = {
     {"required tensor missing", V_NO_OUTPUT_NORM, M_NONE, "required tensor 'output_norm.weight' is missing"},
     {"required tensor renamed", V_BASE, M_TENSOR_RENAMED, "required tensor 'output_norm.weight' is missing"},
     {"tensor of the wrong shape", V_Q_SHAPE, M_NONE, "'blk.0.attn_q.weight' has shape [8, 4, 1, 1], expected [8, 8]"},
-    {"tensor of an unsupported type", V_F16_WEIGHT, M_NONE, "'blk.0.attn_q.weight' has type f16"},
+    {"tensor of an unsupported type", V_I32_WEIGHT, M_NONE, "'blk.0.attn_q.weight' has type i32, which this build cannot compute with"},
 };
 
 /* Parses, then loads the model; returns the status and fills err. */

@@ -53,6 +53,26 @@ typedef struct lm_type_info {
 /* NULL when the number is not a known type (including removed ones). */
 const lm_type_info *lm_type_get_info(uint32_t type);
 
+/* Bytes of a row of n elements (n a multiple of the block size), or 0 when
+ * the type is unknown or n is not a whole number of blocks. */
+size_t lm_type_row_size(lm_type type, int64_t n);
+
+/* 1 if lm_dequantize_row handles the type: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K. */
+int lm_type_can_dequantize(lm_type type);
+/* 1 if lm_quantize_row handles the type: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K. */
+int lm_type_can_quantize(lm_type type);
+
+/* n elements (a whole number of blocks) of type from src to floats. */
+lm_status lm_dequantize_row(lm_type type, const void *src, float *dst, int64_t n, lm_error *err);
+/* n floats to type, with ggml's reference quantisers (same bytes as
+ * llama.cpp's quantize_row_*_ref). */
+lm_status lm_quantize_row(lm_type type, const float *src, void *dst, int64_t n, lm_error *err);
+
+/* Name ("q4_K", "f16", ...) to type, case-insensitive; -1 if unknown. */
+int lm_type_from_name(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

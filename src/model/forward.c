@@ -143,11 +143,11 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         return lm_error_set(err, LM_ERR_LIMIT, "position %lld is past the context size %lld", (long long)pos,
                             (long long)ctx->n_ctx);
     }
-    int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    int64_t dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
     int nt = ctx->n_threads;
     float eps = (float)c->norm_eps;
     const float *rope = ctx->rope + pos * (c->rope_dim / 2) * 2;
-    memcpy(ctx->x, m->tok_embd + (int64_t)token * dim, (size_t)dim * sizeof(float));
+    lm_weight_row(&m->tok_embd, token, ctx->x);
 
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
@@ -155,24 +155,24 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         float *v = ctx->v_cache + (l * ctx->n_ctx + pos) * kv_dim;
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->attn_norm, dim, eps);
-        lm_matvec_f32(ctx->q, w->wq, ctx->xb, q_dim, dim, nt);
-        lm_matvec_f32(k, w->wk, ctx->xb, kv_dim, dim, nt);
-        lm_matvec_f32(v, w->wv, ctx->xb, kv_dim, dim, nt);
+        lm_matvec(ctx->q, &w->wq, ctx->xb, nt);
+        lm_matvec(k, &w->wk, ctx->xb, nt);
+        lm_matvec(v, &w->wv, ctx->xb, nt);
         lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
         lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
         attention(ctx, l, pos);
-        lm_matvec_f32(ctx->xb2, w->wo, ctx->att_out, dim, q_dim, nt);
+        lm_matvec(ctx->xb2, &w->wo, ctx->att_out, nt);
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->ffn_norm, dim, eps);
-        lm_matvec_f32(ctx->hb, w->w_gate, ctx->xb, c->ffn_dim, dim, nt);
-        lm_matvec_f32(ctx->hb2, w->w_up, ctx->xb, c->ffn_dim, dim, nt);
+        lm_matvec(ctx->hb, &w->w_gate, ctx->xb, nt);
+        lm_matvec(ctx->hb2, &w->w_up, ctx->xb, nt);
         lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
-        lm_matvec_f32(ctx->xb2, w->w_down, ctx->hb, dim, c->ffn_dim, nt);
+        lm_matvec(ctx->xb2, &w->w_down, ctx->hb, nt);
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
     }
     lm_rmsnorm_f32(ctx->x, ctx->x, m->output_norm, dim, eps);
-    lm_matvec_f32(ctx->logits, m->output, ctx->x, c->n_vocab, dim, nt);
+    lm_matvec(ctx->logits, &m->output, ctx->x, nt);
     *logits = ctx->logits;
     return LM_OK;
 }

@@ -101,9 +101,10 @@ static lm_status read_config(const lm_gguf *g, int64_t n_vocab, lm_model_config 
     return LM_OK;
 }
 
-/* Binds an F32 weight of exactly ne = [ne0] or [ne0, ne1]. */
-static lm_status bind(const lm_gguf *g, const char *name, int64_t ne0, int64_t ne1, int required, const float **out,
-                      lm_error *err) {
+/* Finds a tensor of exactly ne = [ne0] or [ne0, ne1] whose type the
+ * engine computes with; NULL (and LM_OK) when absent and not required. */
+static lm_status find_checked(const lm_gguf *g, const char *name, int64_t ne0, int64_t ne1, int required,
+                              const lm_gguf_tensor **out, lm_error *err) {
     *out = NULL;
     int64_t i = lm_gguf_find_tensor(g, name);
     if (i < 0) return required ? lm_error_set(err, LM_ERR_FORMAT, "required tensor '%s' is missing", name) : LM_OK;
@@ -116,14 +117,46 @@ static lm_status bind(const lm_gguf *g, const char *name, int64_t ne0, int64_t n
                             name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
                             (long long)ne0, (long long)ne1);
     }
-    if (t->type != LM_TYPE_F32) {
-        return lm_error_set(err, LM_ERR_UNSUPPORTED, "tensor '%s' has type %s; this build computes with f32 weights only",
-                            name, lm_type_get_info(t->type)->name);
+    if (!lm_type_can_dequantize(t->type)) {
+        return lm_error_set(err, LM_ERR_UNSUPPORTED, "tensor '%s' has type %s, which this build cannot compute with", name,
+                            lm_type_get_info(t->type)->name);
     }
-    if ((uintptr_t)t->data % sizeof(float) != 0) {
+    /* Block structs hold 16- and 32-bit fields. */
+    if ((uintptr_t)t->data % 4 != 0) {
         return lm_error_set(err, LM_ERR_FORMAT, "tensor '%s' data is not aligned to 4 bytes", name);
     }
-    *out = t->data;
+    *out = t;
+    return LM_OK;
+}
+
+/* A matrix (ne1 rows of ne0), kept in its stored type. */
+static lm_status bind_matrix(const lm_gguf *g, const char *name, int64_t ne0, int64_t ne1, int required, lm_weight *w,
+                             lm_error *err) {
+    const lm_gguf_tensor *t;
+    memset(w, 0, sizeof *w);
+    lm_status st = find_checked(g, name, ne0, ne1, required, &t, err);
+    if (st || !t) return st;
+    *w = (lm_weight){t->data, t->type, ne1, ne0, lm_type_row_size(t->type, ne0)};
+    return LM_OK;
+}
+
+/* A vector (norm weights): used as floats, converted once if stored otherwise. */
+static lm_status bind_vector(lm_model *m, const char *name, int64_t n, const float **out, lm_error *err) {
+    const lm_gguf_tensor *t;
+    lm_status st = find_checked(m->gguf, name, n, 1, 1, &t, err);
+    if (st) return st;
+    if (t->type == LM_TYPE_F32) {
+        *out = t->data;
+        return LM_OK;
+    }
+    float **owned = realloc(m->owned, (m->n_owned + 1) * sizeof *owned);
+    if (!owned) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    m->owned = owned;
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    m->owned[m->n_owned++] = v;
+    if ((st = lm_dequantize_row(t->type, t->data, v, n, err))) return lm_error_prefix(err, "tensor '%s': ", name);
+    *out = v;
     return LM_OK;
 }
 
@@ -132,29 +165,30 @@ static lm_status bind_weights(lm_model *m, lm_error *err) {
     const lm_gguf *g = m->gguf;
     int64_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
     lm_status st;
-    if ((st = bind(g, "token_embd.weight", c->dim, c->n_vocab, 1, &m->tok_embd, err))) return st;
-    if ((st = bind(g, "output_norm.weight", c->dim, 1, 1, &m->output_norm, err))) return st;
-    if ((st = bind(g, "output.weight", c->dim, c->n_vocab, 0, &m->output, err))) return st;
-    m->cfg.tied_output = m->output == NULL;
-    if (!m->output) m->output = m->tok_embd;
+    if ((st = bind_matrix(g, "token_embd.weight", c->dim, c->n_vocab, 1, &m->tok_embd, err))) return st;
+    if ((st = bind_vector(m, "output_norm.weight", c->dim, &m->output_norm, err))) return st;
+    if ((st = bind_matrix(g, "output.weight", c->dim, c->n_vocab, 0, &m->output, err))) return st;
+    m->cfg.tied_output = m->output.data == NULL;
+    if (!m->output.data) m->output = m->tok_embd;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     for (int64_t l = 0; l < c->n_layers; l++) {
         layer_weights *w = &m->layers[l];
         char name[LM_GGUF_MAX_NAME];
-#define BIND(field, suffix, ne0, ne1)                                        \
-    snprintf(name, sizeof name, "blk.%lld." suffix, (long long)l);          \
-    if ((st = bind(g, name, (ne0), (ne1), 1, &w->field, err))) return st;
-        BIND(attn_norm, "attn_norm.weight", c->dim, 1)
-        BIND(wq, "attn_q.weight", c->dim, q_dim)
-        BIND(wk, "attn_k.weight", c->dim, kv_dim)
-        BIND(wv, "attn_v.weight", c->dim, kv_dim)
-        BIND(wo, "attn_output.weight", q_dim, c->dim)
-        BIND(ffn_norm, "ffn_norm.weight", c->dim, 1)
-        BIND(w_gate, "ffn_gate.weight", c->dim, c->ffn_dim)
-        BIND(w_up, "ffn_up.weight", c->dim, c->ffn_dim)
-        BIND(w_down, "ffn_down.weight", c->ffn_dim, c->dim)
-#undef BIND
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%lld." suffix, (long long)l), name)
+#define MATRIX(field, suffix, ne0, ne1) \
+    if ((st = bind_matrix(g, NAME(suffix), (ne0), (ne1), 1, &w->field, err))) return st;
+        if ((st = bind_vector(m, NAME("attn_norm.weight"), c->dim, &w->attn_norm, err))) return st;
+        if ((st = bind_vector(m, NAME("ffn_norm.weight"), c->dim, &w->ffn_norm, err))) return st;
+        MATRIX(wq, "attn_q.weight", c->dim, q_dim)
+        MATRIX(wk, "attn_k.weight", c->dim, kv_dim)
+        MATRIX(wv, "attn_v.weight", c->dim, kv_dim)
+        MATRIX(wo, "attn_output.weight", q_dim, c->dim)
+        MATRIX(w_gate, "ffn_gate.weight", c->dim, c->ffn_dim)
+        MATRIX(w_up, "ffn_up.weight", c->dim, c->ffn_dim)
+        MATRIX(w_down, "ffn_down.weight", c->ffn_dim, c->dim)
+#undef MATRIX
+#undef NAME
     }
     return LM_OK;
 }
@@ -191,6 +225,8 @@ void lm_model_free(lm_model *m) {
     lm_tokenizer_free(m->tokenizer);
     lm_gguf_free(m->gguf);
     free(m->layers);
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     free(m);
 }
 

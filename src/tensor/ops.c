@@ -23,6 +23,39 @@ void lm_matvec_f32(float *y, const float *w, const float *x, int64_t rows, int64
     for (int64_t r = 0; r < rows; r++) y[r] = lm_dot_f32(w + r * cols, x, cols);
 }
 
+float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
+    if (t == LM_TYPE_F32) return lm_dot_f32(row, x, n);
+    /* The scalar reference for every other type: dequantise 256 weights at a
+     * time (a whole number of blocks of every type) and take the f32 dot. */
+    enum { CHUNK = 256 };
+    float tmp[CHUNK], sum = 0.0f;
+    const uint8_t *p = row;
+    size_t chunk_bytes = lm_type_row_size(t, CHUNK);
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        int64_t k = n - i < CHUNK ? n - i : CHUNK;
+        lm_dequantize_row(t, p, tmp, k, NULL);
+        sum += lm_dot_f32(tmp, x + i, k);
+        p += chunk_bytes;
+    }
+    return sum;
+}
+
+void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
+    if (w->type == LM_TYPE_F32) {
+        lm_matvec_f32(y, w->data, x, w->rows, w->cols, n_threads);
+        return;
+    }
+    int parallel = n_threads > 1 && w->rows * w->cols >= (1 << 16);
+    (void)parallel;
+    const uint8_t *base = w->data;
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
+    for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
+}
+
+void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
+    lm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols, NULL);
+}
+
 void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps) {
     double ss = 0.0;
     for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];

@@ -6,6 +6,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "llmos/types.h"
+
+/* A weight matrix (rows, cols) of any dequantisable type, rows contiguous. */
+typedef struct lm_weight {
+    const void *data;
+    lm_type type;
+    int64_t rows, cols;
+    size_t row_bytes;
+} lm_weight;
+
+/* y (rows) = W @ x (cols), split by rows over n_threads. */
+void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads);
+/* dot(row of type t, x) over n elements (a whole number of blocks). */
+float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);
+/* Row r of W as floats (an embedding lookup). */
+void lm_weight_row(const lm_weight *w, int64_t r, float *out);
+
 /* y (rows) = W (rows, cols) @ x (cols), split by rows over n_threads. */
 void lm_matvec_f32(float *y, const float *w, const float *x, int64_t rows, int64_t cols, int n_threads);
 float lm_dot_f32(const float *a, const float *b, int64_t n);
