@@ -16,6 +16,8 @@ static const command commands[] = {
     {"run", cmd_run, "generate text from a prompt with a GGUF model"},
     {"info", cmd_info, "show a GGUF file's metadata and tensor table"},
     {"convert", cmd_convert, "convert another checkpoint format to GGUF"},
+    {"quantize", cmd_quantize, "write a GGUF with its weight matrices in a smaller type"},
+    {"perplexity", cmd_perplexity, "loss, perplexity and bits per byte of a model on a text"},
     {"tokenize", cmd_tokenize, "text to token ids with a GGUF's tokenizer"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
 };

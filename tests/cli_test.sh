@@ -82,6 +82,19 @@ expect_fail 1 "train on a missing file" -- $llmos tokenizer train "$tmp/missing.
 expect_fail 1 "tokenize with a truncated file" -- $llmos tokenize "$tmp/truncated.gguf" "x"
 if [ -e "$tmp/t.gguf" ]; then bad "a failed training left its output"; else ok; fi
 
+# quantize + perplexity: a Q8_0 model tells nearly the same story; perplexity reports its numbers.
+if $llmos quantize "$fix/stories260K.gguf" "$tmp/q8.gguf" q8_0 -q && [ "$(stat -c %s "$tmp/q8.gguf")" -lt 500000 ]; then ok; else bad "quantize q8_0"; fi
+if $llmos run "$tmp/q8.gguf" --temp 0 -n 20 2>/dev/null | grep -q '^Once upon a time'; then ok; else bad "run a q8_0 model"; fi
+$llmos perplexity "$tmp/q8.gguf" -f "$fix/text/tinystories_valid_head_20k.txt" -c 128 --chunks 2 --kl-base "$fix/stories260K.gguf" -q >"$tmp/ppl" 2>&1
+if grep -q '^perplexity [0-9]' "$tmp/ppl" && grep -q '^kl_divergence 0\.' "$tmp/ppl" && grep -q '^top1_agreement 0\.9' "$tmp/ppl"; then ok; else bad "perplexity: $(cat "$tmp/ppl")"; fi
+for c in quantize perplexity; do
+  if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
+done
+expect_fail 2 "unknown quantization type" -- $llmos quantize "$fix/stories260K.gguf" "$tmp/x.gguf" q3_Z
+expect_fail 1 "quantize a truncated model" -- $llmos quantize "$tmp/truncated.gguf" "$tmp/x.gguf" q8_0 -q
+expect_fail 2 "perplexity without --file" -- $llmos perplexity "$fix/stories260K.gguf"
+expect_fail 1 "perplexity against another vocabulary" -- $llmos perplexity "$fix/stories260K.gguf" -f "$fix/text/tinystories_valid_head_20k.txt" --kl-base "$fix/vocab/ggml-vocab-gpt-2.gguf" -q
+
 # Bad input: a message and a non-zero exit, never a crash.
 head -c 5000 "$fix/stories260K.gguf" >"$tmp/truncated.gguf"
 printf 'GGUF\x03\x00\x00\x00' >"$tmp/tiny.gguf"

@@ -47,6 +47,10 @@ lm_status lm_error_prefix(lm_error *err, const char *fmt, ...)
 
 void lm_error_clear(lm_error *err);
 
+/* Progress of long work: what is being done, how much is done, of how much
+ * (total -1 when unknown). */
+typedef void (*lm_progress_fn)(void *user, const char *stage, int64_t done, int64_t total);
+
 const char *lm_status_name(lm_status status);
 
 #ifdef __cplusplus

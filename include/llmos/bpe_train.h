@@ -19,8 +19,6 @@
 extern "C" {
 #endif
 
-typedef void (*lm_progress_fn)(void *user, const char *stage, int64_t done, int64_t total);
-
 typedef struct lm_bpe_train_params {
     int64_t vocab_size;                /* specials + 256 + merges */
     const char *const *special_tokens; /* may be NULL */

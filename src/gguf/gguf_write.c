@@ -176,6 +176,7 @@ lm_status lm_gguf_writer_set_arr_str(lm_gguf_writer *w, const char *key, const l
 
 lm_status lm_gguf_writer_copy_kv(lm_gguf_writer *w, const lm_gguf *g, int64_t i, lm_error *err) {
     const char *key = lm_gguf_key(g, i);
+    if (strcmp(key, "general.alignment") == 0) return lm_gguf_writer_set_alignment(w, (uint32_t)lm_gguf_alignment(g), err);
     lm_gguf_type t = lm_gguf_kv_type(g, i), at = lm_gguf_arr_type(g, i);
     uint64_t n = lm_gguf_arr_len(g, i);
     if (at == LM_GGUF_STRING) {
