@@ -1,5 +1,8 @@
 #include "ops.h"
 
+#include "kernels.h"
+
+#include <stdlib.h>
 #include <math.h>
 
 float lm_dot_f32(const float *a, const float *b, int64_t n) {
@@ -41,15 +44,29 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
 }
 
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
-    if (w->type == LM_TYPE_F32) {
-        lm_matvec_f32(y, w->data, x, w->rows, w->cols, n_threads);
-        return;
-    }
+    const lm_kernels *k = lm_kernels_best();
+    lm_dot_fn dot = k->dot[w->type];
     int parallel = n_threads > 1 && w->rows * w->cols >= (1 << 16);
     (void)parallel;
     const uint8_t *base = w->data;
+    if (!dot) { /* no kernel for this type: the dequantising reference */
 #pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-    for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
+        for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
+        return;
+    }
+    /* Integer kernels take the activations quantised once for all rows. */
+    lm_act_kind kind = lm_act_kind_for(w->type);
+    void *act = kind == LM_ACT_F32 ? NULL : malloc(lm_act_size(kind, w->cols));
+    if (kind != LM_ACT_F32 && !act) { /* out of memory: still correct, just slower */
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
+        for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
+        return;
+    }
+    if (act) lm_act_quantize(kind, x, act, w->cols);
+    const void *a = act ? act : (const void *)x;
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
+    for (int64_t r = 0; r < w->rows; r++) y[r] = dot(base + (size_t)r * w->row_bytes, a, w->cols);
+    free(act);
 }
 
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {

@@ -1,0 +1,48 @@
+/* Chooses the kernel table: the best the CPU runs, or LLMOS_KERNELS. */
+#include "kernels.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cpu_has_avx2(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+const lm_kernels *lm_kernels_named(const char *name) {
+    if (strcmp(name, "scalar") == 0) return &lm_kernels_scalar;
+#if defined(__x86_64__)
+    if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? &lm_kernels_avx2 : NULL;
+#endif
+    return NULL;
+}
+
+static const lm_kernels *chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+static void choose(void) {
+    const char *forced = getenv("LLMOS_KERNELS");
+    if (forced && *forced) {
+        chosen = lm_kernels_named(forced);
+        if (chosen) return;
+        fprintf(stderr, "llmos: LLMOS_KERNELS=%s is unknown or not supported by this CPU; using the best available\n", forced);
+    }
+#if defined(__x86_64__)
+    if (cpu_has_avx2()) {
+        chosen = &lm_kernels_avx2;
+        return;
+    }
+#endif
+    chosen = &lm_kernels_scalar;
+}
+
+const lm_kernels *lm_kernels_best(void) {
+    pthread_once(&chosen_once, choose);
+    return chosen;
+}

@@ -1,0 +1,53 @@
+/* Dot-product kernels per weight type, in one table per instruction set.
+ *
+ * For integer types the activations are quantised once per matrix-vector
+ * product (as llama.cpp does): to q8a blocks (32 int8 and a float scale) for
+ * Q8_0 and Q4_0 weights, to Q8_K blocks for K-quants. F16, BF16 and F32
+ * rows take f32 activations. Every table entry computes the same sum; the
+ * scalar table is the reference the others are tested against. */
+#ifndef LLMOS_KERNELS_H
+#define LLMOS_KERNELS_H
+
+#include "quant_blocks.h"
+#include "llmos/types.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Activations for Q8_0 / Q4_0 weights: x = d * qs. */
+typedef struct { float d; int8_t qs[32]; } block_q8a;
+
+typedef enum lm_act_kind {
+    LM_ACT_F32 = 0, /* the row is dotted with f32 activations */
+    LM_ACT_Q8A = 1, /* with block_q8a activations */
+    LM_ACT_Q8K = 2  /* with block_q8_K activations */
+} lm_act_kind;
+
+/* n is a multiple of the weight type's block size; act points to the
+ * activations in the kind the type asks for. */
+typedef float (*lm_dot_fn)(const void *row, const void *act, int64_t n);
+
+typedef struct lm_kernels {
+    const char *name;             /* "scalar", "avx2" */
+    lm_dot_fn dot[LM_TYPE_COUNT_]; /* NULL: no kernel for that type */
+} lm_kernels;
+
+/* The activation kind each weight type's kernels take (F32 if none). */
+lm_act_kind lm_act_kind_for(lm_type t);
+/* Bytes of activations of that kind for n values. */
+size_t lm_act_size(lm_act_kind kind, int64_t n);
+/* Quantises n activations into the kind (a no-op copy for F32). */
+void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n);
+
+/* The best table this CPU runs, or the one LLMOS_KERNELS names
+ * (scalar, avx2); chosen once. */
+const lm_kernels *lm_kernels_best(void);
+/* A named table, or NULL if unknown or this CPU cannot run it. */
+const lm_kernels *lm_kernels_named(const char *name);
+
+extern const lm_kernels lm_kernels_scalar;
+#if defined(__x86_64__)
+extern const lm_kernels lm_kernels_avx2;
+#endif
+
+#endif

@@ -1,0 +1,214 @@
+/* AVX2 + FMA + F16C kernels. Each computes what its scalar twin in
+ * kernels_scalar.c computes; integer sums are exact, float sums differ only
+ * in order. Compiled for this instruction set per function, so the library
+ * still runs on CPUs without it (the dispatcher never calls these there). */
+#if defined(__x86_64__)
+#include "fp16.h"
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+void lm_q4_K_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
+
+AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Sum of products of 32 signed bytes, as 8 int32 (maddubs needs an unsigned operand). */
+AVX2 static inline __m256i dot_i8(__m256i a, __m256i b) {
+    const __m256i ax = _mm256_sign_epi8(a, a), sb = _mm256_sign_epi8(b, a);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
+}
+
+AVX2 static float dot_f32(const void *row, const void *act, int64_t n) {
+    const float *a = row, *b = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+AVX2 static float dot_f16(const void *row, const void *act, int64_t n) {
+    const uint16_t *a = row;
+    const float *b = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += lm_fp16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+AVX2 static inline __m256 load_bf16(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+AVX2 static float dot_bf16(const void *row, const void *act, int64_t n) {
+    const uint16_t *a = row;
+    const float *b = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(load_bf16(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += lm_bf16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+AVX2 static float dot_q8_0(const void *row, const void *act, int64_t n) {
+    const block_q8_0 *w = row;
+    const block_q8a *x = act;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs), qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        __m256 d = _mm256_set1_ps(lm_fp16_to_fp32(w[b].d) * x[b].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qw, qx)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+AVX2 static float dot_q4_0(const void *row, const void *act, int64_t n) {
+    const block_q4_0 *w = row;
+    const block_q8a *x = act;
+    const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
+        /* bytes 0..15: low nibbles (weights 0..15); 16..31: high nibbles (16..31) */
+        __m256i qw = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+        qw = _mm256_sub_epi8(qw, eight);
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        __m256 d = _mm256_set1_ps(lm_fp16_to_fp32(w[b].d) * x[b].d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qw, qx)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+AVX2 static float dot_q4_K(const void *row, const void *act, int64_t n) {
+    const block_q4_K *w = row;
+    const block_q8_K *x = act;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) lm_q4_K_scale_min(j, w[b].scales, &sc[j], &mn[j]);
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * g));
+            __m256i q0 = _mm256_and_si256(q, low), q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * g));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * g + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0), _mm256_set1_epi16(sc[2 * g]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(sc[2 * g + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        sum += x[b].d * (lm_fp16_to_fp32(w[b].d) * (float)hsum_epi32(sumi) - lm_fp16_to_fp32(w[b].dmin) * (float)summ);
+    }
+    return sum;
+}
+
+AVX2 static float dot_q5_K(const void *row, const void *act, int64_t n) {
+    const block_q5_K *w = row;
+    const block_q8_K *x = act;
+    const __m256i low = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) lm_q4_K_scale_min(j, w[b].scales, &sc[j], &mn[j]);
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * g));
+            /* the 5th bit of sub-block 2g is bit 2g of qh[l], of 2g+1 bit 2g+1 */
+            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, _mm256_set1_epi8((char)(1 << (2 * g)))),
+                                                            _mm256_set1_epi8((char)(1 << (2 * g)))), sixteen);
+            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, _mm256_set1_epi8((char)(1 << (2 * g + 1)))),
+                                                            _mm256_set1_epi8((char)(1 << (2 * g + 1)))), sixteen);
+            __m256i q0 = _mm256_or_si256(_mm256_and_si256(q, low), h0);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h1);
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * g));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * g + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0), _mm256_set1_epi16(sc[2 * g]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(sc[2 * g + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        sum += x[b].d * (lm_fp16_to_fp32(w[b].d) * (float)hsum_epi32(sumi) - lm_fp16_to_fp32(w[b].dmin) * (float)summ);
+    }
+    return sum;
+}
+
+/* Σ scale * (q - 32) * x = Σ scale * q * x - 32 * Σ scale * bsum: q stays unsigned for maddubs. */
+AVX2 static float dot_q6_K(const void *row, const void *act, int64_t n) {
+    const block_q6_K *w = row;
+    const block_q8_K *x = act;
+    const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *ql = w[b].ql, *qh = w[b].qh;
+        const int8_t *sc = w[b].scales, *xq = x[b].qs;
+        int32_t offset = 0;
+        for (int j = 0; j < 16; j++) offset += sc[j] * x[b].bsums[j];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, xq += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i lows[4] = {_mm256_and_si256(l0, low), _mm256_and_si256(l1, low),
+                               _mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(_mm256_srli_epi16(l1, 4), low)};
+            for (int quarter = 0; quarter < 4; quarter++) {
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(h, 2 * quarter), three);
+                __m256i q = _mm256_or_si256(lows[quarter], _mm256_slli_epi16(hi, 4));
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * quarter));
+                /* lane 0 holds weights l < 16 (scale 2q), lane 1 l >= 16 (scale 2q+1) */
+                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[2 * quarter + 1]), _mm_set1_epi16(sc[2 * quarter]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), scales));
+            }
+        }
+        sum += lm_fp16_to_fp32(w[b].d) * x[b].d * (float)(hsum_epi32(sumi) - 32 * offset);
+    }
+    return sum;
+}
+
+const lm_kernels lm_kernels_avx2 = {
+    "avx2",
+    {
+        [LM_TYPE_F32] = dot_f32,
+        [LM_TYPE_F16] = dot_f16,
+        [LM_TYPE_BF16] = dot_bf16,
+        [LM_TYPE_Q8_0] = dot_q8_0,
+        [LM_TYPE_Q4_0] = dot_q4_0,
+        [LM_TYPE_Q4_K] = dot_q4_K,
+        [LM_TYPE_Q5_K] = dot_q5_K,
+        [LM_TYPE_Q6_K] = dot_q6_K,
+    },
+};
+#endif

@@ -1,0 +1,183 @@
+/* The reference kernels: plain C, integer sums exact, one float multiply per block. */
+#include "fp16.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+void lm_q4_K_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
+
+lm_act_kind lm_act_kind_for(lm_type t) {
+    switch (t) {
+    case LM_TYPE_Q8_0: case LM_TYPE_Q4_0: return LM_ACT_Q8A;
+    case LM_TYPE_Q4_K: case LM_TYPE_Q5_K: case LM_TYPE_Q6_K: return LM_ACT_Q8K;
+    default: return LM_ACT_F32;
+    }
+}
+
+size_t lm_act_size(lm_act_kind kind, int64_t n) {
+    switch (kind) {
+    case LM_ACT_Q8A: return (size_t)(n / 32) * sizeof(block_q8a);
+    case LM_ACT_Q8K: return (size_t)(n / QK_K) * sizeof(block_q8_K);
+    default: return (size_t)n * sizeof(float);
+    }
+}
+
+void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
+    if (kind == LM_ACT_Q8K) {
+        lm_quantize_row(LM_TYPE_Q8_K, x, out, n, NULL);
+    } else if (kind == LM_ACT_Q8A) {
+        block_q8a *y = out;
+        for (int64_t b = 0; b < n / 32; b++, x += 32) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+            const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+            y[b].d = d;
+            for (int j = 0; j < 32; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
+        }
+    } else {
+        memcpy(out, x, (size_t)n * sizeof(float));
+    }
+}
+
+static float dot_f32(const void *row, const void *act, int64_t n) {
+    const float *a = row, *b = act;
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    }
+    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+static float dot_f16(const void *row, const void *act, int64_t n) {
+    const uint16_t *a = row;
+    const float *b = act;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += lm_fp16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+static float dot_bf16(const void *row, const void *act, int64_t n) {
+    const uint16_t *a = row;
+    const float *b = act;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += lm_bf16_to_fp32(a[i]) * b[i];
+    return sum;
+}
+
+static float dot_q8_0(const void *row, const void *act, int64_t n) {
+    const block_q8_0 *w = row;
+    const block_q8a *x = act;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) s += w[b].qs[j] * x[b].qs[j];
+        sum += lm_fp16_to_fp32(w[b].d) * x[b].d * (float)s;
+    }
+    return sum;
+}
+
+static float dot_q4_0(const void *row, const void *act, int64_t n) {
+    const block_q4_0 *w = row;
+    const block_q8a *x = act;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int32_t s = 0;
+        for (int j = 0; j < 16; j++) {
+            s += ((w[b].qs[j] & 0x0F) - 8) * x[b].qs[j];
+            s += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + 16];
+        }
+        sum += lm_fp16_to_fp32(w[b].d) * x[b].d * (float)s;
+    }
+    return sum;
+}
+
+/* Shared by q4_K and q5_K: levels q[256] (0..31) of one block. */
+static float k_block_dot(const uint8_t *scales, uint16_t d16, uint16_t dmin16, const uint8_t *q, const block_q8_K *x) {
+    int32_t sumi = 0, summ = 0;
+    for (int sub = 0; sub < 8; sub++) {
+        uint8_t sc, m;
+        lm_q4_K_scale_min(sub, scales, &sc, &m);
+        int32_t s = 0;
+        for (int l = 0; l < 32; l++) s += q[32 * sub + l] * x->qs[32 * sub + l];
+        sumi += sc * s;
+        summ += m * (x->bsums[2 * sub] + x->bsums[2 * sub + 1]);
+    }
+    return x->d * (lm_fp16_to_fp32(d16) * (float)sumi - lm_fp16_to_fp32(dmin16) * (float)summ);
+}
+
+static float dot_q4_K(const void *row, const void *act, int64_t n) {
+    const block_q4_K *w = row;
+    const block_q8_K *x = act;
+    float sum = 0.0f;
+    uint8_t q[QK_K];
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        for (int g = 0; g < 4; g++) {
+            for (int l = 0; l < 32; l++) {
+                q[64 * g + l] = w[b].qs[32 * g + l] & 0xF;
+                q[64 * g + 32 + l] = w[b].qs[32 * g + l] >> 4;
+            }
+        }
+        sum += k_block_dot(w[b].scales, w[b].d, w[b].dmin, q, &x[b]);
+    }
+    return sum;
+}
+
+static float dot_q5_K(const void *row, const void *act, int64_t n) {
+    const block_q5_K *w = row;
+    const block_q8_K *x = act;
+    float sum = 0.0f;
+    uint8_t q[QK_K];
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        for (int g = 0; g < 4; g++) {
+            for (int l = 0; l < 32; l++) {
+                q[64 * g + l] = (uint8_t)((w[b].qs[32 * g + l] & 0xF) | (((w[b].qh[l] >> (2 * g)) & 1) << 4));
+                q[64 * g + 32 + l] = (uint8_t)((w[b].qs[32 * g + l] >> 4) | (((w[b].qh[l] >> (2 * g + 1)) & 1) << 4));
+            }
+        }
+        sum += k_block_dot(w[b].scales, w[b].d, w[b].dmin, q, &x[b]);
+    }
+    return sum;
+}
+
+static float dot_q6_K(const void *row, const void *act, int64_t n) {
+    const block_q6_K *w = row;
+    const block_q8_K *x = act;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *ql = w[b].ql, *qh = w[b].qh;
+        const int8_t *sc = w[b].scales, *xq = x[b].qs;
+        int32_t sumi = 0;
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, xq += 128) {
+            for (int quarter = 0; quarter < 4; quarter++) {
+                int32_t s0 = 0, s1 = 0;
+                for (int l = 0; l < 32; l++) {
+                    int low = quarter == 0 ? ql[l] & 15 : quarter == 1 ? ql[l + 32] & 15 : quarter == 2 ? ql[l] >> 4 : ql[l + 32] >> 4;
+                    int q = (low | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
+                    if (l < 16) s0 += q * xq[32 * quarter + l];
+                    else s1 += q * xq[32 * quarter + l];
+                }
+                sumi += sc[2 * quarter] * s0 + sc[2 * quarter + 1] * s1;
+            }
+        }
+        sum += lm_fp16_to_fp32(w[b].d) * x[b].d * (float)sumi;
+    }
+    return sum;
+}
+
+const lm_kernels lm_kernels_scalar = {
+    "scalar",
+    {
+        [LM_TYPE_F32] = dot_f32,
+        [LM_TYPE_F16] = dot_f16,
+        [LM_TYPE_BF16] = dot_bf16,
+        [LM_TYPE_Q8_0] = dot_q8_0,
+        [LM_TYPE_Q4_0] = dot_q4_0,
+        [LM_TYPE_Q4_K] = dot_q4_K,
+        [LM_TYPE_Q5_K] = dot_q5_K,
+        [LM_TYPE_Q6_K] = dot_q6_K,
+    },
+};
