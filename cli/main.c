@@ -17,6 +17,8 @@ static const command commands[] = {
     {"info", cmd_info, "show a GGUF file's metadata and tensor table"},
     {"convert", cmd_convert, "convert another checkpoint format to GGUF"},
     {"quantize", cmd_quantize, "write a GGUF with its weight matrices in a smaller type"},
+    {"init", cmd_init, "write a random-weight Llama model of any shape"},
+    {"bench", cmd_bench, "prompt and generation speed against the machine's limits"},
     {"perplexity", cmd_perplexity, "loss, perplexity and bits per byte of a model on a text"},
     {"tokenize", cmd_tokenize, "text to token ids with a GGUF's tokenizer"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},

@@ -95,6 +95,22 @@ expect_fail 1 "quantize a truncated model" -- $llmos quantize "$tmp/truncated.gg
 expect_fail 2 "perplexity without --file" -- $llmos perplexity "$fix/stories260K.gguf"
 expect_fail 1 "perplexity against another vocabulary" -- $llmos perplexity "$fix/stories260K.gguf" -f "$fix/text/tinystories_valid_head_20k.txt" --kl-base "$fix/vocab/ggml-vocab-gpt-2.gguf" -q
 
+# init + bench: a random model of a given shape runs and reports its speed.
+if $llmos init --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --context 64 --seed 3 -t 1 -q -o "$tmp/init1.gguf" &&
+   $llmos init --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --context 64 --seed 3 -t 2 -q -o "$tmp/init2.gguf" &&
+   cmp -s "$tmp/init1.gguf" "$tmp/init2.gguf"; then ok; else bad "init is not the same for 1 and 2 threads"; fi
+if $llmos info "$tmp/init1.gguf" | grep -q '^21 tensors'; then ok; else bad "init tensor count"; fi
+$llmos init --dim 256 --layers 1 --heads 4 --ffn 256 --vocab-from "$fix/stories260K.gguf" --type q4_K -q -o "$tmp/initk.gguf" || bad "init q4_K"
+$llmos bench "$tmp/initk.gguf" -p 8 -n 8 -r 2 -t 1 --json >"$tmp/bench" 2>&1
+if grep -q '"test":"pp8","tokens_per_s":[0-9]' "$tmp/bench" && grep -q '"test":"tg8".*"bandwidth_fraction":' "$tmp/bench"; then ok; else bad "bench: $(cat "$tmp/bench")"; fi
+for c in init bench; do
+  if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
+done
+expect_fail 2 "init with heads not dividing dim" -- $llmos init --dim 100 --layers 1 --heads 3 --ffn 64 -q -o "$tmp/x.gguf"
+expect_fail 2 "init with rows not whole blocks" -- $llmos init --dim 64 --layers 1 --heads 4 --ffn 64 --type q4_K -q -o "$tmp/x.gguf"
+expect_fail 2 "init without a shape" -- $llmos init -o "$tmp/x.gguf"
+expect_fail 2 "bench past the context" -- $llmos bench "$tmp/init1.gguf" -p 100 -n 8
+
 # Bad input: a message and a non-zero exit, never a crash.
 head -c 5000 "$fix/stories260K.gguf" >"$tmp/truncated.gguf"
 printf 'GGUF\x03\x00\x00\x00' >"$tmp/tiny.gguf"

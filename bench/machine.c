@@ -1,0 +1,15 @@
+/* The machine's read bandwidth and fp32 FMA peak, as llmos bench measures them.
+ *   bench_machine [THREADS]   (default 2) */
+#include "llmos/machine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    const char *isa;
+    double bw = lm_measure_read_bandwidth(threads, (size_t)1 << 30);
+    double peak = lm_measure_fma_peak(threads, &isa);
+    printf("{\"threads\":%d,\"read_gb_per_s\":%.1f,\"fma_gflop_per_s\":%.1f,\"isa\":\"%s\"}\n", threads, bw, peak, isa);
+    return bw > 0 ? 0 : 1;
+}

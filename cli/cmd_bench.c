@@ -1,0 +1,182 @@
+/* llmos bench: prompt-processing and generation speed, like llama-bench's pp/tg,
+ * quoted against the machine's measured read bandwidth and FMA peak. */
+#include "args.h"
+#include "commands.h"
+#include "llmos/machine.h"
+#include "llmos/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: llmos bench MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPEATS] [--json]\n"
+            "\n"
+            "Measures prompt processing (pp: P tokens into an empty cache) and generation\n"
+            "(tg: N tokens one at a time) in tokens/s, mean and standard deviation over R\n"
+            "runs after a warm-up. Also measures the machine's read bandwidth and fp32 FMA\n"
+            "peak with the same threads, and reports generation as GB/s of weights read\n"
+            "(and the fraction of the bandwidth) and prompt processing as GFLOP/s (and the\n"
+            "fraction of the peak).\n"
+            "\n"
+            "options:\n"
+            "  -p, --n-prompt P   prompt tokens (default 512; 0 skips the test)\n"
+            "  -n, --n-gen N      generated tokens (default 128; 0 skips the test)\n"
+            "  -t, --threads T    threads (default: all cores)\n"
+            "  -r, --repeats R    runs per test (default 5)\n"
+            "      --json         one JSON object per test on stdout\n"
+            "  -h, --help         this help\n");
+}
+
+typedef struct run_stats {
+    double mean, sd;
+} run_stats;
+
+static run_stats stats_of(const double *v, int n) {
+    run_stats s = {0, 0};
+    for (int i = 0; i < n; i++) s.mean += v[i];
+    s.mean /= n;
+    for (int i = 0; i < n; i++) s.sd += (v[i] - s.mean) * (v[i] - s.mean);
+    s.sd = n > 1 ? sqrt(s.sd / (n - 1)) : 0;
+    return s;
+}
+
+/* Runs n tokens from position 0; returns tokens/s, or -1 on error. */
+static double time_tokens(lm_context *ctx, int64_t n, int64_t n_vocab, uint64_t seed, lm_error *err) {
+    const float *logits;
+    double t0 = cli_now_seconds();
+    for (int64_t i = 0; i < n; i++) {
+        int32_t tok = (int32_t)((seed + (uint64_t)i * 2654435761u) % (uint64_t)n_vocab);
+        if (lm_context_forward(ctx, tok, i, &logits, err)) return -1;
+    }
+    return (double)n / (cli_now_seconds() - t0);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *path = NULL;
+    int64_t n_prompt = 512, n_gen = 128, repeats = 5, threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cores > 0 ? cores : 1;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (arg_is(a, "-h", "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (arg_is(a, "-p", "--n-prompt")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 20, &n_prompt)) return 2;
+        } else if (arg_is(a, "-n", "--n-gen")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 20, &n_gen)) return 2;
+        } else if (arg_is(a, "-t", "--threads")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1024, &threads)) return 2;
+        } else if (arg_is(a, "-r", "--repeats")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1000, &repeats)) return 2;
+        } else if (arg_is(a, NULL, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            cli_error("bench: unknown option '%s' (see 'llmos bench --help')", a);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            cli_error("bench: unexpected argument '%s'", a);
+            return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+    lm_error err = {0};
+    lm_model *m;
+    if (lm_model_load(path, &m, &err)) {
+        cli_error("cannot load %s: %s", path, err.message);
+        return 1;
+    }
+    const lm_model_config *c = lm_model_get_config(m);
+    int64_t n_ctx = n_prompt > n_gen ? n_prompt : n_gen;
+    if (n_ctx < 1) n_ctx = 1;
+    if (n_ctx > c->context_length) {
+        cli_error("bench: %lld tokens do not fit the model's context of %lld", (long long)n_ctx, (long long)c->context_length);
+        lm_model_free(m);
+        return 2;
+    }
+    /* What one generated token reads: every tensor but the embedding table
+     * (one row of it), unless the embedding doubles as the output matrix. */
+    const lm_gguf *g = lm_model_get_gguf(m);
+    uint64_t file_bytes = 0, per_token = 0, params = 0, matrix_params = 0;
+    for (int64_t i = 0; i < lm_gguf_tensor_count(g); i++) {
+        const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
+        file_bytes += t->n_bytes;
+        params += t->n_elements;
+        int is_embd = strcmp(t->name, "token_embd.weight") == 0;
+        if (!is_embd || c->tied_output) {
+            per_token += t->n_bytes;
+            if (t->n_dims >= 2) matrix_params += t->n_elements;
+        } else {
+            per_token += t->n_bytes / (uint64_t)t->ne[1];
+        }
+    }
+    double flops_per_token = 2.0 * (double)matrix_params;
+    const char *isa;
+    double bandwidth = lm_measure_read_bandwidth((int)threads, (size_t)1 << 30);
+    double peak = lm_measure_fma_peak((int)threads, &isa);
+    lm_context *ctx;
+    if (lm_context_init(m, n_ctx, (int)threads, &ctx, &err)) {
+        cli_error("bench: %s", err.message);
+        lm_model_free(m);
+        return 1;
+    }
+    double *pp = calloc((size_t)repeats, sizeof *pp), *tg = calloc((size_t)repeats, sizeof *tg);
+    int rc = 1;
+    if (!pp || !tg) goto done;
+    /* Warm-up: page the weights in, start the threads. */
+    if (time_tokens(ctx, n_ctx < 4 ? n_ctx : 4, c->n_vocab, 1, &err) < 0) goto fail;
+    for (int64_t r = 0; r < repeats; r++) {
+        if (n_prompt && (pp[r] = time_tokens(ctx, n_prompt, c->n_vocab, (uint64_t)r + 7, &err)) < 0) goto fail;
+        if (n_gen && (tg[r] = time_tokens(ctx, n_gen, c->n_vocab, (uint64_t)r + 99, &err)) < 0) goto fail;
+    }
+    run_stats sp = stats_of(pp, (int)repeats), sg = stats_of(tg, (int)repeats);
+    double pp_gflops = sp.mean * flops_per_token / 1e9, tg_gbs = sg.mean * (double)per_token / 1e9;
+    if (json) {
+        if (n_prompt) {
+            printf("{\"test\":\"pp%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gflop_per_s\":%.2f,\"peak_gflop_per_s\":%.1f,"
+                   "\"peak_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu}\n",
+                   (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_gflops / peak, (long long)threads,
+                   (unsigned long long)file_bytes, (unsigned long long)params);
+        }
+        if (n_gen) {
+            printf("{\"test\":\"tg%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.1f,"
+                   "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu}\n",
+                   (long long)n_gen, sg.mean, sg.sd, tg_gbs, bandwidth, tg_gbs / bandwidth, (long long)threads,
+                   (unsigned long long)file_bytes, (unsigned long long)params);
+        }
+    } else {
+        printf("model: %s | %.3f B params | %.1f MB of tensors | %.1f MB read per generated token\n", path, (double)params / 1e9,
+               (double)file_bytes / 1e6, (double)per_token / 1e6);
+        printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s), %lld threads\n", bandwidth, peak, isa,
+               (long long)threads);
+        printf("| test   | tokens/s          | GB/s   | of bandwidth | GFLOP/s | of peak |\n");
+        if (n_prompt) {
+            printf("| pp%-4lld | %8.2f ± %-6.2f |        |              | %7.1f | %6.1f%% |\n", (long long)n_prompt, sp.mean, sp.sd,
+                   pp_gflops, 100 * pp_gflops / peak);
+        }
+        if (n_gen) {
+            printf("| tg%-4lld | %8.2f ± %-6.2f | %6.1f | %11.1f%% |         |         |\n", (long long)n_gen, sg.mean, sg.sd, tg_gbs,
+                   100 * tg_gbs / bandwidth);
+        }
+    }
+    rc = 0;
+    goto done;
+fail:
+    cli_error("bench: %s", err.message);
+done:
+    free(pp);
+    free(tg);
+    lm_context_free(ctx);
+    lm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,24 @@
+/* The machine's own limits, measured, so speeds can be quoted as fractions of them. */
+#ifndef LLMOS_MACHINE_H
+#define LLMOS_MACHINE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Read bandwidth in GB/s (1e9 bytes/s): n_threads stream disjoint parts of a
+ * buffer of `bytes` (far larger than the caches), best of 3 passes. 0 on
+ * allocation failure. */
+double lm_measure_read_bandwidth(int n_threads, size_t bytes);
+
+/* Peak fp32 FMA throughput in GFLOP/s (an FMA counts 2) with the vector
+ * instructions the kernels use (AVX2 + FMA; scalar elsewhere), n_threads
+ * each running independent FMA chains, best of 3. *isa names the path. */
+double lm_measure_fma_peak(int n_threads, const char **isa);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,158 @@
+#include "llmos/machine.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static double sum_avx2(const float *p, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    double s = 0;
+    for (int k = 0; k < 8; k++) s += out[k];
+    return s;
+}
+#endif
+
+static double sum_scalar(const float *p, size_t n) {
+    float a[8] = {0};
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) a[k] += p[i + k];
+    }
+    double s = 0;
+    for (int k = 0; k < 8; k++) s += a[k];
+    return s;
+}
+
+double lm_measure_read_bandwidth(int n_threads, size_t bytes) {
+    if (n_threads < 1) n_threads = 1;
+    size_t n = bytes / sizeof(float) / 256 * 256;
+    float *buf = aligned_alloc(64, n * sizeof(float));
+    if (!buf || n == 0) {
+        free(buf);
+        return 0.0;
+    }
+    int use_avx2 = 0;
+#if defined(__x86_64__)
+    use_avx2 = __builtin_cpu_supports("avx2");
+#endif
+    /* First touch from the threads that will read, so pages are local. */
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = 1.0f;
+    double best = 1e30, sink = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        double t0 = now(), total = 0;
+#pragma omp parallel num_threads(n_threads) reduction(+ : total)
+        {
+            int id = 0, nt = 1;
+#ifdef _OPENMP
+            extern int omp_get_thread_num(void);
+            extern int omp_get_num_threads(void);
+            id = omp_get_thread_num();
+            nt = omp_get_num_threads();
+#endif
+            size_t per = n / (size_t)nt / 32 * 32, start = per * (size_t)id, len = id == nt - 1 ? n - start : per;
+#if defined(__x86_64__)
+            total += use_avx2 ? sum_avx2(buf + start, len) : sum_scalar(buf + start, len);
+#else
+            (void)use_avx2;
+            total += sum_scalar(buf + start, len);
+#endif
+        }
+        double dt = now() - t0;
+        sink += total;
+        if (dt < best) best = dt;
+    }
+    free(buf);
+    volatile double keep = sink;
+    (void)keep;
+    return (double)(n * sizeof(float)) / best / 1e9;
+}
+
+#if defined(__x86_64__)
+/* 12 independent chains in registers hide the FMA latency (4 cycles x 2 ports + slack). */
+__attribute__((target("avx2,fma"))) static double fma_chains_avx2(long iters) {
+    volatile float seed = 1e-7f;
+    const __m256 a = _mm256_set1_ps(seed), b = _mm256_set1_ps(0.999999f);
+    __m256 c0 = a, c1 = a, c2 = a, c3 = a, c4 = a, c5 = a, c6 = a, c7 = a, c8 = a, c9 = a, c10 = a, c11 = a;
+    for (long i = 0; i < iters; i++) {
+        c0 = _mm256_fmadd_ps(c0, b, a);
+        c1 = _mm256_fmadd_ps(c1, b, a);
+        c2 = _mm256_fmadd_ps(c2, b, a);
+        c3 = _mm256_fmadd_ps(c3, b, a);
+        c4 = _mm256_fmadd_ps(c4, b, a);
+        c5 = _mm256_fmadd_ps(c5, b, a);
+        c6 = _mm256_fmadd_ps(c6, b, a);
+        c7 = _mm256_fmadd_ps(c7, b, a);
+        c8 = _mm256_fmadd_ps(c8, b, a);
+        c9 = _mm256_fmadd_ps(c9, b, a);
+        c10 = _mm256_fmadd_ps(c10, b, a);
+        c11 = _mm256_fmadd_ps(c11, b, a);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                             _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11)));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    return out[0];
+}
+#endif
+
+static double fma_chains_scalar(long iters) {
+    volatile float seed = 1e-7f;
+    float a = seed, b = 0.999999f, c[12];
+    for (int k = 0; k < 12; k++) c[k] = (float)k * seed;
+    for (long i = 0; i < iters; i++) {
+        for (int k = 0; k < 12; k++) c[k] = c[k] * b + a;
+    }
+    double s = 0;
+    for (int k = 0; k < 12; k++) s += c[k];
+    return s;
+}
+
+double lm_measure_fma_peak(int n_threads, const char **isa) {
+    if (n_threads < 1) n_threads = 1;
+    int avx2 = 0;
+#if defined(__x86_64__)
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    if (isa) *isa = avx2 ? "avx2-fma" : "scalar";
+    const long iters = 20 * 1000 * 1000;
+    const double lanes = avx2 ? 8 : 1;
+    double best = 1e30, sink = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        double t0 = now(), total = 0;
+#pragma omp parallel num_threads(n_threads) reduction(+ : total)
+        {
+#if defined(__x86_64__)
+            total += avx2 ? fma_chains_avx2(iters) : fma_chains_scalar(iters / 8);
+#else
+            total += fma_chains_scalar(iters / 8);
+#endif
+        }
+        double dt = now() - t0;
+        sink += total;
+        if (dt < best) best = dt;
+    }
+    volatile double keep = sink;
+    (void)keep;
+    double its = avx2 ? (double)iters : (double)(iters / 8);
+    return its * 12 * lanes * 2 * n_threads / best / 1e9;
+}
