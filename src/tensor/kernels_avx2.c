@@ -27,6 +27,9 @@ AVX2 static inline int32_t hsum_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+/* One fp16 scale to float in one instruction (the software conversion costs ~10). */
+AVX2 static inline float half(uint16_t h) { return _cvtsh_ss(h); }
+
 /* Sum of products of 32 signed bytes, as 8 int32 (maddubs needs an unsigned operand). */
 AVX2 static inline __m256i dot_i8(__m256i a, __m256i b) {
     const __m256i ax = _mm256_sign_epi8(a, a), sb = _mm256_sign_epi8(b, a);
@@ -87,7 +90,7 @@ AVX2 static float dot_q8_0(const void *row, const void *act, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++) {
         __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs), qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        __m256 d = _mm256_set1_ps(lm_fp16_to_fp32(w[b].d) * x[b].d);
+        __m256 d = _mm256_set1_ps(half(w[b].d) * x[b].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qw, qx)), acc);
     }
     return hsum_ps(acc);
@@ -104,7 +107,7 @@ AVX2 static float dot_q4_0(const void *row, const void *act, int64_t n) {
         __m256i qw = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
         qw = _mm256_sub_epi8(qw, eight);
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        __m256 d = _mm256_set1_ps(lm_fp16_to_fp32(w[b].d) * x[b].d);
+        __m256 d = _mm256_set1_ps(half(w[b].d) * x[b].d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qw, qx)), acc);
     }
     return hsum_ps(acc);
@@ -130,7 +133,7 @@ AVX2 static float dot_q4_K(const void *row, const void *act, int64_t n) {
             __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(sc[2 * g + 1]));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        sum += x[b].d * (lm_fp16_to_fp32(w[b].d) * (float)hsum_epi32(sumi) - lm_fp16_to_fp32(w[b].dmin) * (float)summ);
+        sum += x[b].d * (half(w[b].d) * (float)hsum_epi32(sumi) - half(w[b].dmin) * (float)summ);
     }
     return sum;
 }
@@ -162,7 +165,7 @@ AVX2 static float dot_q5_K(const void *row, const void *act, int64_t n) {
             __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(sc[2 * g + 1]));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        sum += x[b].d * (lm_fp16_to_fp32(w[b].d) * (float)hsum_epi32(sumi) - lm_fp16_to_fp32(w[b].dmin) * (float)summ);
+        sum += x[b].d * (half(w[b].d) * (float)hsum_epi32(sumi) - half(w[b].dmin) * (float)summ);
     }
     return sum;
 }
@@ -193,7 +196,7 @@ AVX2 static float dot_q6_K(const void *row, const void *act, int64_t n) {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), scales));
             }
         }
-        sum += lm_fp16_to_fp32(w[b].d) * x[b].d * (float)(hsum_epi32(sumi) - 32 * offset);
+        sum += half(w[b].d) * x[b].d * (float)(hsum_epi32(sumi) - 32 * offset);
     }
     return sum;
 }
