@@ -4,6 +4,7 @@
  * path against dequantise-then-dot, and quantised models against F32 on
  * perplexity (Q8_0 within 0.5%, Q4_K_M within 5%). */
 #include "base/rng.h"
+#include "llmos/init.h"
 #include "llmos/perplexity.h"
 #include "llmos/quantize.h"
 #include "llmos/types.h"
@@ -354,8 +355,58 @@ static void test_models(void) {
     rmdir(dir);
 }
 
+/* Batched prefill gives exactly the logits of token-by-token forwarding. */
+static void batch_matches_sequential(const char *path) {
+    lm_error err = {0};
+    lm_model *m;
+    REQUIRE(lm_model_load(path, &m, &err) == LM_OK);
+    const int64_t n = 150, nv = lm_model_get_config(m)->n_vocab, start = 10;
+    int32_t toks[150];
+    for (int64_t i = 0; i < n; i++) toks[i] = (int32_t)(lm_rng_next(&rng) % (uint64_t)nv);
+    lm_context *a, *b;
+    REQUIRE(lm_context_init(m, n, 2, &a, &err) == LM_OK && lm_context_init(m, n, 2, &b, &err) == LM_OK);
+    float *seq = malloc((size_t)(n * nv) * 4), *bat = malloc((size_t)(n * nv) * 4);
+    const float *lg;
+    for (int64_t i = 0; i < n; i++) {
+        REQUIRE(lm_context_forward(a, toks[i], i, &lg, &err) == LM_OK);
+        memcpy(seq + i * nv, lg, (size_t)nv * 4);
+    }
+    /* The first tokens one at a time, the rest (crossing batch boundaries) in one call. */
+    for (int64_t i = 0; i < start; i++) {
+        REQUIRE(lm_context_forward(b, toks[i], i, &lg, &err) == LM_OK);
+        memcpy(bat + i * nv, lg, (size_t)nv * 4);
+    }
+    CHECK(lm_context_forward_batch(b, toks + start, n - start, start, bat + start * nv, &lg, &err) == LM_OK);
+    CHECKF(memcmp(seq, bat, (size_t)(n * nv) * 4) == 0, "%s: batched logits differ from token-by-token ones", path);
+    CHECK(memcmp(lg, seq + (n - 1) * nv, (size_t)nv * 4) == 0);
+    CHECK(lm_context_forward_batch(b, toks, 2, n - 1, NULL, NULL, &err) == LM_ERR_LIMIT);
+    free(seq);
+    free(bat);
+    lm_context_free(a);
+    lm_context_free(b);
+    lm_model_free(m);
+}
+
+static void test_batch(void) {
+    batch_matches_sequential(FIX("stories260K.gguf"));
+    /* K-quant and Q4_0 kernels need 256-wide rows: random models of that width. */
+    const lm_type types[] = {LM_TYPE_Q4_K, LM_TYPE_Q6_K, LM_TYPE_Q4_0, LM_TYPE_F16};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        char path[] = "/tmp/llmos-batch-XXXXXX";
+        int fd = mkstemp(path);
+        REQUIRE(fd >= 0);
+        close(fd);
+        lm_init_params p = {256, 2, 4, 2, 512, 256, NULL, 300, types[i], 5, 2, NULL, NULL};
+        lm_error err = {0};
+        CHECKF(lm_model_init(&p, path, &err) == LM_OK, "%s", err.message);
+        batch_matches_sequential(path);
+        unlink(path);
+    }
+}
+
 int main(void) {
     lm_rng_seed(&rng, 7);
+    test_batch();
     test_half();
     test_dequant_formats();
     test_quantizers();

@@ -53,6 +53,14 @@ int64_t lm_context_size(const lm_context *c);
  * returns the n_vocab logits, valid until the next call. */
 lm_status lm_context_forward(lm_context *c, int32_t token, int64_t pos, const float **logits, lm_error *err);
 
+/* Runs n tokens at positions pos0 .. pos0 + n - 1 in one pass (prefill):
+ * every weight matrix is read once per batch rather than once per token. The
+ * results equal n calls of lm_context_forward bit for bit. logits_all, if
+ * not NULL, receives (n, n_vocab) logits; *logits (if not NULL) points at the
+ * last token's, valid until the next call. */
+lm_status lm_context_forward_batch(lm_context *c, const int32_t *tokens, int64_t n, int64_t pos0, float *logits_all,
+                                   const float **logits, lm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -67,9 +67,8 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
     stats->n_prompt = (int64_t)n_prompt;
     const float *logits = NULL;
     double t0 = now_seconds();
-    for (size_t i = 0; i < n_prompt; i++) {
-        if ((st = lm_context_forward(ctx, history[i], (int64_t)i, &logits, err))) goto done;
-    }
+    /* The prompt in one batched pass (prefill). */
+    if ((st = lm_context_forward_batch(ctx, history, (int64_t)n_prompt, 0, NULL, &logits, err))) goto done;
     double t1 = now_seconds();
     stats->prompt_seconds = t1 - t0;
 

@@ -57,44 +57,53 @@ lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const l
         return lm_error_set(err, LM_ERR_ARG, "the text has no tokens to score");
     }
     lm_context *ctx = NULL, *base_ctx = NULL;
-    float *saved = NULL;
     int64_t nv = cfg->n_vocab;
     if ((st = lm_context_init(m, n_ctx, params->n_threads, &ctx, err))) goto done;
-    if (params->kl_base) {
-        if ((st = lm_context_init(params->kl_base, n_ctx, params->n_threads, &base_ctx, err))) goto done;
-        if (!(saved = malloc((size_t)nv * sizeof *saved))) {
-            st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-    }
+    if (params->kl_base && (st = lm_context_init(params->kl_base, n_ctx, params->n_threads, &base_ctx, err))) goto done;
     double nll = 0.0, kl = 0.0;
     int64_t agree = 0, scored = 0, scored_tokens_end = 0;
+    /* One chunk: [BOS] + per_chunk tokens in, logits for every position out. */
+    int32_t *in = malloc((size_t)(per_chunk + 1) * sizeof *in);
+    /* Logits for one slice of SLICE positions at a time (not a whole chunk:
+     * context x vocabulary floats can be gigabytes). */
+    enum { SLICE = 64 };
+    float *all = malloc((size_t)SLICE * (size_t)nv * sizeof *all);
+    float *base_all = base_ctx ? malloc((size_t)SLICE * (size_t)nv * sizeof *base_all) : NULL;
+    if (!in || !all || (base_ctx && !base_all)) {
+        st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        goto chunks_done;
+    }
     for (int64_t c = 0; c < n_chunks; c++) {
         int64_t start = c * per_chunk, end = start + per_chunk < (int64_t)n_ids ? start + per_chunk : (int64_t)n_ids;
-        int64_t pos = 0;
-        int32_t prev = bos;
-        int64_t first = start;
-        if (bos < 0) { /* the first token has no prediction to score */
-            prev = ids[start];
-            first = start + 1;
-        }
-        for (int64_t i = first; i <= end; i++, pos++) {
-            const float *logits, *base_logits;
-            if ((st = lm_context_forward(ctx, prev, pos, &logits, err))) goto done;
-            if (i == end) break;
-            nll += log_sum_exp(logits, nv) - logits[ids[i]];
-            if (base_ctx) {
-                memcpy(saved, logits, (size_t)nv * sizeof *saved);
-                if ((st = lm_context_forward(base_ctx, prev, pos, &base_logits, err))) goto done;
-                kl += kl_divergence(base_logits, saved, nv);
-                agree += argmax(base_logits, nv) == argmax(saved, nv);
+        /* Inputs: [BOS] ids[start .. end-2]; the prediction from input j scores
+         * ids[first + j]. Without a BOS the first token is only context. */
+        int64_t n_in = 0, first = bos >= 0 ? start : start + 1;
+        if (bos >= 0) in[n_in++] = bos;
+        for (int64_t i = start; i < end - 1; i++) in[n_in++] = ids[i];
+        if (end - first <= 0) continue;
+        for (int64_t s0 = 0; s0 < n_in; s0 += SLICE) {
+            int64_t len = n_in - s0 < SLICE ? n_in - s0 : SLICE;
+            if ((st = lm_context_forward_batch(ctx, in + s0, len, s0, all, NULL, err))) goto chunks_done;
+            if (base_ctx && (st = lm_context_forward_batch(base_ctx, in + s0, len, s0, base_all, NULL, err))) goto chunks_done;
+            for (int64_t j = 0; j < len; j++) {
+                const float *lg = all + j * nv;
+                nll += log_sum_exp(lg, nv) - lg[ids[first + s0 + j]];
+                if (base_ctx) {
+                    const float *bl = base_all + j * nv;
+                    kl += kl_divergence(bl, lg, nv);
+                    agree += argmax(bl, nv) == argmax(lg, nv);
+                }
+                scored++;
             }
-            scored++;
-            prev = ids[i];
         }
         scored_tokens_end = end;
         if (params->progress) params->progress(params->progress_user, "chunks", c + 1, n_chunks);
     }
+chunks_done:
+    free(in);
+    free(all);
+    free(base_all);
+    if (st) goto done;
     /* Bytes covered: the decoded length of the scored tokens. */
     uint64_t bytes = 0;
     char *piece = malloc(lm_tokenizer_max_piece_len(tok));
@@ -115,7 +124,6 @@ lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const l
         r->top1_agreement = scored ? (double)agree / (double)scored : 0.0;
     }
 done:
-    free(saved);
     lm_context_free(ctx);
     lm_context_free(base_ctx);
     free(ids);

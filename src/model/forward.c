@@ -29,7 +29,14 @@ struct lm_context {
     float *hb;       /* (ffn_dim) gate */
     float *hb2;      /* (ffn_dim) up */
     float *logits;   /* (n_vocab) */
+    /* Prefill buffers for up to BATCH tokens, allocated on first use. */
+    float *bx, *bxb, *bxb2; /* (BATCH, dim) */
+    float *bq, *batt;       /* (BATCH, n_heads * head_dim) */
+    float *bk, *bv;         /* (BATCH, kv_dim) */
+    float *bh, *bh2;        /* (BATCH, ffn_dim) */
 };
+
+#define BATCH 64
 
 static float *alloc_floats(int64_t a, int64_t b, int64_t c, int *failed) {
     size_t n;
@@ -101,6 +108,15 @@ void lm_context_free(lm_context *c) {
     free(c->hb);
     free(c->hb2);
     free(c->logits);
+    free(c->bx);
+    free(c->bxb);
+    free(c->bxb2);
+    free(c->bq);
+    free(c->batt);
+    free(c->bk);
+    free(c->bv);
+    free(c->bh);
+    free(c->bh2);
     free(c);
 }
 
@@ -175,4 +191,94 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
     lm_matvec(ctx->logits, &m->output, ctx->x, nt);
     *logits = ctx->logits;
     return LM_OK;
+}
+
+static lm_status alloc_batch(lm_context *ctx, lm_error *err) {
+    if (ctx->bx) return LM_OK;
+    const lm_model_config *c = &ctx->model->cfg;
+    int64_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    int failed = 0;
+    ctx->bx = alloc_floats(BATCH, c->dim, 1, &failed);
+    ctx->bxb = alloc_floats(BATCH, c->dim, 1, &failed);
+    ctx->bxb2 = alloc_floats(BATCH, c->dim, 1, &failed);
+    ctx->bq = alloc_floats(BATCH, q_dim, 1, &failed);
+    ctx->batt = alloc_floats(BATCH, q_dim, 1, &failed);
+    ctx->bk = alloc_floats(BATCH, kv_dim, 1, &failed);
+    ctx->bv = alloc_floats(BATCH, kv_dim, 1, &failed);
+    ctx->bh = alloc_floats(BATCH, c->ffn_dim, 1, &failed);
+    ctx->bh2 = alloc_floats(BATCH, c->ffn_dim, 1, &failed);
+    if (failed) {
+        free(ctx->bx);
+        ctx->bx = NULL; /* the others are freed with the context */
+        return lm_error_set(err, LM_ERR_NOMEM, "cannot allocate prefill buffers");
+    }
+    return LM_OK;
+}
+
+/* One batch of n <= BATCH tokens; the same steps as lm_context_forward, with
+ * matrix-matrix products. */
+static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int64_t pos0, float *logits_all,
+                          int want_last) {
+    const lm_model *m = ctx->model;
+    const lm_model_config *c = &m->cfg;
+    int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2;
+    int nt = ctx->n_threads;
+    float eps = (float)c->norm_eps;
+    for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], ctx->bx + b * dim);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->attn_norm, dim, eps);
+        lm_matmul(ctx->bq, &w->wq, ctx->bxb, n, nt);
+        lm_matmul(ctx->bk, &w->wk, ctx->bxb, n, nt);
+        lm_matmul(ctx->bv, &w->wv, ctx->bxb, n, nt);
+        for (int64_t b = 0; b < n; b++) {
+            const float *rope = ctx->rope + (pos0 + b) * half * 2;
+            lm_rope_f32(ctx->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
+            lm_rope_f32(ctx->bk + b * kv_dim, c->n_kv_heads, hd, c->rope_dim, rope);
+            memcpy(ctx->k_cache + (l * ctx->n_ctx + pos0 + b) * kv_dim, ctx->bk + b * kv_dim, (size_t)kv_dim * sizeof(float));
+            memcpy(ctx->v_cache + (l * ctx->n_ctx + pos0 + b) * kv_dim, ctx->bv + b * kv_dim, (size_t)kv_dim * sizeof(float));
+        }
+        /* Causal attention, token by token: token b sees positions up to pos0 + b. */
+        for (int64_t b = 0; b < n; b++) {
+            memcpy(ctx->q, ctx->bq + b * q_dim, (size_t)q_dim * sizeof(float));
+            attention(ctx, l, pos0 + b);
+            memcpy(ctx->batt + b * q_dim, ctx->att_out, (size_t)q_dim * sizeof(float));
+        }
+        lm_matmul(ctx->bxb2, &w->wo, ctx->batt, n, nt);
+        for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
+        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->ffn_norm, dim, eps);
+        lm_matmul(ctx->bh, &w->w_gate, ctx->bxb, n, nt);
+        lm_matmul(ctx->bh2, &w->w_up, ctx->bxb, n, nt);
+        for (int64_t b = 0; b < n; b++) lm_swiglu_f32(ctx->bh + b * c->ffn_dim, ctx->bh2 + b * c->ffn_dim, c->ffn_dim);
+        lm_matmul(ctx->bxb2, &w->w_down, ctx->bh, n, nt);
+        for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
+    }
+    for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bx + b * dim, ctx->bx + b * dim, m->output_norm, dim, eps);
+    if (logits_all) lm_matmul(logits_all, &m->output, ctx->bx, n, nt);
+    if (want_last) lm_matvec(ctx->logits, &m->output, ctx->bx + (n - 1) * dim, nt);
+}
+
+lm_status lm_context_forward_batch(lm_context *ctx, const int32_t *tokens, int64_t n, int64_t pos0, float *logits_all,
+                                   const float **logits, lm_error *err) {
+    const lm_model_config *c = &ctx->model->cfg;
+    if (n < 1) return lm_error_set(err, LM_ERR_ARG, "a batch needs at least one token");
+    if (pos0 < 0 || n > ctx->n_ctx || pos0 > ctx->n_ctx - n) {
+        return lm_error_set(err, LM_ERR_LIMIT, "positions %lld..%lld are past the context size %lld", (long long)pos0,
+                            (long long)(pos0 + n - 1), (long long)ctx->n_ctx);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab) {
+            return lm_error_set(err, LM_ERR_ARG, "token id %d is outside the vocabulary (%lld tokens)", tokens[i],
+                                (long long)c->n_vocab);
+        }
+    }
+    lm_status st = alloc_batch(ctx, err);
+    for (int64_t done = 0; done < n && !st; done += BATCH) {
+        int64_t k = n - done < BATCH ? n - done : BATCH;
+        int last = done + k == n;
+        forward_chunk(ctx, tokens + done, k, pos0 + done, logits_all ? logits_all + done * c->n_vocab : NULL,
+                      last && logits != NULL);
+    }
+    if (!st && logits) *logits = ctx->logits;
+    return st;
 }

@@ -69,6 +69,41 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     free(act);
 }
 
+void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
+    const lm_kernels *k = lm_kernels_best();
+    lm_dot_fn dot = k->dot[w->type];
+    const uint8_t *base = w->data;
+    int64_t rows = w->rows, cols = w->cols;
+    lm_act_kind kind = lm_act_kind_for(w->type);
+    size_t act_size = lm_act_size(kind, cols);
+    uint8_t *act = dot && kind != LM_ACT_F32 ? malloc(act_size * (size_t)n_tok) : NULL;
+    if (!dot || (kind != LM_ACT_F32 && !act)) { /* no kernel (or no memory): token by token */
+        free(act);
+        for (int64_t t = 0; t < n_tok; t++) {
+            float *y = malloc((size_t)rows * sizeof *y);
+            if (!y) return;
+            lm_matvec(y, w, X + t * cols, n_threads);
+            for (int64_t r = 0; r < rows; r++) Y[t * rows + r] = y[r];
+            free(y);
+        }
+        return;
+    }
+    if (act) {
+        for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * act_size, cols);
+    }
+    int parallel = n_threads > 1 && rows * cols * n_tok >= (1 << 16);
+    (void)parallel;
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *row = base + (size_t)r * w->row_bytes;
+        for (int64_t t = 0; t < n_tok; t++) {
+            const void *a = act ? (const void *)(act + (size_t)t * act_size) : (const void *)(X + t * cols);
+            Y[t * rows + r] = dot(row, a, cols);
+        }
+    }
+    free(act);
+}
+
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
     lm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols, NULL);
 }
