@@ -1,5 +1,7 @@
 #include "llmos/machine.h"
 
+#include "cpu.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +53,7 @@ double lm_measure_read_bandwidth(int n_threads, size_t bytes) {
     }
     int use_avx2 = 0;
 #if defined(__x86_64__)
-    use_avx2 = __builtin_cpu_supports("avx2");
+    use_avx2 = lm_cpu_has_avx2();
 #endif
     /* First touch from the threads that will read, so pages are local. */
 #pragma omp parallel for num_threads(n_threads) schedule(static)
@@ -131,7 +133,7 @@ double lm_measure_fma_peak(int n_threads, const char **isa) {
     if (n_threads < 1) n_threads = 1;
     int avx2 = 0;
 #if defined(__x86_64__)
-    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    avx2 = lm_cpu_has_avx2();
 #endif
     if (isa) *isa = avx2 ? "avx2-fma" : "scalar";
     const long iters = 20 * 1000 * 1000;

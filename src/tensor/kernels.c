@@ -1,19 +1,14 @@
 /* Chooses the kernel table: the best the CPU runs, or LLMOS_KERNELS. */
 #include "kernels.h"
 
+#include "../base/cpu.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int cpu_has_avx2(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
-}
+static int cpu_has_avx2(void) { return lm_cpu_has_avx2(); }
 
 const lm_kernels *lm_kernels_named(const char *name) {
     if (strcmp(name, "scalar") == 0) return &lm_kernels_scalar;

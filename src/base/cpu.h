@@ -1,0 +1,26 @@
+/* CPU features from CPUID, the same with gcc and clang (whose
+ * __builtin_cpu_supports do not know the same feature names). */
+#ifndef LLMOS_CPU_H
+#define LLMOS_CPU_H
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <stdint.h>
+
+/* AVX2, FMA and F16C, with the OS saving the YMM registers (XGETBV). */
+static inline int lm_cpu_has_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, f16c = (c >> 29) & 1, avx = (c >> 28) & 1;
+    if (!(fma && osxsave && f16c && avx)) return 0;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0; /* XMM and YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1;
+}
+#else
+static inline int lm_cpu_has_avx2(void) { return 0; }
+#endif
+
+#endif
