@@ -70,6 +70,17 @@ static void check_path(const lm_kernels *k) {
                 }
                 lm_act_quantize(kind, x, act, n);
                 float a = ref->dot[t](row, act, n), b = k->dot[t](row, act, n);
+                if (k->dot4[t]) { /* four copies of the activations: each result equals dot's, bit for bit */
+                    size_t sz = lm_act_size(kind, n);
+                    uint8_t *four = malloc(4 * sz);
+                    for (int j = 0; j < 4; j++) memcpy(four + j * sz, act, sz);
+                    float out[4];
+                    k->dot4[t](row, four, sz, n, out);
+                    for (int j = 0; j < 4; j++) {
+                        if (memcmp(&out[j], &b, sizeof b) != 0) bad++;
+                    }
+                    free(four);
+                }
                 /* Magnitude of the terms, for a relative tolerance. */
                 lm_dequantize_row((lm_type)t, row, wf, n, NULL);
                 double mag = 0;

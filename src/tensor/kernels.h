@@ -27,9 +27,15 @@ typedef enum lm_act_kind {
  * activations in the kind the type asks for. */
 typedef float (*lm_dot_fn)(const void *row, const void *act, int64_t n);
 
+/* Four dot products of one row with four activation vectors (act,
+ * act + stride, ...), each summed exactly as lm_dot_fn sums it: prefill
+ * unpacks each weight block once for four tokens. */
+typedef void (*lm_dot4_fn)(const void *row, const void *act, size_t stride, int64_t n, float out[4]);
+
 typedef struct lm_kernels {
-    const char *name;             /* "scalar", "avx2" */
-    lm_dot_fn dot[LM_TYPE_COUNT_]; /* NULL: no kernel for that type */
+    const char *name;               /* "scalar", "avx2" */
+    lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
+    lm_dot4_fn dot4[LM_TYPE_COUNT_]; /* NULL: four calls of dot */
 } lm_kernels;
 
 /* The activation kind each weight type's kernels take (F32 if none). */

@@ -201,6 +201,46 @@ AVX2 static float dot_q6_K(const void *row, const void *act, int64_t n) {
     return sum;
 }
 
+AVX2 static void dot4_q8_0(const void *row, const void *act, size_t stride, int64_t n, float out[4]) {
+    const block_q8_0 *w = row;
+    const block_q8a *x[4];
+    for (int t = 0; t < 4; t++) x[t] = (const block_q8a *)(const void *)((const uint8_t *)act + t * stride);
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        const __m256i aw = _mm256_sign_epi8(qw, qw);
+        float dw = half(w[b].d);
+        for (int t = 0; t < 4; t++) {
+            __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][b].qs);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, qw)), _mm256_set1_epi16(1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][b].d), _mm256_cvtepi32_ps(p), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
+}
+
+AVX2 static void dot4_q4_0(const void *row, const void *act, size_t stride, int64_t n, float out[4]) {
+    const block_q4_0 *w = row;
+    const block_q8a *x[4];
+    for (int t = 0; t < 4; t++) x[t] = (const block_q8a *)(const void *)((const uint8_t *)act + t * stride);
+    const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    __m256 acc[4];
+    for (int t = 0; t < 4; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
+        __m256i qw = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low), eight);
+        const __m256i aw = _mm256_sign_epi8(qw, qw);
+        float dw = half(w[b].d);
+        for (int t = 0; t < 4; t++) {
+            __m256i qx = _mm256_loadu_si256((const __m256i *)x[t][b].qs);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, qw)), _mm256_set1_epi16(1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][b].d), _mm256_cvtepi32_ps(p), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum_ps(acc[t]);
+}
+
 const lm_kernels lm_kernels_avx2 = {
     "avx2",
     {
@@ -212,6 +252,10 @@ const lm_kernels lm_kernels_avx2 = {
         [LM_TYPE_Q4_K] = dot_q4_K,
         [LM_TYPE_Q5_K] = dot_q5_K,
         [LM_TYPE_Q6_K] = dot_q6_K,
+    },
+    {
+        [LM_TYPE_Q8_0] = dot4_q8_0,
+        [LM_TYPE_Q4_0] = dot4_q4_0,
     },
 };
 #endif

@@ -180,4 +180,5 @@ const lm_kernels lm_kernels_scalar = {
         [LM_TYPE_Q5_K] = dot_q5_K,
         [LM_TYPE_Q6_K] = dot_q6_K,
     },
+    {0}, /* four calls of dot */
 };

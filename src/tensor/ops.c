@@ -93,13 +93,21 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
     }
     int parallel = n_threads > 1 && rows * cols * n_tok >= (1 << 16);
     (void)parallel;
+    lm_dot4_fn dot4 = k->dot4[w->type];
+    const uint8_t *acts = act ? act : (const uint8_t *)X; /* token t's activations at acts + t * stride */
+    size_t stride = act ? act_size : (size_t)cols * sizeof(float);
 #pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         const uint8_t *row = base + (size_t)r * w->row_bytes;
-        for (int64_t t = 0; t < n_tok; t++) {
-            const void *a = act ? (const void *)(act + (size_t)t * act_size) : (const void *)(X + t * cols);
-            Y[t * rows + r] = dot(row, a, cols);
+        int64_t t = 0;
+        if (dot4) { /* each weight block unpacked once for four tokens */
+            for (; t + 4 <= n_tok; t += 4) {
+                float out[4];
+                dot4(row, acts + (size_t)t * stride, stride, cols, out);
+                for (int j = 0; j < 4; j++) Y[(t + j) * rows + r] = out[j];
+            }
         }
+        for (; t < n_tok; t++) Y[t * rows + r] = dot(row, acts + (size_t)t * stride, cols);
     }
     free(act);
 }
