@@ -3,6 +3,7 @@
 #ifndef LLMOS_CLI_ARGS_H
 #define LLMOS_CLI_ARGS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Each returns 0 on success; on failure prints "llmos: FLAG: ..." and returns -1. */
@@ -25,5 +26,9 @@ void cli_error(const char *fmt, ...)
     ;
 
 double cli_now_seconds(void);
+
+/* Reads a whole file (or standard input when path is NULL) into a malloc'd
+ * buffer with a NUL after the *len bytes; NULL on failure. */
+char *cli_read_all(const char *path, size_t *len);
 
 #endif

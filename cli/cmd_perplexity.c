@@ -31,33 +31,6 @@ static void show(void *user, const char *stage, int64_t done, int64_t total) {
     fprintf(stderr, "\r%s: %lld / %lld", stage, (long long)done, (long long)total);
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-        if (n == cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (!p) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = p;
-        }
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 int cmd_perplexity(int argc, char **argv) {
     const char *model_path = NULL, *file = NULL, *base_path = NULL;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -97,7 +70,7 @@ int cmd_perplexity(int argc, char **argv) {
         return 2;
     }
     size_t len;
-    char *text = read_file(file, &len);
+    char *text = cli_read_all(file, &len);
     if (!text) {
         cli_error("perplexity: cannot read %s", file);
         return 1;

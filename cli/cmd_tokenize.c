@@ -26,31 +26,6 @@ static void usage(FILE *out) {
             "  -h, --help         this help\n");
 }
 
-static char *read_stream(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-        if (n == cap) {
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                free(buf);
-                return NULL;
-            }
-            buf = p;
-            cap *= 2;
-        }
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Prints bytes so that one token stays on one line and invalid UTF-8 shows. */
 static void print_piece(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -113,16 +88,10 @@ int cmd_tokenize(int argc, char **argv) {
         text = malloc(len + 1);
         if (text) memcpy(text, text_arg, len + 1);
     } else {
-        FILE *f = file ? fopen(file, "rb") : stdin;
-        if (!f) {
-            cli_error("tokenize: cannot open %s", file);
-            return 1;
-        }
-        text = read_stream(f, &len);
-        if (file) fclose(f);
+        text = cli_read_all(file, &len);
     }
     if (!text) {
-        cli_error("tokenize: cannot read the text");
+        cli_error("tokenize: cannot read %s", file ? file : "standard input");
         return 1;
     }
     lm_error err = {0};

@@ -113,16 +113,26 @@ AVX2 static float dot_q4_0(const void *row, const void *act, int64_t n) {
     return hsum_ps(acc);
 }
 
+/* The 8 sub-block scales of a q4_K / q5_K block, and sum(min * activation
+ * sums), the part the mins contribute. */
+static int32_t k_scales_and_min_sum(const uint8_t *packed, const int16_t *bsums, uint8_t sc[8]) {
+    int32_t summ = 0;
+    for (int j = 0; j < 8; j++) {
+        uint8_t m;
+        lm_q4_K_scale_min(j, packed, &sc[j], &m);
+        summ += m * (bsums[2 * j] + bsums[2 * j + 1]);
+    }
+    return summ;
+}
+
 AVX2 static float dot_q4_K(const void *row, const void *act, int64_t n) {
     const block_q4_K *w = row;
     const block_q8_K *x = act;
     const __m256i low = _mm256_set1_epi8(0x0F);
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) lm_q4_K_scale_min(j, w[b].scales, &sc[j], &mn[j]);
-        int32_t summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        uint8_t sc[8];
+        int32_t summ = k_scales_and_min_sum(w[b].scales, x[b].bsums, sc);
         __m256i sumi = _mm256_setzero_si256();
         for (int g = 0; g < 4; g++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * g));
@@ -144,10 +154,8 @@ AVX2 static float dot_q5_K(const void *row, const void *act, int64_t n) {
     const __m256i low = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) lm_q4_K_scale_min(j, w[b].scales, &sc[j], &mn[j]);
-        int32_t summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        uint8_t sc[8];
+        int32_t summ = k_scales_and_min_sum(w[b].scales, x[b].bsums, sc);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int g = 0; g < 4; g++) {

@@ -1,6 +1,7 @@
 /* The reference kernels: plain C, integer sums exact, one float multiply per block. */
 #include "fp16.h"
 #include "kernels.h"
+#include "ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -40,17 +41,7 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
     }
 }
 
-static float dot_f32(const void *row, const void *act, int64_t n) {
-    const float *a = row, *b = act;
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    }
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
+static float dot_f32(const void *row, const void *act, int64_t n) { return lm_dot_f32(row, act, n); }
 
 static float dot_f16(const void *row, const void *act, int64_t n) {
     const uint16_t *a = row;
