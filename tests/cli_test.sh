@@ -75,6 +75,10 @@ done
 # tokenizer train: a vocab-only GGUF that tokenize accepts, written atomically.
 if $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 300 --special '<|endoftext|>' -q -o "$tmp/tok.gguf" &&
    [ "$($llmos tokenize "$tmp/tok.gguf" "<|endoftext|>the" --ids --special | cut -d' ' -f1)" = "0" ]; then ok; else bad "tokenizer train"; fi
+# A custom split expression is carried in the file and used by tokenize.
+if $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 300 --split-regex '[a-z]+| |[^a-z ]' -q -o "$tmp/tokre.gguf" &&
+   $llmos info "$tmp/tokre.gguf" | grep -q 'tokenizer.llmos.split_regex' &&
+   [ -n "$($llmos tokenize "$tmp/tokre.gguf" "the cat" --ids)" ]; then ok; else bad "tokenizer train with a custom --split-regex"; fi
 expect_fail 2 "train without --vocab" -- $llmos tokenizer train "$fix/bpe-reference/corpus.en" -o "$tmp/t.gguf"
 expect_fail 2 "train with a tiny vocab" -- $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 100 -o "$tmp/t.gguf"
 expect_fail 1 "train with a bad regex" -- $llmos tokenizer train "$fix/bpe-reference/corpus.en" --vocab 300 --split-regex '(' -o "$tmp/t.gguf"

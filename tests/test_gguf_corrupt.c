@@ -127,7 +127,7 @@ enum mutation {
     M_ARRAY_ELEM_TYPE, M_NESTED_ARRAY, M_TENSOR_TYPE_REMOVED, M_TENSOR_TYPE_HUGE, M_DIMS_5, M_DIMS_0,
     M_DIM_ZERO, M_DIM_NEGATIVE, M_ELEMENTS_OVERFLOW, M_BYTES_OVERFLOW, M_OFFSET_OUTSIDE, M_OFFSET_WRAPS,
     M_OFFSET_MISALIGNED, M_OVERLAP, M_DUP_KEY, M_DUP_TENSOR, M_KEY_NUL, M_TENSOR_NAME_NUL, M_BOOL_2,
-    M_DATA_TRUNCATED, M_KEY_RENAMED, M_TENSOR_RENAMED, M_ROW_NOT_BLOCKS, M_EMPTY_FILE, M_TENSOR_NAME_LONG,
+    M_DATA_TRUNCATED, M_ARRAY_STRING_LEN_HUGE, M_KEY_RENAMED, M_TENSOR_RENAMED, M_ROW_NOT_BLOCKS, M_EMPTY_FILE, M_TENSOR_NAME_LONG,
 };
 
 static size_t mutate(uint8_t *b, size_t n, enum mutation m) {
@@ -176,6 +176,7 @@ static size_t mutate(uint8_t *b, size_t n, enum mutation m) {
     case M_TENSOR_NAME_NUL: b[find(b, n, "blk.0.attn_q.weight") + 5] = '\0'; break;
     case M_BOOL_2: b[kv_type_at(b, n, "test.flag") + 4] = 2; break;
     case M_DATA_TRUNCATED: return n - 16;
+    case M_ARRAY_STRING_LEN_HUGE: put_u64(b + kv_type_at(b, n, "tokenizer.ggml.tokens") + 16, 1000000); break;
     case M_KEY_RENAMED: memcpy(b + find(b, n, "llama.block_count"), "llama.block_cXunt", 17); break;
     case M_TENSOR_RENAMED: memcpy(b + find(b, n, "output_norm.weight"), "output_norX.weight", 18); break;
     case M_ROW_NOT_BLOCKS: put_u32(b + tinfo_type_at(b, n, "blk.0.attn_q.weight"), 2 /* q4_0 */); break;
@@ -231,6 +232,7 @@ static const corrupt_case cases[] = {
     {"tensor name too long", V_BASE, M_TENSOR_NAME_LONG, "longer than 63 bytes"},
     {"bool that is not 0 or 1", V_BASE, M_BOOL_2, "not 0 or 1"},
     {"tensor data truncated", V_BASE, M_DATA_TRUNCATED, "lies outside the file"},
+    {"string in an array past the end", V_BASE, M_ARRAY_STRING_LEN_HUGE, "key 'tokenizer.ggml.tokens': string value"},
     {"row not a whole number of blocks", V_BASE, M_ROW_NOT_BLOCKS, "not a multiple of the q4_0 block size"},
     {"alignment not a power of two", V_ALIGN_3, M_NONE, "general.alignment 3 is not a power of two"},
     {"alignment of the wrong type", V_ALIGN_U64, M_NONE, "general.alignment has type u64"},
@@ -286,6 +288,8 @@ static void test_cases(void) {
         CHECKF(st != LM_OK, "%s: accepted", c->what);
         CHECKF(st == LM_OK || strstr(err.message, c->expect) != NULL, "%s: message '%s' does not contain '%s'", c->what,
                err.message, c->expect);
+        /* The same verdict when the caller does not ask for a message. */
+        CHECKF(load(b, n, NULL) != LM_OK, "%s: accepted when no error struct is passed", c->what);
         free(b);
     }
     printf("%zu corrupted files rejected\n", n_cases);
@@ -308,6 +312,7 @@ static void test_truncation(void) {
         memcpy(copy, b, cut);
         lm_error e = {0};
         lm_status st = load(copy, cut, &e);
+        if (load(copy, cut, NULL) == LM_OK) st = LM_OK; /* must fail without an error struct too */
         int named = strstr(e.message, "truncated") || strstr(e.message, "magic") || strstr(e.message, "could hold") ||
                     strstr(e.message, "past the end") || strstr(e.message, "cannot fit") ||
                     strstr(e.message, "outside the file");

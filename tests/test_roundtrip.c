@@ -182,7 +182,16 @@ static void test_tokenizer_roundtrip(void) {
     lm_tokenizer_free(tok);
 }
 
+/* A failure stays a failure when the caller passes no error struct. */
+static void test_error_prefix(void) {
+    CHECK(lm_error_prefix(NULL, LM_ERR_FORMAT, "ctx: ") == LM_ERR_FORMAT);
+    lm_error e;
+    lm_error_set(&e, LM_ERR_IO, "cannot open");
+    CHECK(lm_error_prefix(&e, LM_ERR_IO, "%s: ", "file") == LM_ERR_IO && strcmp(e.message, "file: cannot open") == 0);
+}
+
 int main(void) {
+    test_error_prefix();
     test_gguf_values();
     test_tokenizer_roundtrip();
     TEST_END();

@@ -333,6 +333,22 @@ static void test_wordpiece(void) {
     lm_tokenizer_free(tok);
 }
 
+/* A special token that starts before another, shorter one but ends after it. */
+static void test_trainer_specials(void) {
+    const char *specials[] = {"<b>", "<a<b>"};
+    lm_bpe_train_params p = {300, specials, 2, NULL, NULL, NULL};
+    lm_bpe_trainer *t;
+    lm_error err = {0};
+    REQUIRE(lm_bpe_trainer_init(&p, &t, &err) == LM_OK);
+    CHECK(lm_bpe_trainer_add_text(t, "<a<b>", 5, &err) == LM_OK);
+    CHECKF(lm_bpe_trainer_distinct_pretokens(t) == 0, "%lld pre-tokens counted in a text that is one special token",
+           (long long)lm_bpe_trainer_distinct_pretokens(t));
+    lm_bpe_trainer_free(t);
+    const char *bad[] = {"<a\nb>"};
+    lm_bpe_train_params q = {300, bad, 1, NULL, NULL, NULL};
+    CHECK(lm_bpe_trainer_init(&q, &t, &err) == LM_ERR_ARG && strstr(err.message, "newline"));
+}
+
 static void test_unknown_kinds(void) {
     lm_str tokens[] = {{"a", 1}, {"b", 1}};
     lm_str merges[] = {{"a b", 3}};
@@ -359,5 +375,6 @@ int main(void) {
     test_roundtrip();
     test_wordpiece();
     test_unknown_kinds();
+    test_trainer_specials();
     TEST_END();
 }

@@ -38,10 +38,12 @@ lm_status lm_error_set(lm_error *err, lm_status code, const char *fmt, ...)
 #endif
     ;
 
-/* Prepends context ("while loading X: ") to an existing message. */
-lm_status lm_error_prefix(lm_error *err, const char *fmt, ...)
+/* Prepends context ("while loading X: ") to an existing message and returns
+ * status, so `return lm_error_prefix(err, st, "...")` keeps the failure even
+ * when err is NULL. */
+lm_status lm_error_prefix(lm_error *err, lm_status status, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
 

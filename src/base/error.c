@@ -15,8 +15,8 @@ lm_status lm_error_set(lm_error *err, lm_status code, const char *fmt, ...) {
     return code;
 }
 
-lm_status lm_error_prefix(lm_error *err, const char *fmt, ...) {
-    if (!err) return LM_OK;
+lm_status lm_error_prefix(lm_error *err, lm_status status, const char *fmt, ...) {
+    if (!err) return status;
     char prefix[256];
     va_list ap;
     va_start(ap, fmt);
@@ -29,7 +29,7 @@ lm_status lm_error_prefix(lm_error *err, const char *fmt, ...) {
     memmove(err->message + plen, err->message, olen);
     memcpy(err->message, prefix, plen);
     err->message[plen + olen] = '\0';
-    return err->code;
+    return status;
 }
 
 void lm_error_clear(lm_error *err) {

@@ -281,10 +281,10 @@ lm_status lm_convert_llama2c(const char *checkpoint_path, const char *tokenizer_
     size_t at = 0;
     int version1 = 0;
     lm_status st = lm_file_map(checkpoint_path, &ckpt, err);
-    if (!st && (st = read_config(&ckpt, &cfg, &at, &version1, err))) lm_error_prefix(err, "%s: ", checkpoint_path);
-    if (!st && (st = map_weights(&ckpt, &cfg, at, version1, &wt, err))) lm_error_prefix(err, "%s: ", checkpoint_path);
+    if (!st && (st = read_config(&ckpt, &cfg, &at, &version1, err))) lm_error_prefix(err, st, "%s: ", checkpoint_path);
+    if (!st && (st = map_weights(&ckpt, &cfg, at, version1, &wt, err))) lm_error_prefix(err, st, "%s: ", checkpoint_path);
     if (!st) st = lm_file_map(tokenizer_path, &tokf, err);
-    if (!st && (st = read_vocab(&tokf, cfg.vocab, &vocab, err))) lm_error_prefix(err, "%s: ", tokenizer_path);
+    if (!st && (st = read_vocab(&tokf, cfg.vocab, &vocab, err))) lm_error_prefix(err, st, "%s: ", tokenizer_path);
     if (!st && options && (options->context_length < 0 || options->context_length > UINT32_MAX)) {
         st = lm_error_set(err, LM_ERR_ARG, "context length %lld is out of range", (long long)options->context_length);
     }

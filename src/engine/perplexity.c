@@ -61,7 +61,10 @@ lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const l
     if ((st = lm_context_init(m, n_ctx, params->n_threads, &ctx, err))) goto done;
     if (params->kl_base && (st = lm_context_init(params->kl_base, n_ctx, params->n_threads, &base_ctx, err))) goto done;
     double nll = 0.0, kl = 0.0;
-    int64_t agree = 0, scored = 0, scored_tokens_end = 0;
+    int64_t agree = 0, scored = 0;
+    uint64_t bytes = 0;
+    size_t piece_cap = lm_tokenizer_max_piece_len(tok);
+    char *piece = malloc(piece_cap);
     /* One chunk: [BOS] + per_chunk tokens in, logits for every position out. */
     int32_t *in = malloc((size_t)(per_chunk + 1) * sizeof *in);
     /* Logits for one slice of SLICE positions at a time (not a whole chunk:
@@ -69,7 +72,7 @@ lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const l
     enum { SLICE = 64 };
     float *all = malloc((size_t)SLICE * (size_t)nv * sizeof *all);
     float *base_all = base_ctx ? malloc((size_t)SLICE * (size_t)nv * sizeof *base_all) : NULL;
-    if (!in || !all || (base_ctx && !base_all)) {
+    if (!in || !all || !piece || (base_ctx && !base_all)) {
         st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
         goto chunks_done;
     }
@@ -96,22 +99,19 @@ lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const l
                 scored++;
             }
         }
-        scored_tokens_end = end;
+        /* Bytes of text the scored tokens cover. */
+        for (int64_t i = first; i < end; i++) {
+            int64_t k = lm_tokenizer_decode_token(tok, ids[i], 0, piece, piece_cap);
+            if (k > 0) bytes += (uint64_t)k;
+        }
         if (params->progress) params->progress(params->progress_user, "chunks", c + 1, n_chunks);
     }
 chunks_done:
+    free(piece);
     free(in);
     free(all);
     free(base_all);
     if (st) goto done;
-    /* Bytes covered: the decoded length of the scored tokens. */
-    uint64_t bytes = 0;
-    char *piece = malloc(lm_tokenizer_max_piece_len(tok));
-    for (int64_t i = 0; piece && i < scored_tokens_end; i++) {
-        int64_t k = lm_tokenizer_decode_token(tok, ids[i], 0, piece, lm_tokenizer_max_piece_len(tok));
-        if (k > 0) bytes += (uint64_t)k;
-    }
-    free(piece);
     r->n_chunks = n_chunks;
     r->n_scored = scored;
     r->n_bytes = bytes;

@@ -117,7 +117,7 @@ static lm_status read_values(cursor *c, gguf_kv *kv, lm_gguf_type t, uint64_t n)
         if (!kv->strs) return lm_error_set(c->err, LM_ERR_NOMEM, "out of memory");
         for (uint64_t j = 0; j < n; j++) {
             lm_status st = cursor_read_str(c, &kv->strs[j], "string value");
-            if (st) return lm_error_prefix(c->err, "key '%s': ", kv->key);
+            if (st) return lm_error_prefix(c->err, st, "key '%s': ", kv->key);
         }
         return LM_OK;
     }

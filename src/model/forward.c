@@ -208,8 +208,11 @@ static lm_status alloc_batch(lm_context *ctx, lm_error *err) {
     ctx->bh = alloc_floats(BATCH, c->ffn_dim, 1, &failed);
     ctx->bh2 = alloc_floats(BATCH, c->ffn_dim, 1, &failed);
     if (failed) {
-        free(ctx->bx);
-        ctx->bx = NULL; /* the others are freed with the context */
+        float **bufs[] = {&ctx->bx, &ctx->bxb, &ctx->bxb2, &ctx->bq, &ctx->batt, &ctx->bk, &ctx->bv, &ctx->bh, &ctx->bh2};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+            free(*bufs[i]);
+            *bufs[i] = NULL;
+        }
         return lm_error_set(err, LM_ERR_NOMEM, "cannot allocate prefill buffers");
     }
     return LM_OK;

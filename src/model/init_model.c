@@ -93,11 +93,11 @@ done:
 static lm_status copy_vocab(lm_gguf_writer *w, const char *path, int64_t *n_vocab, lm_error *err) {
     lm_gguf *g;
     lm_status st = lm_gguf_open(path, &g, err);
-    if (st) return lm_error_prefix(err, "%s: ", path);
+    if (st) return lm_error_prefix(err, st, "%s: ", path);
     lm_tokenizer *tok;
     if ((st = lm_tokenizer_load(g, &tok, err))) {
         lm_gguf_free(g);
-        return lm_error_prefix(err, "%s: ", path);
+        return lm_error_prefix(err, st, "%s: ", path);
     }
     *n_vocab = lm_tokenizer_vocab_size(tok);
     lm_tokenizer_free(tok);

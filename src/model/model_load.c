@@ -155,7 +155,7 @@ static lm_status bind_vector(lm_model *m, const char *name, int64_t n, const flo
     float *v = malloc((size_t)n * sizeof *v);
     if (!v) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     m->owned[m->n_owned++] = v;
-    if ((st = lm_dequantize_row(t->type, t->data, v, n, err))) return lm_error_prefix(err, "tensor '%s': ", name);
+    if ((st = lm_dequantize_row(t->type, t->data, v, n, err))) return lm_error_prefix(err, st, "tensor '%s': ", name);
     *out = v;
     return LM_OK;
 }

@@ -77,14 +77,13 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
     lm_act_kind kind = lm_act_kind_for(w->type);
     size_t act_size = lm_act_size(kind, cols);
     uint8_t *act = dot && kind != LM_ACT_F32 ? malloc(act_size * (size_t)n_tok) : NULL;
-    if (!dot || (kind != LM_ACT_F32 && !act)) { /* no kernel (or no memory): token by token */
+    if (!dot || (kind != LM_ACT_F32 && !act)) {
+        /* No kernel for this type (or no memory for the activations): the
+         * dequantising reference, which needs no allocation. */
         free(act);
-        for (int64_t t = 0; t < n_tok; t++) {
-            float *y = malloc((size_t)rows * sizeof *y);
-            if (!y) return;
-            lm_matvec(y, w, X + t * cols, n_threads);
-            for (int64_t r = 0; r < rows; r++) Y[t * rows + r] = y[r];
-            free(y);
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t t = 0; t < n_tok; t++) Y[t * rows + r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, X + t * cols, cols);
         }
         return;
     }

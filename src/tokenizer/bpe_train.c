@@ -134,8 +134,9 @@ lm_status lm_bpe_trainer_init(const lm_bpe_train_params *params, lm_bpe_trainer 
         if (!t->specials || !t->special_lens) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < params->n_special && !st; i++) {
             size_t len = strlen(params->special_tokens[i]);
-            if (len == 0) {
-                st = lm_error_set(err, LM_ERR_ARG, "special tokens must not be empty");
+            if (len == 0 || memchr(params->special_tokens[i], '\n', len)) {
+                /* add_file cuts its chunks at newlines, which no special token may hold. */
+                st = lm_error_set(err, LM_ERR_ARG, "special tokens must not be empty or contain a newline");
             } else if (!(t->specials[i] = strdup(params->special_tokens[i]))) {
                 st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
             }
@@ -236,7 +237,9 @@ static int64_t find_special(const lm_bpe_trainer *t, const char *text, size_t le
     int64_t best = -1;
     size_t best_at = len;
     for (size_t i = 0; i < t->params.n_special; i++) {
-        const char *p = lm_memmem(text, best_at, t->specials[i], t->special_lens[i]);
+        /* An occurrence that starts before best_at may end after it. */
+        size_t span = best_at + t->special_lens[i] - 1 < len ? best_at + t->special_lens[i] - 1 : len;
+        const char *p = lm_memmem(text, span, t->specials[i], t->special_lens[i]);
         if (p && (size_t)(p - text) < best_at) {
             best_at = (size_t)(p - text);
             best = (int64_t)i;
@@ -616,11 +619,11 @@ lm_status lm_bpe_trainer_write_gguf(const lm_bpe_trainer *t, const char *path, l
     }
     const char *re = t->params.split_regex ? t->params.split_regex : lm_pretok_gpt4_pattern;
     const char *pre = lm_pretok_name_for_pattern(re);
+    if (!pre) pre = "default"; /* with the expression itself in tokenizer.llmos.split_regex */
 #define TRY(call) if ((st = (call))) goto done
     TRY(lm_gguf_writer_set_str(w, "general.name", "llmos-bpe", err));
     TRY(lm_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", err));
     TRY(lm_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre, err));
-    if (!pre) pre = "default";
     if (strcmp(pre, "default") == 0) TRY(lm_gguf_writer_set_str(w, "tokenizer.llmos.split_regex", re, err));
     TRY(lm_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", texts, (uint64_t)n, err));
     TRY(lm_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LM_GGUF_INT32, types, (uint64_t)n, err));

@@ -291,7 +291,7 @@ lm_status lm_tokenizer_load(const lm_gguf *g, lm_tokenizer **out, lm_error *err)
     lm_status st = load(g, tok, err);
     if (st) {
         lm_tokenizer_free(tok);
-        return lm_error_prefix(err, "tokenizer: ");
+        return lm_error_prefix(err, st, "tokenizer: ");
     }
     *out = tok;
     return LM_OK;
