@@ -116,17 +116,6 @@ static void dq_q3_K(const block_q3_K *x, float *y, int64_t nb) {
     }
 }
 
-/* Scale and min j (0..7) of a q4_K / q5_K block: 6 bits each in 12 bytes. */
-void lm_q4_K_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 static void dq_q4_K(const block_q4_K *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *q = x[i].qs;

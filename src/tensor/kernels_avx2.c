@@ -11,7 +11,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-void lm_q4_K_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
 
 AVX2 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -129,7 +128,8 @@ AVX2 static float dot_q4_K(const void *row, const void *act, int64_t n) {
     const block_q4_K *w = row;
     const block_q8_K *x = act;
     const __m256i low = _mm256_set1_epi8(0x0F);
-    float sum = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
         uint8_t sc[8];
         int32_t summ = k_scales_and_min_sum(w[b].scales, x[b].bsums, sc);
@@ -143,16 +143,19 @@ AVX2 static float dot_q4_K(const void *row, const void *act, int64_t n) {
             __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(sc[2 * g + 1]));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        sum += x[b].d * (half(w[b].d) * (float)hsum_epi32(sumi) - half(w[b].dmin) * (float)summ);
+        /* the per-lane sums go into a float accumulator: one horizontal sum per row, not per block */
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * half(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+        mins += x[b].d * half(w[b].dmin) * (float)summ;
     }
-    return sum;
+    return hsum_ps(acc) - mins;
 }
 
 AVX2 static float dot_q5_K(const void *row, const void *act, int64_t n) {
     const block_q5_K *w = row;
     const block_q8_K *x = act;
     const __m256i low = _mm256_set1_epi8(0x0F), sixteen = _mm256_set1_epi8(16);
-    float sum = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
         uint8_t sc[8];
         int32_t summ = k_scales_and_min_sum(w[b].scales, x[b].bsums, sc);
@@ -173,9 +176,11 @@ AVX2 static float dot_q5_K(const void *row, const void *act, int64_t n) {
             __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), _mm256_set1_epi16(sc[2 * g + 1]));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        sum += x[b].d * (half(w[b].d) * (float)hsum_epi32(sumi) - half(w[b].dmin) * (float)summ);
+        /* the per-lane sums go into a float accumulator: one horizontal sum per row, not per block */
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * half(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+        mins += x[b].d * half(w[b].dmin) * (float)summ;
     }
-    return sum;
+    return hsum_ps(acc) - mins;
 }
 
 /* Σ scale * (q - 32) * x = Σ scale * q * x - 32 * Σ scale * bsum: q stays unsigned for maddubs. */
@@ -183,7 +188,8 @@ AVX2 static float dot_q6_K(const void *row, const void *act, int64_t n) {
     const block_q6_K *w = row;
     const block_q8_K *x = act;
     const __m256i low = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-    float sum = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
+    float offsets = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
         const uint8_t *ql = w[b].ql, *qh = w[b].qh;
         const int8_t *sc = w[b].scales, *xq = x[b].qs;
@@ -204,9 +210,11 @@ AVX2 static float dot_q6_K(const void *row, const void *act, int64_t n) {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), scales));
             }
         }
-        sum += half(w[b].d) * x[b].d * (float)(hsum_epi32(sumi) - 32 * offset);
+        const float d = half(w[b].d) * x[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        offsets += d * (float)(32 * offset);
     }
-    return sum;
+    return hsum_ps(acc) - offsets;
 }
 
 AVX2 static void dot4_q8_0(const void *row, const void *act, size_t stride, int64_t n, float out[4]) {

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-void lm_q4_K_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
 
 lm_act_kind lm_act_kind_for(lm_type t) {
     switch (t) {

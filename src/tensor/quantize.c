@@ -251,7 +251,6 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
     return scale;
 }
 
-void lm_q4_K_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m);
 
 /* The 8 sub-block scales and mins of a q4_K/q5_K block, 6 bits each, and the
  * levels L (0..nmax) of its 256 weights. */
