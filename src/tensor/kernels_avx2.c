@@ -19,13 +19,6 @@ AVX2 static inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-AVX2 static inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
-
 /* One fp16 scale to float in one instruction (the software conversion costs ~10). */
 AVX2 static inline float half(uint16_t h) { return _cvtsh_ss(h); }
 
