@@ -103,7 +103,7 @@ static void check_path(const lm_kernels *k) {
 
 int main(void) {
     lm_rng_seed(&rng, 99);
-    const char *paths[] = {"scalar", "avx2"};
+    const char *paths[] = {"scalar", "avx2", "avx512"};
     int ran = 0;
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
         const lm_kernels *k = lm_kernels_named(paths[i]);
@@ -115,6 +115,35 @@ int main(void) {
         ran++;
     }
     CHECK(ran >= 1);
+    /* vpdpbusd and maddubs + madd give the same sums here: the VNNI kernels
+     * must equal the AVX2 ones bit for bit. */
+    const lm_kernels *a2 = lm_kernels_named("avx2"), *a5 = lm_kernels_named("avx512");
+    if (a2 && a5) {
+        lm_type types[] = {LM_TYPE_Q8_0, LM_TYPE_Q4_0};
+        int differ = 0;
+        for (int ti = 0; ti < 2; ti++) {
+            for (int trial = 0; trial < 200; trial++) {
+                int64_t n = 32 * (1 + (int64_t)(lm_rng_next(&rng) % 40));
+                size_t rb = lm_type_row_size(types[ti], n), as = lm_act_size(LM_ACT_Q8A, n);
+                uint8_t *row = malloc(rb), *act = malloc(4 * as);
+                float *x = malloc((size_t)n * 4);
+                for (int64_t i = 0; i < n; i++) x[i] = uniform(-1, 1);
+                lm_quantize_row(types[ti], x, row, n, NULL);
+                for (int j = 0; j < 4; j++) {
+                    for (int64_t i = 0; i < n; i++) x[i] = uniform(-3, 3);
+                    lm_act_quantize(LM_ACT_Q8A, x, act + j * as, n);
+                }
+                float r2 = a2->dot[types[ti]](row, act, n), r5 = a5->dot[types[ti]](row, act, n), o2[4], o5[4];
+                a2->dot4[types[ti]](row, act, as, n, o2);
+                a5->dot4[types[ti]](row, act, as, n, o5);
+                differ += memcmp(&r2, &r5, 4) != 0 || memcmp(o2, o5, sizeof o2) != 0;
+                free(row);
+                free(act);
+                free(x);
+            }
+        }
+        CHECKF(differ == 0, "%d VNNI results differ from AVX2", differ);
+    }
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);
     TEST_END();

@@ -19,8 +19,20 @@ static inline int lm_cpu_has_avx2(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     return (b >> 5) & 1;
 }
+/* AVX-512 F, BW, VL and VNNI, with the OS saving the opmask and ZMM state. */
+static inline int lm_cpu_has_avx512_vnni(void) {
+    unsigned a, b, c, d;
+    if (!lm_cpu_has_avx2()) return 0;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6) != 0xE6) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
+    return f && bw && vl && vnni;
+}
 #else
 static inline int lm_cpu_has_avx2(void) { return 0; }
+static inline int lm_cpu_has_avx512_vnni(void) { return 0; }
 #endif
 
 #endif

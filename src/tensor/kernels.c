@@ -10,10 +10,30 @@
 
 static int cpu_has_avx2(void) { return lm_cpu_has_avx2(); }
 
+#if defined(__x86_64__)
+/* AVX2's table with the VNNI kernels where there are some. */
+static lm_kernels avx512_table;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+static void build_avx512(void) {
+    avx512_table = lm_kernels_avx2;
+    avx512_table.name = "avx512";
+    for (int t = 0; t < LM_TYPE_COUNT_; t++) {
+        if (lm_kernels_avx512_vnni_only.dot[t]) avx512_table.dot[t] = lm_kernels_avx512_vnni_only.dot[t];
+        if (lm_kernels_avx512_vnni_only.dot4[t]) avx512_table.dot4[t] = lm_kernels_avx512_vnni_only.dot4[t];
+    }
+}
+#endif
+
 const lm_kernels *lm_kernels_named(const char *name) {
     if (strcmp(name, "scalar") == 0) return &lm_kernels_scalar;
 #if defined(__x86_64__)
     if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? &lm_kernels_avx2 : NULL;
+    if (strcmp(name, "avx512") == 0) {
+        if (!lm_cpu_has_avx512_vnni()) return NULL;
+        pthread_once(&avx512_once, build_avx512);
+        return &avx512_table;
+    }
 #endif
     return NULL;
 }
@@ -29,6 +49,7 @@ static void choose(void) {
         fprintf(stderr, "llmos: LLMOS_KERNELS=%s is unknown or not supported by this CPU; using the best available\n", forced);
     }
 #if defined(__x86_64__)
+    if ((chosen = lm_kernels_named("avx512"))) return;
     if (cpu_has_avx2()) {
         chosen = &lm_kernels_avx2;
         return;

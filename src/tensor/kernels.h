@@ -33,7 +33,7 @@ typedef float (*lm_dot_fn)(const void *row, const void *act, int64_t n);
 typedef void (*lm_dot4_fn)(const void *row, const void *act, size_t stride, int64_t n, float out[4]);
 
 typedef struct lm_kernels {
-    const char *name;               /* "scalar", "avx2" */
+    const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
     lm_dot4_fn dot4[LM_TYPE_COUNT_]; /* NULL: four calls of dot */
 } lm_kernels;
@@ -46,7 +46,7 @@ size_t lm_act_size(lm_act_kind kind, int64_t n);
 void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n);
 
 /* The best table this CPU runs, or the one LLMOS_KERNELS names
- * (scalar, avx2); chosen once. */
+ * (scalar, avx2, avx512); chosen once. */
 const lm_kernels *lm_kernels_best(void);
 /* A named table, or NULL if unknown or this CPU cannot run it. */
 const lm_kernels *lm_kernels_named(const char *name);
@@ -54,6 +54,8 @@ const lm_kernels *lm_kernels_named(const char *name);
 extern const lm_kernels lm_kernels_scalar;
 #if defined(__x86_64__)
 extern const lm_kernels lm_kernels_avx2;
+/* The types with a VNNI kernel; kernels.c fills the rest from AVX2. */
+extern const lm_kernels lm_kernels_avx512_vnni_only;
 #endif
 
 #endif
