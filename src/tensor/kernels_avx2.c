@@ -169,6 +169,43 @@ AVX2 static float dot_q6_K(const void *row, const void *act, int64_t n) {
     return hsum_ps(acc) - offsets;
 }
 
+/* Four tokens against one F16 row; each token keeps dot_f16's two
+ * accumulators (elements 0-7 and 8-15 of each 16) and its scalar tail, so
+ * the sums are bit-identical. Named registers: arrays here get spilled. */
+AVX2 static void dot4_f16(const void *row, const void *act, size_t stride, int64_t n, float out[4]) {
+    const uint16_t *a = row;
+    const float *x0 = act, *x1 = (const float *)(const void *)((const uint8_t *)act + stride);
+    const float *x2 = (const float *)(const void *)((const uint8_t *)act + 2 * stride);
+    const float *x3 = (const float *)(const void *)((const uint8_t *)act + 3 * stride);
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        a00 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x0 + i), a00);
+        a01 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x0 + i + 8), a01);
+        a10 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x1 + i), a10);
+        a11 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x1 + i + 8), a11);
+        a20 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x2 + i), a20);
+        a21 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x2 + i + 8), a21);
+        a30 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x3 + i), a30);
+        a31 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x3 + i + 8), a31);
+    }
+    float s0 = hsum_ps(_mm256_add_ps(a00, a01)), s1 = hsum_ps(_mm256_add_ps(a10, a11));
+    float s2 = hsum_ps(_mm256_add_ps(a20, a21)), s3 = hsum_ps(_mm256_add_ps(a30, a31));
+    for (; i < n; i++) {
+        float w = lm_fp16_to_fp32(a[i]);
+        s0 += w * x0[i];
+        s1 += w * x1[i];
+        s2 += w * x2[i];
+        s3 += w * x3[i];
+    }
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
 const lm_kernels lm_kernels_avx2 = {
     "avx2",
     {
@@ -182,6 +219,7 @@ const lm_kernels lm_kernels_avx2 = {
         [LM_TYPE_Q6_K] = dot_q6_K,
     },
     {
+        [LM_TYPE_F16] = dot4_f16,
         [LM_TYPE_Q8_0] = dot4_q8_0,
         [LM_TYPE_Q4_0] = dot4_q4_0,
     },
