@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
@@ -113,4 +114,17 @@ char *cli_read_all(const char *path, size_t *len) {
         *len = n;
     }
     return buf;
+}
+
+int cli_default_threads(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)cores : 1;
+}
+
+int arg_threads(int argc, char **argv, int *i, int *out) {
+    const char *flag = argv[*i], *v = arg_value(argc, argv, i);
+    int64_t n;
+    if (!v || arg_int64(flag, v, 1, 1024, &n)) return -1;
+    *out = (int)n;
+    return 0;
 }

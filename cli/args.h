@@ -27,6 +27,12 @@ void cli_error(const char *fmt, ...)
 
 double cli_now_seconds(void);
 
+/* The default thread count: the online cores (at least 1). */
+int cli_default_threads(void);
+/* For "-t N": parses the value after argv[*i] into *out (1..1024); 0 on
+ * success, -1 after printing the error. */
+int arg_threads(int argc, char **argv, int *i, int *out);
+
 /* Reads a whole file (or standard input when path is NULL) into a malloc'd
  * buffer with a NUL after the *len bytes; NULL on failure. */
 char *cli_read_all(const char *path, size_t *len);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -68,9 +67,8 @@ static double time_tokens(lm_context *ctx, int64_t n, int64_t n_vocab, uint64_t 
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
-    int64_t n_prompt = 512, n_gen = 128, repeats = 5, threads;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = cores > 0 ? cores : 1;
+    int64_t n_prompt = 512, n_gen = 128, repeats = 5;
+    int threads = cli_default_threads();
     int json = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -82,7 +80,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (arg_is(a, "-n", "--n-gen")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 20, &n_gen)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1024, &threads)) return 2;
+            if (arg_threads(argc, argv, &i, &threads)) return 2;
         } else if (arg_is(a, "-r", "--repeats")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1000, &repeats)) return 2;
         } else if (arg_is(a, NULL, "--json")) {
@@ -133,10 +131,10 @@ int cmd_bench(int argc, char **argv) {
     }
     double flops_per_token = 2.0 * (double)matrix_params;
     const char *isa;
-    double bandwidth = lm_measure_read_bandwidth((int)threads, (size_t)1 << 30);
-    double peak = lm_measure_fma_peak((int)threads, &isa);
+    double bandwidth = lm_measure_read_bandwidth(threads, (size_t)1 << 30);
+    double peak = lm_measure_fma_peak(threads, &isa);
     lm_context *ctx;
-    if (lm_context_init(m, n_ctx, (int)threads, &ctx, &err)) {
+    if (lm_context_init(m, n_ctx, threads, &ctx, &err)) {
         cli_error("bench: %s", err.message);
         lm_model_free(m);
         return 1;

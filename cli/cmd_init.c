@@ -4,7 +4,6 @@
 #include "llmos/init.h"
 
 #include <stdio.h>
-#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -37,13 +36,11 @@ static void show(void *user, const char *stage, int64_t done, int64_t total) {
 }
 
 int cmd_init(int argc, char **argv) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    lm_init_params p = {0, 0, 0, 0, 0, 2048, NULL, 32000, LM_TYPE_F32, 1, cores > 0 ? (int)cores : 1, NULL, NULL};
+    lm_init_params p = {0, 0, 0, 0, 0, 2048, NULL, 32000, LM_TYPE_F32, 1, cli_default_threads(), NULL, NULL};
     const char *out = NULL;
     int quiet = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
-        int64_t n;
 #define INT_OPT(flag, field, lo, hi)                                                          \
     else if (arg_is(a, NULL, flag)) {                                                         \
         if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, lo, hi, &p.field)) return 2; \
@@ -73,8 +70,7 @@ int cmd_init(int argc, char **argv) {
         } else if (arg_is(a, NULL, "--seed")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_uint64(a, v, &p.seed)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1024, &n)) return 2;
-            p.n_threads = (int)n;
+            if (arg_threads(argc, argv, &i, &p.n_threads)) return 2;
         } else if (arg_is(a, "-o", "--output")) {
             if (!(out = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, "-q", "--quiet")) {

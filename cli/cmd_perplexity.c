@@ -5,7 +5,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -33,12 +32,10 @@ static void show(void *user, const char *stage, int64_t done, int64_t total) {
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_path = NULL, *file = NULL, *base_path = NULL;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    lm_perplexity_params p = {512, 0, cores > 0 ? (int)cores : 1, NULL, NULL, NULL};
+    lm_perplexity_params p = {512, 0, cli_default_threads(), NULL, NULL, NULL};
     int quiet = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
-        int64_t n;
         if (arg_is(a, "-h", "--help")) {
             usage(stdout);
             return 0;
@@ -51,8 +48,7 @@ int cmd_perplexity(int argc, char **argv) {
         } else if (arg_is(a, NULL, "--kl-base")) {
             if (!(base_path = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1024, &n)) return 2;
-            p.n_threads = (int)n;
+            if (arg_threads(argc, argv, &i, &p.n_threads)) return 2;
         } else if (arg_is(a, "-q", "--quiet")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1] != '\0') {

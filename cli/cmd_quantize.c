@@ -5,7 +5,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -36,17 +35,14 @@ static void show(void *user, const char *stage, int64_t done, int64_t total) {
 int cmd_quantize(int argc, char **argv) {
     const char *pos[3] = {0};
     int n_pos = 0, quiet = 0;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    lm_quantize_params p = {NULL, cores > 0 ? (int)cores : 1, NULL, NULL};
+    lm_quantize_params p = {NULL, cli_default_threads(), NULL, NULL};
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int64_t n;
+        const char *a = argv[i];
         if (arg_is(a, "-h", "--help")) {
             usage(stdout);
             return 0;
         } else if (arg_is(a, "-t", "--threads")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1024, &n)) return 2;
-            p.n_threads = (int)n;
+            if (arg_threads(argc, argv, &i, &p.n_threads)) return 2;
         } else if (arg_is(a, "-q", "--quiet")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1] != '\0') {

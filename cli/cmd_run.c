@@ -55,8 +55,7 @@ int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = "";
     lm_generate_params gp = {lm_sampler_default_params(), 256, 0, 0, -1};
     int seed_given = 0;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    gp.n_threads = cores > 0 ? (int)cores : 1;
+    gp.n_threads = cli_default_threads();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
         int64_t n;
@@ -87,8 +86,7 @@ int cmd_run(int argc, char **argv) {
         } else if (arg_is(a, "-c", "--ctx-size")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, INT32_MAX, &gp.n_ctx)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1024, &n)) return 2;
-            gp.n_threads = (int)n;
+            if (arg_threads(argc, argv, &i, &gp.n_threads)) return 2;
         } else if (arg_is(a, NULL, "--no-bos")) {
             gp.add_bos = 0;
         } else if (a[0] == '-' && a[1] != '\0') {
