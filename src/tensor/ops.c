@@ -18,14 +18,6 @@ float lm_dot_f32(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
-void lm_matvec_f32(float *y, const float *w, const float *x, int64_t rows, int64_t cols, int n_threads) {
-    /* Below ~64k multiply-adds a thread team costs more than it saves. */
-    int parallel = n_threads > 1 && rows * cols >= (1 << 16);
-    (void)parallel;
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; r++) y[r] = lm_dot_f32(w + r * cols, x, cols);
-}
-
 float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
     if (t == LM_TYPE_F32) return lm_dot_f32(row, x, n);
     /* The scalar reference for every other type: dequantise 256 weights at a
@@ -46,6 +38,7 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     const lm_kernels *k = lm_kernels_best();
     lm_dot_fn dot = k->dot[w->type];
+    /* Below ~64k multiply-adds a thread team costs more than it saves. */
     int parallel = n_threads > 1 && w->rows * w->cols >= (1 << 16);
     (void)parallel;
     const uint8_t *base = w->data;

@@ -27,8 +27,6 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);
 /* Row r of W as floats (an embedding lookup). */
 void lm_weight_row(const lm_weight *w, int64_t r, float *out);
 
-/* y (rows) = W (rows, cols) @ x (cols), split by rows over n_threads. */
-void lm_matvec_f32(float *y, const float *w, const float *x, int64_t rows, int64_t cols, int n_threads);
 float lm_dot_f32(const float *a, const float *b, int64_t n);
 /* out (n) = x / rms(x) * weight; out may alias x. */
 void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps);
