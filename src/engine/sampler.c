@@ -66,6 +66,38 @@ static int cmp_candidates(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* a ranks after b in the candidate order (cmp_candidates > 0). */
+static int ranks_after(const candidate *a, const candidate *b) { return cmp_candidates(a, b) > 0; }
+
+/* The k best of n logits into out[0..k), unordered: a heap whose root is the
+ * worst kept candidate, so one pass costs O(n log k) instead of a full sort. */
+static void select_top_k(const float *logits, int32_t n, candidate *out, int32_t k) {
+    for (int32_t i = 0; i < n; i++) {
+        candidate x = {i, logits[i], 0.0f};
+        size_t j;
+        if (i < k) {
+            j = (size_t)i; /* sift up */
+            while (j > 0 && ranks_after(&x, &out[(j - 1) / 2])) {
+                out[j] = out[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
+            out[j] = x;
+        } else if (ranks_after(&out[0], &x)) {
+            j = 0; /* replace the worst, sift down */
+            for (;;) {
+                size_t l = 2 * j + 1, r = l + 1, w = j;
+                const candidate *worst = &x;
+                if (l < (size_t)k && ranks_after(&out[l], worst)) w = l, worst = &out[l];
+                if (r < (size_t)k && ranks_after(&out[r], worst)) w = r;
+                if (w == j) break;
+                out[j] = out[w];
+                j = w;
+            }
+            out[j] = x;
+        }
+    }
+}
+
 /* CTRL-style penalty as llama.cpp applies it: divide positive logits, multiply
  * negative ones, once per distinct token in the window. */
 static void apply_repeat_penalty(lm_sampler *s, const int32_t *history, size_t n) {
@@ -105,9 +137,13 @@ int32_t lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *his
     if (p->temperature == 0.0f || isinf(s->logits[best])) return best;
 
     candidate *c = s->cands;
-    for (int32_t i = 0; i < n; i++) c[i] = (candidate){i, s->logits[i], 0.0f};
-    qsort(c, (size_t)n, sizeof *c, cmp_candidates);
     int32_t k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    if (k < n) {
+        select_top_k(s->logits, n, c, k);
+    } else {
+        for (int32_t i = 0; i < n; i++) c[i] = (candidate){i, s->logits[i], 0.0f};
+    }
+    qsort(c, (size_t)k, sizeof *c, cmp_candidates);
 
     /* Softmax with temperature over the top k (sorted, so c[0] is the max). */
     double sum = 0.0;
