@@ -5,6 +5,8 @@
 #include "base/rng.h"
 #include "llmos/types.h"
 #include "tensor/fp16.h"
+#include "tensor/dequant_fast.h"
+#include "tensor/gemm.h"
 #include "tensor/kernels.h"
 #include "test.h"
 
@@ -101,8 +103,113 @@ static void check_path(const lm_kernels *k) {
     CHECK(checked > 0);
 }
 
+/* A GEMM micro-kernel and its driver against a float64 product of the
+ * dequantised weights: every shape's edges (tokens not a multiple of MR,
+ * rows not a multiple of NR, one row, one token, columns past one KC block),
+ * 1 to 3 threads. */
+static void check_gemm(const lm_gemm_kernel *g) {
+    const lm_type types[] = {LM_TYPE_F32, LM_TYPE_F16, LM_TYPE_BF16, LM_TYPE_Q8_0, LM_TYPE_Q4_0, LM_TYPE_Q4_K, LM_TYPE_Q6_K};
+    const int64_t shapes[][3] = {/* rows, cols (in 256s), tokens */
+                                 {1, 1, 1}, {33, 1, 13}, {64, 3, 24}, {70, 2, 37}, {17, 5, 16}, {96, 1, 12}};
+    double worst = 0;
+    int bad = 0, cases = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            int64_t rows = shapes[si][0], cols = 256 * shapes[si][1], n_tok = shapes[si][2];
+            size_t rb = lm_type_row_size(types[ti], cols);
+            uint8_t *wdata = malloc(rb * (size_t)rows);
+            float *wf = malloc((size_t)(rows * cols) * 4), *x = malloc((size_t)(n_tok * cols) * 4);
+            float *y = malloc((size_t)(n_tok * rows) * 4);
+            for (int64_t i = 0; i < rows * cols; i++) wf[i] = uniform(-1, 1);
+            for (int64_t r = 0; r < rows; r++) lm_quantize_row(types[ti], wf + r * cols, wdata + (size_t)r * rb, cols, NULL);
+            for (int64_t r = 0; r < rows; r++) lm_dequantize_row(types[ti], wdata + (size_t)r * rb, wf + r * cols, cols, NULL);
+            for (int64_t i = 0; i < n_tok * cols; i++) x[i] = uniform(-2, 2);
+            lm_weight w = {wdata, types[ti], rows, cols, rb};
+            for (int threads = 1; threads <= 3; threads += 2) {
+                for (int64_t i = 0; i < n_tok * rows; i++) y[i] = NAN; /* every output must be written */
+                CHECK(lm_gemm(g, y, &w, x, n_tok, threads) == 1);
+                for (int64_t t = 0; t < n_tok; t++) {
+                    for (int64_t r = 0; r < rows; r++) {
+                        double ref = 0, mag = 0;
+                        for (int64_t k = 0; k < cols; k++) {
+                            ref += (double)wf[r * cols + k] * x[t * cols + k];
+                            mag += fabs((double)wf[r * cols + k] * x[t * cols + k]);
+                        }
+                        double err = fabs(y[t * rows + r] - ref) / (mag > 0 ? mag : 1);
+                        worst = err > worst ? err : worst;
+                        bad += !(err < 1e-6);
+                    }
+                }
+                cases++;
+            }
+            free(wdata);
+            free(wf);
+            free(x);
+            free(y);
+        }
+    }
+    printf("gemm %s (%dx%d tiles): %d cases, worst error %.2e of the sum of |products|\n", g->name, g->mr, g->nr, cases,
+           worst);
+    CHECKF(bad == 0, "gemm %s: %d outputs off by more than 1e-6 of the sum of |products|", g->name, bad);
+}
+
+#if defined(__x86_64__)
+/* Vectorised dequantisation equals the scalar reference bit for bit, on
+ * quantised data and on raw random blocks (every bit pattern of scales). */
+static void check_dequant_avx2(void) {
+    int types = 0;
+    for (int t = 0; t < LM_TYPE_COUNT_; t++) {
+        if (!lm_dequant_avx2[t]) continue;
+        types++;
+        int64_t bs = lm_type_get_info((uint32_t)t)->block_size;
+        int differ = 0;
+        for (int trial = 0; trial < 60; trial++) {
+            int64_t n = bs * (1 + trial % 5) * (bs == 1 ? 37 : 1);
+            size_t rb = lm_type_row_size((lm_type)t, n);
+            uint8_t *row = malloc(rb);
+            float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+            if (trial % 2) {
+                for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)lm_rng_next(&rng);
+                sanitize((lm_type)t, row, n / bs);
+            } else {
+                for (int64_t i = 0; i < n; i++) a[i] = uniform(-3, 3);
+                lm_quantize_row((lm_type)t, a, row, n, NULL);
+            }
+            lm_dequantize_row((lm_type)t, row, a, n, NULL);
+            lm_dequant_avx2[t](row, b, n);
+            for (int64_t i = 0; i < n; i++) differ += memcmp(&a[i], &b[i], 4) != 0 && !(a[i] != a[i] && b[i] != b[i]);
+            free(row);
+            free(a);
+            free(b);
+        }
+        CHECKF(differ == 0, "avx2 dequantisation of %s differs from the scalar one in %d values",
+               lm_type_get_info((uint32_t)t)->name, differ);
+    }
+    printf("avx2 dequantisation: %d types equal to the scalar reference bit for bit\n", types);
+    CHECK(types >= 6);
+    /* The 8x8 transposition, with a tail of columns. */
+    for (int64_t kc = 1; kc <= 21; kc += 4) {
+        float src[16 * 21], dst[16 * 21];
+        for (int i = 0; i < 16 * kc; i++) src[i] = (float)i;
+        lm_gemm_transpose_avx2(src, 16, kc, dst);
+        int bad = 0;
+        for (int64_t k = 0; k < kc; k++) {
+            for (int j = 0; j < 16; j++) bad += dst[k * 16 + j] != src[j * kc + k];
+        }
+        CHECKF(bad == 0, "transpose of 16 x %lld: %d values misplaced", (long long)kc, bad);
+    }
+}
+#endif
+
 int main(void) {
     lm_rng_seed(&rng, 99);
+#if defined(__x86_64__)
+    if (lm_kernels_named("avx2")) check_dequant_avx2();
+#endif
+#if defined(__x86_64__)
+    if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2);
+    if (lm_kernels_named("avx512") && lm_gemm_kernel_best() == &lm_gemm_avx512) check_gemm(&lm_gemm_avx512);
+#endif
     const char *paths[] = {"scalar", "avx2", "avx512"};
     int ran = 0;
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {

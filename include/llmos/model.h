@@ -47,6 +47,9 @@ typedef struct lm_context lm_context;
 /* n_ctx positions of KV cache (1 .. context_length); n_threads >= 1. */
 lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_context **out, lm_error *err);
 void lm_context_free(lm_context *c);
+/* Tokens per prefill batch (default 512, at most n_ctx): smaller batches use
+ * less memory and dequantise the weights more often. */
+lm_status lm_context_set_batch_size(lm_context *c, int64_t n, lm_error *err);
 int64_t lm_context_size(const lm_context *c);
 
 /* Runs token at position pos (positions 0..pos-1 must already be cached) and

@@ -30,8 +30,19 @@ static inline int lm_cpu_has_avx512_vnni(void) {
     int f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
     return f && bw && vl && vnni;
 }
+/* AVX-512 F, with the OS saving the opmask and ZMM state. */
+static inline int lm_cpu_has_avx512f(void) {
+    unsigned a, b, c, d;
+    if (!lm_cpu_has_avx2()) return 0;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6) != 0xE6) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 16) & 1;
+}
 #else
 static inline int lm_cpu_has_avx2(void) { return 0; }
+static inline int lm_cpu_has_avx512f(void) { return 0; }
 static inline int lm_cpu_has_avx512_vnni(void) { return 0; }
 #endif
 

@@ -7,6 +7,8 @@
 #include "model_internal.h"
 
 #include "../base/checked.h"
+#include "../base/threads.h"
+#include "../tensor/kernels.h"
 #include "../tensor/ops.h"
 
 #include <math.h>
@@ -29,14 +31,20 @@ struct lm_context {
     float *hb;       /* (ffn_dim) gate */
     float *hb2;      /* (ffn_dim) up */
     float *logits;   /* (n_vocab) */
-    /* Prefill buffers for up to BATCH tokens, allocated on first use. */
+    /* Prefill buffers for up to batch_cap tokens, allocated on first use. */
+    int64_t batch_cap;
     float *bx, *bxb, *bxb2; /* (BATCH, dim) */
     float *bq, *batt;       /* (BATCH, n_heads * head_dim) */
     float *bk, *bv;         /* (BATCH, kv_dim) */
     float *bh, *bh2;        /* (BATCH, ffn_dim) */
+    float *batt_scratch;    /* (n_threads, n_ctx) attention weights */
 };
 
-#define BATCH 64
+/* Tokens per prefill batch: each weight matrix is dequantised once per batch
+ * (see tensor/gemm.h), so bigger batches amortise it better; 512 tokens of a
+ * 1.1B model take ~35 MB of buffers. Contexts smaller than this allocate
+ * only n_ctx rows. */
+#define BATCH 512
 
 static float *alloc_floats(int64_t a, int64_t b, int64_t c, int *failed) {
     size_t n;
@@ -62,6 +70,7 @@ lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_co
     if (!ctx) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     ctx->model = m;
     ctx->n_ctx = n_ctx;
+    ctx->batch_cap = n_ctx < BATCH ? n_ctx : BATCH;
     ctx->n_threads = n_threads;
     int64_t kv_dim = c->n_kv_heads * c->head_dim, q_dim = c->n_heads * c->head_dim;
     int failed = 0;
@@ -94,6 +103,15 @@ lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_co
     return LM_OK;
 }
 
+static void free_batch(lm_context *c) {
+    float **bufs[] = {&c->bx,  &c->bxb, &c->bxb2, &c->bq,          &c->batt,
+                      &c->bk,  &c->bv,  &c->bh,   &c->bh2, &c->batt_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+}
+
 void lm_context_free(lm_context *c) {
     if (!c) return;
     free(c->k_cache);
@@ -108,42 +126,55 @@ void lm_context_free(lm_context *c) {
     free(c->hb);
     free(c->hb2);
     free(c->logits);
-    free(c->bx);
-    free(c->bxb);
-    free(c->bxb2);
-    free(c->bq);
-    free(c->batt);
-    free(c->bk);
-    free(c->bv);
-    free(c->bh);
-    free(c->bh2);
+    free_batch(c);
     free(c);
 }
 
 int64_t lm_context_size(const lm_context *c) { return c->n_ctx; }
 
-/* Causal attention of the current query against cached positions 0..pos. */
-static void attention(lm_context *ctx, int64_t layer, int64_t pos) {
+/* One head's causal attention: query q (head_dim) against cached positions
+ * 0..pos of layer `layer`, KV head at kv_off; att (pos + 1) is scratch;
+ * writes out (head_dim). */
+static void attend_head(const lm_context *ctx, int64_t layer, int64_t pos, int64_t kv_off, const float *q, float *out,
+                        float *att) {
     const lm_model_config *c = &ctx->model->cfg;
-    int64_t hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
+    const lm_kernels *k = lm_kernels_best();
+    int64_t hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
     const float *k_layer = ctx->k_cache + layer * ctx->n_ctx * kv_dim;
     const float *v_layer = ctx->v_cache + layer * ctx->n_ctx * kv_dim;
     float scale = (float)(1.0 / sqrt((double)hd));
+    k->attn_scores(att, q, k_layer + kv_off, kv_dim, pos + 1, hd, scale);
+    lm_softmax_f32(att, pos + 1);
+    k->attn_values(out, att, v_layer + kv_off, kv_dim, pos + 1, hd);
+}
+
+/* Causal attention of the current query against cached positions 0..pos. */
+static void attention(lm_context *ctx, int64_t layer, int64_t pos) {
+    const lm_model_config *c = &ctx->model->cfg;
+    int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int parallel = ctx->n_threads > 1 && c->n_heads * (pos + 1) * hd >= (1 << 15);
     (void)parallel;
 #pragma omp parallel for num_threads(ctx->n_threads) if (parallel) schedule(static)
     for (int64_t h = 0; h < c->n_heads; h++) {
-        const float *q = ctx->q + h * hd;
-        float *att = ctx->att + h * ctx->n_ctx;
-        int64_t kv_off = (h / group) * hd;
-        for (int64_t t = 0; t <= pos; t++) att[t] = lm_dot_f32(q, k_layer + t * kv_dim + kv_off, hd) * scale;
-        lm_softmax_f32(att, pos + 1);
-        float *out = ctx->att_out + h * hd;
-        memset(out, 0, (size_t)hd * sizeof *out);
-        for (int64_t t = 0; t <= pos; t++) {
-            const float *v = v_layer + t * kv_dim + kv_off;
-            float a = att[t];
-            for (int64_t i = 0; i < hd; i++) out[i] += a * v[i];
+        attend_head(ctx, layer, pos, (h / group) * hd, ctx->q + h * hd, ctx->att_out + h * hd, ctx->att + h * ctx->n_ctx);
+    }
+}
+
+/* Causal attention for a batch of n queries at positions pos0..pos0+n-1
+ * (their keys and values already cached): every (token, head) pair is one
+ * work item, so threads stay busy across the whole batch. */
+static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
+    const lm_model_config *c = &ctx->model->cfg;
+    int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd;
+    int64_t items = n * c->n_heads;
+#pragma omp parallel num_threads(ctx->n_threads)
+    {
+        float *att = ctx->batt_scratch + (int64_t)lm_thread_index() * ctx->n_ctx;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t i = 0; i < items; i++) {
+            int64_t b = i / c->n_heads, h = i % c->n_heads;
+            attend_head(ctx, layer, pos0 + b, (h / group) * hd, ctx->bq + b * q_dim + h * hd,
+                        ctx->batt + b * q_dim + h * hd, att);
         }
     }
 }
@@ -193,32 +224,40 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
     return LM_OK;
 }
 
+lm_status lm_context_set_batch_size(lm_context *c, int64_t n, lm_error *err) {
+    if (n < 1 || n > c->n_ctx) {
+        return lm_error_set(err, LM_ERR_ARG, "batch size %lld is outside 1..%lld (the context size)", (long long)n,
+                            (long long)c->n_ctx);
+    }
+    free_batch(c);
+    c->batch_cap = n;
+    return LM_OK;
+}
+
 static lm_status alloc_batch(lm_context *ctx, lm_error *err) {
     if (ctx->bx) return LM_OK;
     const lm_model_config *c = &ctx->model->cfg;
     int64_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
     int failed = 0;
-    ctx->bx = alloc_floats(BATCH, c->dim, 1, &failed);
-    ctx->bxb = alloc_floats(BATCH, c->dim, 1, &failed);
-    ctx->bxb2 = alloc_floats(BATCH, c->dim, 1, &failed);
-    ctx->bq = alloc_floats(BATCH, q_dim, 1, &failed);
-    ctx->batt = alloc_floats(BATCH, q_dim, 1, &failed);
-    ctx->bk = alloc_floats(BATCH, kv_dim, 1, &failed);
-    ctx->bv = alloc_floats(BATCH, kv_dim, 1, &failed);
-    ctx->bh = alloc_floats(BATCH, c->ffn_dim, 1, &failed);
-    ctx->bh2 = alloc_floats(BATCH, c->ffn_dim, 1, &failed);
+    const int64_t cap = ctx->batch_cap;
+    ctx->bx = alloc_floats(cap, c->dim, 1, &failed);
+    ctx->bxb = alloc_floats(cap, c->dim, 1, &failed);
+    ctx->bxb2 = alloc_floats(cap, c->dim, 1, &failed);
+    ctx->bq = alloc_floats(cap, q_dim, 1, &failed);
+    ctx->batt = alloc_floats(cap, q_dim, 1, &failed);
+    ctx->bk = alloc_floats(cap, kv_dim, 1, &failed);
+    ctx->bv = alloc_floats(cap, kv_dim, 1, &failed);
+    ctx->bh = alloc_floats(cap, c->ffn_dim, 1, &failed);
+    ctx->bh2 = alloc_floats(cap, c->ffn_dim, 1, &failed);
+    ctx->batt_scratch = alloc_floats(ctx->n_threads, ctx->n_ctx, 1, &failed);
     if (failed) {
-        float **bufs[] = {&ctx->bx, &ctx->bxb, &ctx->bxb2, &ctx->bq, &ctx->batt, &ctx->bk, &ctx->bv, &ctx->bh, &ctx->bh2};
-        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-            free(*bufs[i]);
-            *bufs[i] = NULL;
-        }
+        free_batch(ctx);
         return lm_error_set(err, LM_ERR_NOMEM, "cannot allocate prefill buffers");
     }
     return LM_OK;
 }
 
-/* One batch of n <= BATCH tokens; the same steps as lm_context_forward, with
+/* One batch of n <= batch_cap tokens; the same steps as lm_context_forward, with
  * matrix-matrix products. */
 static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int64_t pos0, float *logits_all,
                           int want_last) {
@@ -241,12 +280,8 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
             memcpy(ctx->k_cache + (l * ctx->n_ctx + pos0 + b) * kv_dim, ctx->bk + b * kv_dim, (size_t)kv_dim * sizeof(float));
             memcpy(ctx->v_cache + (l * ctx->n_ctx + pos0 + b) * kv_dim, ctx->bv + b * kv_dim, (size_t)kv_dim * sizeof(float));
         }
-        /* Causal attention, token by token: token b sees positions up to pos0 + b. */
-        for (int64_t b = 0; b < n; b++) {
-            memcpy(ctx->q, ctx->bq + b * q_dim, (size_t)q_dim * sizeof(float));
-            attention(ctx, l, pos0 + b);
-            memcpy(ctx->batt + b * q_dim, ctx->att_out, (size_t)q_dim * sizeof(float));
-        }
+        /* Causal attention: token b sees positions up to pos0 + b. */
+        attention_batch(ctx, l, n, pos0);
         lm_matmul(ctx->bxb2, &w->wo, ctx->batt, n, nt);
         for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->ffn_norm, dim, eps);
@@ -276,8 +311,8 @@ lm_status lm_context_forward_batch(lm_context *ctx, const int32_t *tokens, int64
         }
     }
     lm_status st = alloc_batch(ctx, err);
-    for (int64_t done = 0; done < n && !st; done += BATCH) {
-        int64_t k = n - done < BATCH ? n - done : BATCH;
+    for (int64_t done = 0; done < n && !st; done += ctx->batch_cap) {
+        int64_t k = n - done < ctx->batch_cap ? n - done : ctx->batch_cap;
         int last = done + k == n;
         forward_chunk(ctx, tokens + done, k, pos0 + done, logits_all ? logits_all + done * c->n_vocab : NULL,
                       last && logits != NULL);

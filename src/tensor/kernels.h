@@ -32,10 +32,19 @@ typedef float (*lm_dot_fn)(const void *row, const void *act, int64_t n);
  * unpacks each weight block once for four tokens. */
 typedef void (*lm_dot4_fn)(const void *row, const void *act, size_t stride, int64_t n, float out[4]);
 
+/* Attention of one query over n keys (rows of hd floats, stride floats
+ * apart): att[t] = scale * dot(q, k_t). */
+typedef void (*lm_attn_scores_fn)(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
+                                  float scale);
+/* out (hd) = sum over t < n of att[t] * v_t. */
+typedef void (*lm_attn_values_fn)(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd);
+
 typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
     lm_dot4_fn dot4[LM_TYPE_COUNT_]; /* NULL: four calls of dot */
+    lm_attn_scores_fn attn_scores;
+    lm_attn_values_fn attn_values;
 } lm_kernels;
 
 /* The activation kind each weight type's kernels take (F32 if none). */

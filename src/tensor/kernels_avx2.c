@@ -206,6 +206,70 @@ AVX2 static void dot4_f16(const void *row, const void *act, size_t stride, int64
     out[3] = s3;
 }
 
+/* Four keys at a time share the loads of q; head sizes that are not a
+ * multiple of 8 take the plain loop. */
+AVX2 static void attn_scores(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
+                             float scale) {
+    int64_t t = 0;
+    if (hd % 8 == 0) {
+        for (; t + 4 <= n; t += 4) {
+            const float *k0 = k + t * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t i = 0; i < hd; i += 8) {
+                __m256 qi = _mm256_loadu_ps(q + i);
+                a0 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k0 + i), a0);
+                a1 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k1 + i), a1);
+                a2 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k2 + i), a2);
+                a3 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k3 + i), a3);
+            }
+            /* Four horizontal sums at once: (a0 a1 a2 a3) -> 4 floats. */
+            __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+            __m256 h = _mm256_hadd_ps(h01, h23);
+            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(att + t, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+        }
+        for (; t < n; t++) att[t] = dot_f32(q, k + t * stride, hd) * scale;
+        return;
+    }
+    for (; t < n; t++) {
+        const float *kt = k + t * stride;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < hd; i++) sum += q[i] * kt[i];
+        att[t] = sum * scale;
+    }
+}
+
+/* The output stays in registers, 32 floats at a time, while all n values
+ * stream past. */
+AVX2 static void attn_values(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
+    int64_t i = 0;
+    for (; i + 32 <= hd; i += 32) {
+        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+        for (int64_t t = 0; t < n; t++) {
+            const float *vt = v + t * stride + i;
+            __m256 a = _mm256_broadcast_ss(att + t);
+            o0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt), o0);
+            o1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt + 8), o1);
+            o2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt + 16), o2);
+            o3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt + 24), o3);
+        }
+        _mm256_storeu_ps(out + i, o0);
+        _mm256_storeu_ps(out + i + 8, o1);
+        _mm256_storeu_ps(out + i + 16, o2);
+        _mm256_storeu_ps(out + i + 24, o3);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int64_t t = 0; t < n; t++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(att + t), _mm256_loadu_ps(v + t * stride + i), o);
+        _mm256_storeu_ps(out + i, o);
+    }
+    for (; i < hd; i++) {
+        float o = 0.0f;
+        for (int64_t t = 0; t < n; t++) o += att[t] * v[t * stride + i];
+        out[i] = o;
+    }
+}
+
 const lm_kernels lm_kernels_avx2 = {
     "avx2",
     {
@@ -223,5 +287,7 @@ const lm_kernels lm_kernels_avx2 = {
         [LM_TYPE_Q8_0] = dot4_q8_0,
         [LM_TYPE_Q4_0] = dot4_q4_0,
     },
+    attn_scores,
+    attn_values,
 };
 #endif

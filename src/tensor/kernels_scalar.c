@@ -158,6 +158,18 @@ static float dot_q6_K(const void *row, const void *act, int64_t n) {
     return sum;
 }
 
+static void attn_scores(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd, float scale) {
+    for (int64_t t = 0; t < n; t++) att[t] = lm_dot_f32(q, k + t * stride, hd) * scale;
+}
+
+static void attn_values(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int64_t t = 0; t < n; t++) {
+        const float *vt = v + t * stride;
+        for (int64_t i = 0; i < hd; i++) out[i] += att[t] * vt[i];
+    }
+}
+
 const lm_kernels lm_kernels_scalar = {
     "scalar",
     {
@@ -171,4 +183,6 @@ const lm_kernels lm_kernels_scalar = {
         [LM_TYPE_Q6_K] = dot_q6_K,
     },
     {0}, /* four calls of dot */
+    attn_scores,
+    attn_values,
 };

@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include "gemm.h"
 #include "kernels.h"
 
 #include <stdlib.h>
@@ -63,6 +64,10 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
 }
 
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
+    const lm_gemm_kernel *g = lm_gemm_kernel_best();
+    if (g && n_tok >= LM_GEMM_MIN_TOKENS && lm_type_can_dequantize(w->type) && lm_gemm(g, Y, w, X, n_tok, n_threads)) {
+        return;
+    }
     const lm_kernels *k = lm_kernels_best();
     lm_dot_fn dot = k->dot[w->type];
     const uint8_t *base = w->data;

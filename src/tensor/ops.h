@@ -19,8 +19,10 @@ typedef struct lm_weight {
 /* y (rows) = W @ x (cols), split by rows over n_threads. */
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads);
 /* Y (n_tok, rows) = X (n_tok, cols) @ W^T: each weight row is read once for
- * all n_tok activation vectors (prefill). Y[t] equals lm_matvec(W, X[t]) bit
- * for bit. */
+ * all n_tok activation vectors (prefill). From LM_GEMM_MIN_TOKENS tokens on
+ * (and where the CPU has a GEMM micro-kernel) this is a blocked f32 GEMM over
+ * dequantised weights, more accurate than lm_matvec's quantised activations;
+ * below that Y[t] equals lm_matvec(W, X[t]) bit for bit. */
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads);
 /* dot(row of type t, x) over n elements (a whole number of blocks). */
 float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);

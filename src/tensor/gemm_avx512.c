@@ -1,0 +1,43 @@
+/* AVX-512 GEMM micro-kernel: a tile of 12 tokens x 32 rows in 24 zmm
+ * accumulators; per column, two 16-float loads of the weight panel and 12
+ * broadcasts of the tokens' activations feed 24 FMAs. */
+#if defined(__x86_64__)
+#include "gemm.h"
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+
+/* Token i's two accumulators: rows 0..15 and 16..31. */
+#define ACC_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps()
+#define ACC_FMA(i)                                                  \
+    do {                                                            \
+        __m512 x_ = _mm512_set1_ps(xp[k * 12 + i]);                 \
+        c##i##a = _mm512_fmadd_ps(x_, w0, c##i##a);                 \
+        c##i##b = _mm512_fmadd_ps(x_, w1, c##i##b);                 \
+    } while (0)
+#define ACC_STORE(i)                                                                                   \
+    do {                                                                                               \
+        float *t_ = tile + i * ldc;                                                                    \
+        if (accumulate) {                                                                              \
+            c##i##a = _mm512_add_ps(c##i##a, _mm512_loadu_ps(t_));                                     \
+            c##i##b = _mm512_add_ps(c##i##b, _mm512_loadu_ps(t_ + 16));                                \
+        }                                                                                              \
+        _mm512_storeu_ps(t_, c##i##a);                                                                 \
+        _mm512_storeu_ps(t_ + 16, c##i##b);                                                            \
+    } while (0)
+
+AVX512 static void micro_12x32(int64_t kc, const float *xp, const float *wp, float *tile, int64_t ldc, int accumulate) {
+    ACC_DECL(0); ACC_DECL(1); ACC_DECL(2); ACC_DECL(3); ACC_DECL(4); ACC_DECL(5);
+    ACC_DECL(6); ACC_DECL(7); ACC_DECL(8); ACC_DECL(9); ACC_DECL(10); ACC_DECL(11);
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 w0 = _mm512_load_ps(wp + k * 32), w1 = _mm512_load_ps(wp + k * 32 + 16);
+        ACC_FMA(0); ACC_FMA(1); ACC_FMA(2); ACC_FMA(3); ACC_FMA(4); ACC_FMA(5);
+        ACC_FMA(6); ACC_FMA(7); ACC_FMA(8); ACC_FMA(9); ACC_FMA(10); ACC_FMA(11);
+    }
+    ACC_STORE(0); ACC_STORE(1); ACC_STORE(2); ACC_STORE(3); ACC_STORE(4); ACC_STORE(5);
+    ACC_STORE(6); ACC_STORE(7); ACC_STORE(8); ACC_STORE(9); ACC_STORE(10); ACC_STORE(11);
+}
+
+const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32};
+#endif
