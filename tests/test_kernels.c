@@ -153,6 +153,48 @@ static void check_gemm(const lm_gemm_kernel *g) {
     CHECKF(bad == 0, "gemm %s: %d outputs off by more than 1e-6 of the sum of |products|", g->name, bad);
 }
 
+/* The attention kernels and softmax of a path against the scalar ones: head
+ * sizes that are and are not a multiple of the vector width, 1 to 300 keys,
+ * scores spanning past exp's underflow. */
+static void check_attention(const lm_kernels *k) {
+    const lm_kernels *ref = &lm_kernels_scalar;
+    const int64_t head_dims[] = {64, 48, 7, 128, 8};
+    double worst_s = 0, worst_v = 0, worst_sm = 0;
+    for (size_t hi = 0; hi < sizeof head_dims / sizeof *head_dims; hi++) {
+        int64_t hd = head_dims[hi], stride = hd * 3 + 5;
+        for (int64_t n = 1; n <= 300; n += 37) {
+            float *q = malloc((size_t)hd * 4), *kv = malloc((size_t)(n * stride) * 4);
+            float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *oa = malloc((size_t)hd * 4),
+                  *ob = malloc((size_t)hd * 4);
+            for (int64_t i = 0; i < hd; i++) q[i] = uniform(-1, 1);
+            for (int64_t i = 0; i < n * stride; i++) kv[i] = uniform(-1, 1);
+            k->attn_scores(a, q, kv, stride, n, hd, 0.125f);
+            ref->attn_scores(b, q, kv, stride, n, hd, 0.125f);
+            for (int64_t t = 0; t < n; t++) {
+                double e = fabs(a[t] - b[t]) / (0.125 * hd);
+                worst_s = e > worst_s ? e : worst_s;
+            }
+            for (int64_t t = 0; t < n; t++) a[t] = b[t] = uniform(-100, 5); /* some far below the max */
+            k->softmax(a, n);
+            ref->softmax(b, n);
+            for (int64_t t = 0; t < n; t++) {
+                double e = fabs(a[t] - b[t]) / (b[t] > 1e-30 ? b[t] : 1e-30);
+                if (b[t] < 1e-37 && a[t] < 1e-37) e = 0; /* both underflowed */
+                worst_sm = e > worst_sm ? e : worst_sm;
+            }
+            k->attn_values(oa, b, kv, stride, n, hd);
+            ref->attn_values(ob, b, kv, stride, n, hd);
+            for (int64_t i = 0; i < hd; i++) {
+                double e = fabs(oa[i] - ob[i]);
+                worst_v = e > worst_v ? e : worst_v;
+            }
+            free(q), free(kv), free(a), free(b), free(oa), free(ob);
+        }
+    }
+    printf("%s attention: scores %.1e, softmax %.1e relative, values %.1e\n", k->name, worst_s, worst_sm, worst_v);
+    CHECKF(worst_s < 1e-6 && worst_sm < 1e-6 && worst_v < 1e-6, "%s attention kernels differ from the scalar ones", k->name);
+}
+
 #if defined(__x86_64__)
 /* Vectorised dequantisation equals the scalar reference bit for bit, on
  * quantised data and on raw random blocks (every bit pattern of scales). */
@@ -219,6 +261,7 @@ int main(void) {
             continue;
         }
         check_path(k);
+        check_attention(k);
         ran++;
     }
     CHECK(ran >= 1);

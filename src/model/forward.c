@@ -144,7 +144,7 @@ static void attend_head(const lm_context *ctx, int64_t layer, int64_t pos, int64
     const float *v_layer = ctx->v_cache + layer * ctx->n_ctx * kv_dim;
     float scale = (float)(1.0 / sqrt((double)hd));
     k->attn_scores(att, q, k_layer + kv_off, kv_dim, pos + 1, hd, scale);
-    lm_softmax_f32(att, pos + 1);
+    k->softmax(att, pos + 1);
     k->attn_values(out, att, v_layer + kv_off, kv_dim, pos + 1, hd);
 }
 

@@ -39,12 +39,16 @@ typedef void (*lm_attn_scores_fn)(float *att, const float *q, const float *k, in
 /* out (hd) = sum over t < n of att[t] * v_t. */
 typedef void (*lm_attn_values_fn)(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd);
 
+/* x (n) = softmax(x), in place. */
+typedef void (*lm_softmax_fn)(float *x, int64_t n);
+
 typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
     lm_dot4_fn dot4[LM_TYPE_COUNT_]; /* NULL: four calls of dot */
     lm_attn_scores_fn attn_scores;
     lm_attn_values_fn attn_values;
+    lm_softmax_fn softmax;
 } lm_kernels;
 
 /* The activation kind each weight type's kernels take (F32 if none). */

@@ -22,7 +22,8 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q8_0] = dot4_q8_0,
         [LM_TYPE_Q4_0] = dot4_q4_0,
     },
-    NULL, /* attention: AVX2's */
+    NULL, /* attention and softmax: AVX2's */
+    NULL,
     NULL,
 };
 #endif

@@ -185,4 +185,5 @@ const lm_kernels lm_kernels_scalar = {
     {0}, /* four calls of dot */
     attn_scores,
     attn_values,
+    lm_softmax_f32,
 };
