@@ -46,13 +46,15 @@ static void check_path(const lm_kernels *k) {
         double worst = 0;
         for (size_t li = 0; li < n_lengths; li++) {
             int64_t n = bs == 1 ? lengths_elem[li] : bs * lengths_blocks[li];
-            lm_act_kind kind = lm_act_kind_for((lm_type)t);
-            if (kind == LM_ACT_Q8A && n % 32) continue;
+            /* The scalar kernel and this path's may want different layouts
+             * of the same quantised activations. */
+            lm_act_kind kind = lm_kernels_act(k, (lm_type)t), ref_kind = lm_act_kind_for((lm_type)t);
+            if (kind != LM_ACT_F32 && kind != LM_ACT_Q8K && n % 32) continue;
             for (int trial = 0; trial < 40; trial++) {
                 size_t row_bytes = lm_type_row_size((lm_type)t, n);
                 uint8_t *row = malloc(row_bytes);
                 float *x = malloc((size_t)n * 4), *wf = malloc((size_t)n * 4);
-                void *act = malloc(lm_act_size(kind, n));
+                void *act = malloc(lm_act_size(kind, n)), *ref_act = malloc(lm_act_size(ref_kind, n));
                 for (int64_t i = 0; i < n; i++) x[i] = uniform(-2, 2);
                 if (trial % 2 == 0) {
                     for (int64_t i = 0; i < n; i++) wf[i] = uniform(-1, 1);
@@ -71,7 +73,8 @@ static void check_path(const lm_kernels *k) {
                     }
                 }
                 lm_act_quantize(kind, x, act, n);
-                float a = ref->dot[t](row, act, n), b = k->dot[t](row, act, n);
+                lm_act_quantize(ref_kind, x, ref_act, n);
+                float a = ref->dot[t](row, ref_act, n), b = k->dot[t](row, act, n);
                 if (k->dot4[t]) { /* four copies of the activations: each result equals dot's, bit for bit */
                     size_t sz = lm_act_size(kind, n);
                     uint8_t *four = malloc(4 * sz);
@@ -94,6 +97,7 @@ static void check_path(const lm_kernels *k) {
                 free(x);
                 free(wf);
                 free(act);
+                free(ref_act);
                 checked++;
             }
         }
@@ -265,35 +269,6 @@ int main(void) {
         ran++;
     }
     CHECK(ran >= 1);
-    /* vpdpbusd and maddubs + madd give the same sums here: the VNNI kernels
-     * must equal the AVX2 ones bit for bit. */
-    const lm_kernels *a2 = lm_kernels_named("avx2"), *a5 = lm_kernels_named("avx512");
-    if (a2 && a5) {
-        lm_type types[] = {LM_TYPE_Q8_0, LM_TYPE_Q4_0};
-        int differ = 0;
-        for (int ti = 0; ti < 2; ti++) {
-            for (int trial = 0; trial < 200; trial++) {
-                int64_t n = 32 * (1 + (int64_t)(lm_rng_next(&rng) % 40));
-                size_t rb = lm_type_row_size(types[ti], n), as = lm_act_size(LM_ACT_Q8A, n);
-                uint8_t *row = malloc(rb), *act = malloc(4 * as);
-                float *x = malloc((size_t)n * 4);
-                for (int64_t i = 0; i < n; i++) x[i] = uniform(-1, 1);
-                lm_quantize_row(types[ti], x, row, n, NULL);
-                for (int j = 0; j < 4; j++) {
-                    for (int64_t i = 0; i < n; i++) x[i] = uniform(-3, 3);
-                    lm_act_quantize(LM_ACT_Q8A, x, act + j * as, n);
-                }
-                float r2 = a2->dot[types[ti]](row, act, n), r5 = a5->dot[types[ti]](row, act, n), o2[4], o5[4];
-                a2->dot4[types[ti]](row, act, as, n, o2);
-                a5->dot4[types[ti]](row, act, as, n, o5);
-                differ += memcmp(&r2, &r5, 4) != 0 || memcmp(o2, o5, sizeof o2) != 0;
-                free(row);
-                free(act);
-                free(x);
-            }
-        }
-        CHECKF(differ == 0, "%d VNNI results differ from AVX2", differ);
-    }
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);
     TEST_END();

@@ -18,9 +18,15 @@ static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 static void build_avx512(void) {
     avx512_table = lm_kernels_avx2;
     avx512_table.name = "avx512";
+    const lm_kernels *v = &lm_kernels_avx512_vnni_only;
     for (int t = 0; t < LM_TYPE_COUNT_; t++) {
-        if (lm_kernels_avx512_vnni_only.dot[t]) avx512_table.dot[t] = lm_kernels_avx512_vnni_only.dot[t];
-        if (lm_kernels_avx512_vnni_only.dot4[t]) avx512_table.dot4[t] = lm_kernels_avx512_vnni_only.dot4[t];
+        if (v->dot[t]) {
+            /* AVX2's four-token kernel would not sum as the new dot does
+             * (nor read a new activation layout). */
+            avx512_table.dot[t] = v->dot[t];
+            avx512_table.dot4[t] = v->dot4[t];
+        }
+        if (v->act[t]) avx512_table.act[t] = v->act[t];
     }
 }
 #endif

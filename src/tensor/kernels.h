@@ -18,10 +18,23 @@
 typedef struct { float d; int8_t qs[32]; } block_q8a;
 
 typedef enum lm_act_kind {
-    LM_ACT_F32 = 0, /* the row is dotted with f32 activations */
-    LM_ACT_Q8A = 1, /* with block_q8a activations */
-    LM_ACT_Q8K = 2  /* with block_q8_K activations */
+    LM_ACT_F32 = 0,     /* the row is dotted with f32 activations */
+    LM_ACT_Q8A = 1,     /* with block_q8a activations */
+    LM_ACT_Q8K = 2,     /* with block_q8_K activations */
+    LM_ACT_Q8_0_X2 = 3, /* with block_q8_x2, values in Q8_0's order */
+    LM_ACT_Q4_0_X2 = 4  /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
 } lm_act_kind;
+
+/* The q8a blocks 2p and 2p + 1 (the same int8 values and scales), laid out
+ * for 512-bit VNNI kernels, which take two weight blocks per instruction:
+ *   qs    the 64 values in the order the two weight blocks unpack to;
+ *   corr  per int32 lane (4 values), the term that cancels the offset the
+ *         kernel adds to the weights to make them unsigned for vpdpbusd
+ *         (-128 x the lane's sum for Q8_0, -8 x it for Q4_0), so the
+ *         instruction can start from it;
+ *   dx    each lane's activation scale.
+ * A row with an odd number of blocks ends in a half-empty pair (zeros). */
+typedef struct { int8_t qs[64]; int32_t corr[16]; float dx[16]; } block_q8_x2;
 
 /* n is a multiple of the weight type's block size; act points to the
  * activations in the kind the type asks for. */
@@ -49,7 +62,11 @@ typedef struct lm_kernels {
     lm_attn_scores_fn attn_scores;
     lm_attn_values_fn attn_values;
     lm_softmax_fn softmax;
+    lm_act_kind act[LM_TYPE_COUNT_]; /* 0 (F32): lm_act_kind_for's kind */
 } lm_kernels;
+
+/* The activation kind table k's kernel for type t takes. */
+lm_act_kind lm_kernels_act(const lm_kernels *k, lm_type t);
 
 /* The activation kind each weight type's kernels take (F32 if none). */
 lm_act_kind lm_act_kind_for(lm_type t);

@@ -337,5 +337,6 @@ const lm_kernels lm_kernels_avx2 = {
     attn_scores,
     attn_values,
     softmax,
+    {0}, /* activation kinds: lm_act_kind_for's */
 };
 #endif

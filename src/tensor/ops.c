@@ -49,7 +49,7 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
         return;
     }
     /* Integer kernels take the activations quantised once for all rows. */
-    lm_act_kind kind = lm_act_kind_for(w->type);
+    lm_act_kind kind = lm_kernels_act(k, w->type);
     void *act = kind == LM_ACT_F32 ? NULL : malloc(lm_act_size(kind, w->cols));
     if (kind != LM_ACT_F32 && !act) { /* out of memory: still correct, just slower */
 #pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
@@ -72,7 +72,7 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
     lm_dot_fn dot = k->dot[w->type];
     const uint8_t *base = w->data;
     int64_t rows = w->rows, cols = w->cols;
-    lm_act_kind kind = lm_act_kind_for(w->type);
+    lm_act_kind kind = lm_kernels_act(k, w->type);
     size_t act_size = lm_act_size(kind, cols);
     uint8_t *act = dot && kind != LM_ACT_F32 ? malloc(act_size * (size_t)n_tok) : NULL;
     if (!dot || (kind != LM_ACT_F32 && !act)) {
