@@ -21,17 +21,16 @@ typedef enum lm_act_kind {
     LM_ACT_F32 = 0,     /* the row is dotted with f32 activations */
     LM_ACT_Q8A = 1,     /* with block_q8a activations */
     LM_ACT_Q8K = 2,     /* with block_q8_K activations */
-    LM_ACT_Q8_0_X2 = 3, /* with block_q8_x2, values in Q8_0's order */
-    LM_ACT_Q4_0_X2 = 4  /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
+    LM_ACT_Q4_0_X2 = 3  /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
 } lm_act_kind;
 
 /* The q8a blocks 2p and 2p + 1 (the same int8 values and scales), laid out
  * for 512-bit VNNI kernels, which take two weight blocks per instruction:
- *   qs    the 64 values in the order the two weight blocks unpack to;
- *   corr  per int32 lane (4 values), the term that cancels the offset the
- *         kernel adds to the weights to make them unsigned for vpdpbusd
- *         (-128 x the lane's sum for Q8_0, -8 x it for Q4_0), so the
- *         instruction can start from it;
+ *   qs    the 64 values in the order the two weight blocks unpack to
+ *         (Q4_0: b0[0:16] b1[0:16] b0[16:32] b1[16:32]);
+ *   corr  per int32 lane (4 values), the term that cancels the offset in
+ *         the unsigned weights vpdpbusd needs (Q4_0's 0..15 stand for
+ *         -8..7: -8 x the lane's sum), so the instruction can start from it;
  *   dx    each lane's activation scale.
  * A row with an odd number of blocks ends in a half-empty pair (zeros). */
 typedef struct { int8_t qs[64]; int32_t corr[16]; float dx[16]; } block_q8_x2;

@@ -1,7 +1,8 @@
-/* AVX-512 kernels: Q8_0 and Q4_0 two blocks per 512-bit vpdpbusd (VNNI),
- * with activations in the block_q8_x2 layout made for them, and F16 rows
- * sixteen halves per conversion. Other types keep their AVX2 kernels
- * (kernels.c builds the table). */
+/* AVX-512 kernels: Q4_0 two blocks per 512-bit vpdpbusd (VNNI), with
+ * activations in the block_q8_x2 layout made for it. Other types keep their
+ * AVX2 kernels (kernels.c builds the table): 512-bit F16 and Q8_0 kernels
+ * were tried and measured no faster, those types being bound by memory
+ * bandwidth already (docs/performance.md). */
 #if defined(__x86_64__)
 #include "fp16.h"
 #include "kernels.h"
@@ -11,8 +12,7 @@
 
 #define K512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
-/* [dw0 x 4, dw1 x 4, dw0 x 4, dw1 x 4] (Q4_0 pairs) or [dw0 x 8, dw1 x 8]
- * (Q8_0 pairs) from two fp16 scales: idx picks the pattern. */
+/* [dw0 x 4, dw1 x 4, dw0 x 4, dw1 x 4] from two fp16 scales (idx). */
 K512 static inline __m512 pair_scales(uint16_t d0, uint16_t d1, __m512i idx) {
     __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16)));
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
@@ -20,38 +20,6 @@ K512 static inline __m512 pair_scales(uint16_t d0, uint16_t d1, __m512i idx) {
 
 /* One pair's contribution: acc += (int sums) * dw * dx. */
 #define PAIR_FMA(acc, sums, dw, a) acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), dw), _mm512_loadu_ps((a).dx), acc)
-
-/* Q8_0 weights made unsigned (w + 128, by flipping the sign bit) for
- * vpdpbusd, which starts from the activations' -128 x lane sums. */
-K512 static float dot_q8_0_x2(const void *row, const void *act, int64_t n) {
-    const block_q8_0 *w = row;
-    const block_q8_x2 *a = act;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t nb = n / 32, p = 0;
-    for (; 2 * p + 4 <= nb; p += 2) {
-        const int64_t b = 2 * p;
-        __m512i w0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].qs)),
-                                        _mm256_loadu_si256((const __m256i *)w[b + 1].qs), 1);
-        __m512i w1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b + 2].qs)),
-                                        _mm256_loadu_si256((const __m256i *)w[b + 3].qs), 1);
-        __m512i s0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(a[p].corr), _mm512_xor_si512(w0, flip), _mm512_loadu_si512(a[p].qs));
-        __m512i s1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(a[p + 1].corr), _mm512_xor_si512(w1, flip),
-                                         _mm512_loadu_si512(a[p + 1].qs));
-        PAIR_FMA(acc0, s0, pair_scales(w[b].d, w[b + 1].d, idx), a[p]);
-        PAIR_FMA(acc1, s1, pair_scales(w[b + 2].d, w[b + 3].d, idx), a[p + 1]);
-    }
-    for (; 2 * p < nb; p++) { /* the last pair, maybe half of one */
-        const int64_t b = 2 * p;
-        int full = b + 1 < nb;
-        __m256i hi = full ? _mm256_loadu_si256((const __m256i *)w[b + 1].qs) : _mm256_set1_epi8((char)0x80);
-        __m512i w0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].qs)), hi, 1);
-        __m512i s0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(a[p].corr), _mm512_xor_si512(w0, flip), _mm512_loadu_si512(a[p].qs));
-        PAIR_FMA(acc0, s0, pair_scales(w[b].d, full ? w[b + 1].d : 0, idx), a[p]);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
 
 /* Two Q4_0 blocks' 32 bytes as 64 unsigned nibbles: [b0 lo, b1 lo, b0 hi,
  * b1 hi]; vpdpbusd starts from the activations' -8 x lane sums. */
@@ -86,31 +54,9 @@ K512 static float dot_q4_0_x2(const void *row, const void *act, int64_t n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* F16 rows: 16 halves per conversion, four accumulators. */
-K512 static float dot_f16_512(const void *row, const void *act, int64_t n) {
-    const uint16_t *w = row;
-    const float *x = act;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 16))), _mm512_loadu_ps(x + i + 16), a1);
-        a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 32))), _mm512_loadu_ps(x + i + 32), a2);
-        a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + 48))), _mm512_loadu_ps(x + i + 48), a3);
-    }
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))), _mm512_loadu_ps(x + i), a0);
-    }
-    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-    for (; i < n; i++) sum += _cvtsh_ss(w[i]) * x[i];
-    return sum;
-}
-
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
     {
-        [LM_TYPE_F16] = dot_f16_512,
-        [LM_TYPE_Q8_0] = dot_q8_0_x2,
         [LM_TYPE_Q4_0] = dot_q4_0_x2,
     },
     {0}, /* dot4: kernels.c drops AVX2's where the activation kind differs */
@@ -118,7 +64,6 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     NULL,
     NULL,
     {
-        [LM_TYPE_Q8_0] = LM_ACT_Q8_0_X2,
         [LM_TYPE_Q4_0] = LM_ACT_Q4_0_X2,
     },
 };

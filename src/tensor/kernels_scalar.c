@@ -19,7 +19,7 @@ lm_act_kind lm_kernels_act(const lm_kernels *k, lm_type t) { return k->act[t] ? 
 
 size_t lm_act_size(lm_act_kind kind, int64_t n) {
     switch (kind) {
-    case LM_ACT_Q8_0_X2: case LM_ACT_Q4_0_X2: return (size_t)((n / 32 + 1) / 2) * sizeof(block_q8_x2);
+    case LM_ACT_Q4_0_X2: return (size_t)((n / 32 + 1) / 2) * sizeof(block_q8_x2);
     case LM_ACT_Q8A: return (size_t)(n / 32) * sizeof(block_q8a);
     case LM_ACT_Q8K: return (size_t)(n / QK_K) * sizeof(block_q8_K);
     default: return (size_t)n * sizeof(float);
@@ -35,8 +35,8 @@ static void quantize_q8a_block(const float *x, block_q8a *y) {
     for (int j = 0; j < 32; j++) y->qs[j] = (int8_t)roundf(x[j] * id);
 }
 
-/* Pairs of q8a blocks in the block_q8_x2 layout of `kind`. */
-static void quantize_x2(lm_act_kind kind, const float *x, block_q8_x2 *y, int64_t nb) {
+/* Pairs of q8a blocks in the block_q8_x2 layout for Q4_0 weights. */
+static void quantize_q4_0_x2(const float *x, block_q8_x2 *y, int64_t nb) {
     for (int64_t p = 0; p < (nb + 1) / 2; p++) {
         block_q8a b[2];
         memset(b, 0, sizeof b);
@@ -44,27 +44,23 @@ static void quantize_x2(lm_act_kind kind, const float *x, block_q8_x2 *y, int64_
         if (2 * p + 1 < nb) quantize_q8a_block(x + 64 * p + 32, &b[1]);
         block_q8_x2 *o = &y[p];
         for (int lane = 0; lane < 16; lane++) {
-            /* Which block and which of its values the lane's 4 bytes hold. */
-            int blk, first;
-            if (kind == LM_ACT_Q8_0_X2) {
-                blk = lane / 8, first = 4 * (lane % 8);
-            } else { /* Q4_0 pairs unpack to b0[0:16] b1[0:16] b0[16:32] b1[16:32] */
-                blk = (lane / 4) % 2, first = 16 * (lane / 8) + 4 * (lane % 4);
-            }
+            /* Which block and which of its values the lane's 4 bytes hold:
+             * Q4_0 pairs unpack to b0[0:16] b1[0:16] b0[16:32] b1[16:32]. */
+            int blk = (lane / 4) % 2, first = 16 * (lane / 8) + 4 * (lane % 4);
             int32_t sum = 0;
             for (int j = 0; j < 4; j++) {
                 o->qs[4 * lane + j] = b[blk].qs[first + j];
                 sum += b[blk].qs[first + j];
             }
-            o->corr[lane] = (kind == LM_ACT_Q8_0_X2 ? -128 : -8) * sum;
+            o->corr[lane] = -8 * sum;
             o->dx[lane] = b[blk].d;
         }
     }
 }
 
 void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
-    if (kind == LM_ACT_Q8_0_X2 || kind == LM_ACT_Q4_0_X2) {
-        quantize_x2(kind, x, out, n / 32);
+    if (kind == LM_ACT_Q4_0_X2) {
+        quantize_q4_0_x2(x, out, n / 32);
     } else if (kind == LM_ACT_Q8K) {
         lm_quantize_row(LM_TYPE_Q8_K, x, out, n, NULL);
     } else if (kind == LM_ACT_Q8A) {

@@ -36,6 +36,10 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
     return sum;
 }
 
+/* Activation buffers start on a cache line: the 512-bit kernels read them
+ * 64 bytes at a time, and a load split across two lines costs two. */
+static void *alloc_act(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
+
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     const lm_kernels *k = lm_kernels_best();
     lm_dot_fn dot = k->dot[w->type];
@@ -50,7 +54,7 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     }
     /* Integer kernels take the activations quantised once for all rows. */
     lm_act_kind kind = lm_kernels_act(k, w->type);
-    void *act = kind == LM_ACT_F32 ? NULL : malloc(lm_act_size(kind, w->cols));
+    void *act = kind == LM_ACT_F32 ? NULL : alloc_act(lm_act_size(kind, w->cols));
     if (kind != LM_ACT_F32 && !act) { /* out of memory: still correct, just slower */
 #pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
         for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
@@ -74,7 +78,7 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
     int64_t rows = w->rows, cols = w->cols;
     lm_act_kind kind = lm_kernels_act(k, w->type);
     size_t act_size = lm_act_size(kind, cols);
-    uint8_t *act = dot && kind != LM_ACT_F32 ? malloc(act_size * (size_t)n_tok) : NULL;
+    uint8_t *act = dot && kind != LM_ACT_F32 ? alloc_act(act_size * (size_t)n_tok) : NULL;
     if (!dot || (kind != LM_ACT_F32 && !act)) {
         /* No kernel for this type (or no memory for the activations): the
          * dequantising reference, which needs no allocation. */
