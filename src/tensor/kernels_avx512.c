@@ -6,6 +6,7 @@
 #if defined(__x86_64__)
 #include "fp16.h"
 #include "kernels.h"
+#include "quant_blocks.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -54,10 +55,106 @@ K512 static float dot_q4_0_x2(const void *row, const void *act, int64_t n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* K-quants take Q8_K activations in their natural order: a 64-weight group
+ * (32 bytes of nibbles, or 64 of Q6_K's low and high bits) lines up with 64
+ * activation bytes, one vpdpbusd. Each int32 lane then holds 4 products of
+ * one 16- or 32-weight sub-block; these sums fit in 16 bits, so vpmaddwd
+ * against [scale, 0] pairs multiplies each lane by its sub-block's scale. */
+
+/* The 8 six-bit scales and 8 mins of a q4_K block, unpacked from 12 bytes:
+ * bytes 0..7 of out the scales, 8..15 the mins. */
+static inline void q4_K_unpack_scales(const uint8_t *packed, uint32_t out[4]) {
+    uint32_t u[3];
+    memcpy(u, packed, 12);
+    const uint32_t six = 0x3f3f3f3f, low4 = 0x0f0f0f0f, top2 = 0x03030303;
+    out[0] = u[0] & six;
+    out[1] = (u[2] & low4) | (((u[0] >> 6) & top2) << 4);
+    out[2] = u[1] & six;
+    out[3] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & top2) << 4);
+}
+
+K512 static float dot_q4_K_512(const void *row, const void *act, int64_t n) {
+    const block_q4_K *w = row;
+    const block_q8_K *x = act;
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    /* lanes 0-7 take sub-block 2g's scale, 8-15 sub-block 2g+1's */
+    const __m512i pick0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i two = _mm512_set1_epi32(2);
+    __m512 acc = _mm512_setzero_ps();
+    __m128 acc_min = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        uint32_t u[4];
+        q4_K_unpack_scales(w[b].scales, u);
+        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[1], (int)u[0]));
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)u[3], (int)u[2]));
+        /* mins x activation sums of each 32 (pairs of the 16-sums) */
+        __m128i pair_sums = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x[b].bsums),
+                                           _mm_loadu_si128((const __m128i *)(x[b].bsums + 8)));
+        __m128i mins = _mm_madd_epi16(m16, pair_sums);
+        acc_min = _mm_fmadd_ps(_mm_set1_ps(x[b].d * _cvtsh_ss(w[b].dmin)), _mm_cvtepi32_ps(mins), acc_min);
+        /* scales as int32 lanes with a zero high half: [sc, 0] int16 pairs */
+        const __m512i sc32 = _mm512_castsi256_si512(_mm256_cvtepu16_epi32(sc16));
+        __m512i idx = pick0, sumi = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++, idx = _mm512_add_epi32(idx, two)) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * g));
+            __m512i z = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1), low4);
+            __m512i dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z, _mm512_loadu_si512(x[b].qs + 64 * g));
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dp, _mm512_permutexvar_epi32(idx, sc32)));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(x[b].d * _cvtsh_ss(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    __m128 m = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m);
+}
+
+/* Q6_K: Σ sc (q - 32) x = Σ sc q x - 32 Σ sc bsum; q (0..63) stays unsigned. */
+K512 static float dot_q6_K_512(const void *row, const void *act, int64_t n) {
+    const block_q6_K *w = row;
+    const block_q8_K *x = act;
+    const __m512i low4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(3);
+    /* zmm k of a block covers scales 4k..4k+3, four lanes each */
+    const __m512i pick0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m512i four = _mm512_set1_epi32(4);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc_off = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+        __m256i off = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[b].bsums));
+        const float d = _cvtsh_ss(w[b].d) * x[b].d;
+        acc_off = _mm256_fmadd_ps(_mm256_set1_ps(d * 32), _mm256_cvtepi32_ps(off), acc_off);
+        const __m512i sc32 = _mm512_cvtepu16_epi32(sc16); /* [sc, 0] int16 pairs */
+        __m512i idx = pick0, sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i l = _mm512_loadu_si512(w[b].ql + 64 * h);
+            __m256i hb = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            /* quarters 0, 1: low nibbles of ql[0..31], ql[32..63]; high bits 0-1, 2-3 of qh */
+            __m512i h01 = _mm512_inserti64x4(_mm512_castsi256_si512(hb), _mm256_srli_epi16(hb, 2), 1);
+            __m512i h23 = _mm512_srli_epi16(h01, 4); /* bits 4-5, 6-7 */
+            __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(h01, three), 4));
+            __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
+                                          _mm512_slli_epi16(_mm512_and_si512(h23, three), 4));
+            __m512i dp01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, _mm512_loadu_si512(x[b].qs + 128 * h));
+            __m512i dp23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, _mm512_loadu_si512(x[b].qs + 128 * h + 64));
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dp01, _mm512_permutexvar_epi32(idx, sc32)));
+            idx = _mm512_add_epi32(idx, four);
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(dp23, _mm512_permutexvar_epi32(idx, sc32)));
+            idx = _mm512_add_epi32(idx, four);
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    __m128 o = _mm_add_ps(_mm256_castps256_ps128(acc_off), _mm256_extractf128_ps(acc_off, 1));
+    o = _mm_add_ps(o, _mm_movehl_ps(o, o));
+    o = _mm_add_ss(o, _mm_movehdup_ps(o));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(o);
+}
+
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
     {
         [LM_TYPE_Q4_0] = dot_q4_0_x2,
+        [LM_TYPE_Q4_K] = dot_q4_K_512,
+        [LM_TYPE_Q6_K] = dot_q6_K_512,
     },
     {0}, /* dot4: kernels.c drops AVX2's where the activation kind differs */
     NULL, /* attention and softmax: AVX2's */
