@@ -62,11 +62,9 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     }
     if (act) lm_act_quantize(kind, x, act, w->cols);
     const void *a = act ? act : (const void *)x;
-    /* Chunks of rows handed out as threads finish: on shared machines one
-     * core is often slower, and an even static split makes the other wait
-     * (measured: 17% of decode time in barriers). 64 rows keep writes to y
-     * on separate cache lines. */
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(dynamic, 64)
+    /* An even static split: handing out chunks dynamically was measured
+     * slower (110M Q4_0 decode 164 vs 230 tok/s, 1.1B Q4_K_M 31 vs 36). */
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
     for (int64_t r = 0; r < w->rows; r++) y[r] = dot(base + (size_t)r * w->row_bytes, a, w->cols);
     free(act);
 }
