@@ -1,8 +1,9 @@
-/* The blocked GEMM driver: packing, dequantisation into panels, tiling and
- * threads. The micro-kernels live in gemm_avx2.c and gemm_avx512.c. */
+/* The blocked GEMM driver: packing, tiling and threads, for weights of any
+ * type (lm_gemm) and strided f32 matrices (lm_sgemm). The vectorised
+ * micro-kernels live in gemm_avx2.c and gemm_avx512.c; the plain C one is
+ * here. */
 #include "gemm.h"
 
-#include "dequant_fast.h"
 #include "kernels.h"
 #include "../base/cpu.h"
 
@@ -10,9 +11,31 @@
 #include <string.h>
 
 /* Columns per block: a multiple of every block size (32 and 256), so a
- * block of any row dequantises on its own; Wp (KC, NR) is 32 KiB for
- * NR = 32 and stays in L1 while all token groups pass over it. */
+ * block of any row dequantises on its own; Bp (KC, NR) is 32 KiB for
+ * NR = 32 and stays in L1 while all of A's groups pass over it. */
 enum { KC = 256 };
+
+/* ---- The plain C micro-kernel: 4 x 8 tiles, for CPUs without AVX2. ---- */
+
+static void micro_scalar(int64_t kc, const float *ap, const float *bp, float *tile, int64_t ldc, int accumulate) {
+    float c[4][8] = {{0}};
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < 4; i++) {
+            for (int j = 0; j < 8; j++) c[i][j] += ap[k * 4 + i] * bp[k * 8 + j];
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        for (int j = 0; j < 8; j++) tile[i * ldc + j] = accumulate ? tile[i * ldc + j] + c[i][j] : c[i][j];
+    }
+}
+
+static void transpose_scalar(const float *src, int64_t nr, int64_t kc, float *dst) {
+    for (int64_t k = 0; k < kc; k++) {
+        for (int64_t j = 0; j < nr; j++) dst[k * nr + j] = src[j * kc + k];
+    }
+}
+
+const lm_gemm_kernel lm_gemm_scalar = {"scalar", 4, 8, micro_scalar, transpose_scalar, NULL};
 
 const lm_gemm_kernel *lm_gemm_kernel_best(void) {
 #if defined(__x86_64__)
@@ -23,64 +46,21 @@ const lm_gemm_kernel *lm_gemm_kernel_best(void) {
     return NULL;
 }
 
-/* Xp: for each column block (k0) and token group g, (kc, MR) floats at
- * xp + k0 * groups * MR + g * kc * MR; missing tokens are 0. Packs group g. */
-static void pack_x_group(float *xp, const float *X, int64_t n_tok, int64_t cols, int mr, int64_t g) {
-    int64_t groups = (n_tok + mr - 1) / mr;
-    for (int64_t k0 = 0; k0 < cols; k0 += KC) {
-        int64_t kc = cols - k0 < KC ? cols - k0 : KC;
-        float *dst = xp + k0 * groups * mr + g * kc * mr;
-        for (int i = 0; i < mr; i++) {
-            int64_t t = g * mr + i;
-            if (t < n_tok) {
-                const float *src = X + t * cols + k0;
-                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-            } else {
-                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = 0.0f;
-            }
-        }
-    }
+const lm_gemm_kernel *lm_gemm_kernel_any(void) {
+    const lm_gemm_kernel *g = lm_gemm_kernel_best();
+    return g ? g : &lm_gemm_scalar;
 }
 
-/* Wp (kc, NR) from rows r0.. of W, columns k0..k0+kc; rows past the end are
- * 0. rm (NR, kc) is scratch: rows are dequantised in their own order, then
- * transposed 8x8 at a time. */
-static void pack_w(float *wp, float *rm, const lm_weight *w, int64_t r0, int64_t k0, int64_t kc, int nr) {
-    const uint8_t *base = w->data;
-    size_t k0_bytes = lm_type_row_size(w->type, k0);
-    lm_dequant_fn fast = NULL;
-#if defined(__x86_64__)
-    fast = lm_dequant_avx2[w->type];
-#endif
-    for (int j = 0; j < nr; j++) {
-        int64_t r = r0 + j;
-        float *dst = rm + j * kc;
-        const uint8_t *src = base + (size_t)r * w->row_bytes + k0_bytes;
-        if (r >= w->rows) {
-            memset(dst, 0, (size_t)kc * sizeof(float));
-        } else if (fast) {
-            fast(src, dst, kc);
-        } else {
-            lm_dequantize_row(w->type, src, dst, kc, NULL);
-        }
-    }
-#if defined(__x86_64__)
-    lm_gemm_transpose_avx2(rm, nr, kc, wp);
-#else
-    for (int64_t k = 0; k < kc; k++) {
-        for (int j = 0; j < nr; j++) wp[k * nr + j] = rm[j * kc + k];
-    }
-#endif
-}
+/* ---- Workspaces ---- */
 
 /* aligned_alloc wants a multiple of the alignment. */
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Packed operands live in per-thread buffers that only grow: prefill calls
- * this ~10 times per layer, and fresh multi-megabyte allocations would cost
- * a page fault and a cleared page every 4 KiB each time. */
+/* Packed operands live in per-thread buffers that only grow: prefill and
+ * training call this many times per layer, and fresh multi-megabyte
+ * allocations would cost a page fault and a cleared page every 4 KiB. */
 typedef struct workspace { float *p; size_t bytes; } workspace;
-static __thread workspace ws_x, ws_panel;
+static __thread workspace ws_a, ws_panel;
 
 static float *workspace_get(workspace *ws, size_t bytes) {
     bytes = round64(bytes);
@@ -91,50 +71,87 @@ static float *workspace_get(workspace *ws, size_t bytes) {
     return ws->p;
 }
 
-int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
+/* ---- The driver ---- */
+
+/* Fills Bp (kc, NR) with columns n0..n0+NR-1 (0 past N) and rows
+ * k0..k0+kc-1 of B; scratch holds NR * KC floats. */
+typedef void (*pack_b_fn)(const void *ctx, const lm_gemm_kernel *g, float *bp, float *scratch, int64_t n0, int64_t k0,
+                          int64_t kc);
+
+/* Ap for group gi (rows gi*MR..): (kc, MR) per column block, at
+ * ap + k0 * groups * MR + gi * kc * MR; rows past M are 0. */
+static void pack_a_group(float *ap, lm_fview A, int64_t M, int64_t K, int mr, int64_t gi) {
+    int64_t groups = (M + mr - 1) / mr;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        float *dst = ap + k0 * groups * mr + gi * kc * mr;
+        for (int i = 0; i < mr; i++) {
+            int64_t m = gi * mr + i;
+            if (m < M) {
+                const float *src = A.p + m * A.rs + k0 * A.cs;
+                if (A.cs == 1) {
+                    for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+                } else {
+                    for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k * A.cs];
+                }
+            } else {
+                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = 0.0f;
+            }
+        }
+    }
+}
+
+static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, pack_b_fn pack_b,
+                    const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads) {
     const int mr = g->mr, nr = g->nr;
-    const int64_t rows = w->rows, cols = w->cols, groups = (n_tok + mr - 1) / mr;
-    const int64_t panels = (rows + nr - 1) / nr;
-    float *xp = workspace_get(&ws_x, (size_t)(groups * mr * cols) * sizeof(float));
-    if (!xp) return 0;
+    const int64_t groups = (M + mr - 1) / mr, panels = (N + nr - 1) / nr;
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0) { /* an empty sum */
+        if (!accumulate) {
+            for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(float));
+        }
+        return 1;
+    }
+    float *ap = workspace_get(&ws_a, (size_t)(groups * mr * K) * sizeof(float));
+    if (!ap) return 0;
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
-        /* Per thread: the packed panel, the rows before transposition, and a
-         * tile for the edges of Y (fewer than MR tokens or NR rows left). */
-        float *wp = workspace_get(&ws_panel, ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
-        if (!wp) {
+        /* Per thread: the packed panel, scratch for packing it, and a tile
+         * for the edges of C (fewer than MR rows or NR columns left). */
+        float *bp = workspace_get(&ws_panel, ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
+        if (!bp) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
-        for (int64_t gi = 0; gi < groups; gi++) pack_x_group(xp, X, n_tok, cols, mr, gi);
+        for (int64_t gi = 0; gi < groups; gi++) pack_a_group(ap, A, M, K, mr, gi);
         /* (the for's barrier also publishes `failed`) */
         if (!failed) {
-            float *rows_tmp = wp + (size_t)KC * nr, *edge = rows_tmp + (size_t)KC * nr;
+            float *scratch = bp + (size_t)KC * nr, *edge = scratch + (size_t)KC * nr;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t p = 0; p < panels; p++) {
-                int64_t r0 = p * nr, n_rows = rows - r0 < nr ? rows - r0 : nr;
-                for (int64_t k0 = 0; k0 < cols; k0 += KC) {
-                    int64_t kc = cols - k0 < KC ? cols - k0 : KC;
-                    pack_w(wp, rows_tmp, w, r0, k0, kc, nr);
-                    const float *xblock = xp + k0 * groups * mr;
-                    int acc = k0 > 0;
+                int64_t n0 = p * nr, n_cols = N - n0 < nr ? N - n0 : nr;
+                for (int64_t k0 = 0; k0 < K; k0 += KC) {
+                    int64_t kc = K - k0 < KC ? K - k0 : KC;
+                    pack_b(ctx, g, bp, scratch, n0, k0, kc);
+                    const float *ablock = ap + k0 * groups * mr;
+                    int acc = accumulate || k0 > 0;
                     for (int64_t gi = 0; gi < groups; gi++) {
-                        int64_t t0 = gi * mr, n_t = n_tok - t0 < mr ? n_tok - t0 : mr;
-                        float *tile = Y + t0 * rows + r0;
-                        if (n_t == mr && n_rows == nr) {
-                            g->micro(kc, xblock + gi * kc * mr, wp, tile, rows, acc);
+                        int64_t m0 = gi * mr, n_m = M - m0 < mr ? M - m0 : mr;
+                        float *tile = C + m0 * ldc + n0;
+                        if (n_m == mr && n_cols == nr) {
+                            g->micro(kc, ablock + gi * kc * mr, bp, tile, ldc, acc);
                             continue;
                         }
-                        g->micro(kc, xblock + gi * kc * mr, wp, edge, nr, 0);
-                        for (int64_t i = 0; i < n_t; i++) {
-                            float *dst = tile + i * rows;
+                        g->micro(kc, ablock + gi * kc * mr, bp, edge, nr, 0);
+                        for (int64_t i = 0; i < n_m; i++) {
+                            float *dst = tile + i * ldc;
                             const float *src = edge + i * nr;
                             if (acc) {
-                                for (int64_t j = 0; j < n_rows; j++) dst[j] += src[j];
+                                for (int64_t j = 0; j < n_cols; j++) dst[j] += src[j];
                             } else {
-                                memcpy(dst, src, (size_t)n_rows * sizeof(float));
+                                memcpy(dst, src, (size_t)n_cols * sizeof(float));
                             }
                         }
                     }
@@ -143,4 +160,67 @@ int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *
         }
     }
     return !failed;
+}
+
+/* ---- lm_gemm: B = W^T, panels dequantised from weight rows ---- */
+
+/* Bp (kc, NR) from rows n0.. of W, columns k0..k0+kc: rows are dequantised
+ * in their own order into scratch (NR, kc), then transposed. */
+static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, float *scratch, int64_t n0, int64_t k0,
+                        int64_t kc) {
+    const lm_weight *w = ctx;
+    const uint8_t *base = w->data;
+    size_t k0_bytes = lm_type_row_size(w->type, k0);
+    lm_dequant_fn fast = g->dequant ? g->dequant[w->type] : NULL;
+    for (int j = 0; j < g->nr; j++) {
+        int64_t r = n0 + j;
+        float *dst = scratch + j * kc;
+        const uint8_t *src = base + (size_t)r * w->row_bytes + k0_bytes;
+        if (r >= w->rows) {
+            memset(dst, 0, (size_t)kc * sizeof(float));
+        } else if (fast) {
+            fast(src, dst, kc);
+        } else {
+            lm_dequantize_row(w->type, src, dst, kc, NULL);
+        }
+    }
+    g->transpose(scratch, g->nr, kc, bp);
+}
+
+int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
+    lm_fview A = {X, w->cols, 1};
+    return gemm_run(g, n_tok, w->rows, w->cols, A, pack_weight, w, Y, w->rows, 0, n_threads);
+}
+
+/* ---- lm_sgemm: B a strided f32 view ---- */
+
+typedef struct view_b { lm_fview B; int64_t N; } view_b;
+
+static void pack_view(const void *ctx, const lm_gemm_kernel *g, float *bp, float *scratch, int64_t n0, int64_t k0,
+                      int64_t kc) {
+    const lm_fview *B = &((const view_b *)ctx)->B;
+    const int64_t N = ((const view_b *)ctx)->N;
+    const int nr = g->nr;
+    int64_t n_cols = N - n0 < nr ? N - n0 : nr;
+    if (B->rs == 1 && n_cols == nr) { /* columns contiguous (B = W^T): rows of W, transposed */
+        for (int j = 0; j < nr; j++) memcpy(scratch + j * kc, B->p + (n0 + j) * B->cs + k0, (size_t)kc * sizeof(float));
+        g->transpose(scratch, nr, kc, bp);
+        return;
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        const float *src = B->p + (k0 + k) * B->rs + n0 * B->cs;
+        float *dst = bp + k * nr;
+        if (B->cs == 1) {
+            memcpy(dst, src, (size_t)n_cols * sizeof(float));
+        } else {
+            for (int64_t j = 0; j < n_cols; j++) dst[j] = src[j * B->cs];
+        }
+        for (int64_t j = n_cols; j < nr; j++) dst[j] = 0.0f;
+    }
+}
+
+int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C, int64_t ldc,
+             int accumulate, int n_threads) {
+    view_b ctx = {B, N};
+    return gemm_run(g, M, N, K, A, pack_view, &ctx, C, ldc, accumulate, n_threads);
 }

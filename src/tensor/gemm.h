@@ -1,32 +1,44 @@
-/* Matrix-matrix products for prefill: Y (n_tok, rows) = X (n_tok, cols) @ W^T
- * with W of any dequantisable type.
+/* Matrix-matrix products, blocked like a BLAS GEMM.
  *
- * Blocked like a BLAS GEMM: W is dequantised, NR rows by KC columns at a
- * time, into a packed panel Wp (KC, NR) that stays in L1; X is packed once
- * into groups of MR tokens, Xp (KC, MR) per group and column block; a
- * register-blocked micro-kernel multiplies one (MR, KC) x (KC, NR) pair into
- * an (MR, NR) tile of Y held in registers. Threads take row panels, so each
- * weight is dequantised once per call, however many tokens there are. */
+ * C (M, N) = or += A (M, K) @ B (K, N). A is packed in groups of MR rows,
+ * Ap (kc, MR) per group and column block of KC; B is packed a panel of NR
+ * columns at a time, Bp (kc, NR), small enough to stay in L1; a
+ * register-blocked micro-kernel multiplies one (MR, kc) x (kc, NR) pair into
+ * an (MR, NR) tile of C held in registers. Threads take panels of B's
+ * columns, so each B element is packed once per call however large M is.
+ *
+ * Two front ends share the driver:
+ *  - lm_gemm: prefill, Y (n_tok, rows) = X (n_tok, cols) @ W^T with W of any
+ *    dequantisable type (B's panels are dequantised weight rows);
+ *  - lm_sgemm: f32 matrices given as strided views (any transposition), the
+ *    training passes. */
 #ifndef LLMOS_GEMM_H
 #define LLMOS_GEMM_H
 
+#include "dequant_fast.h"
 #include "ops.h"
 
 #include <stdint.h>
 
-/* Tile (MR, NR) += or = Xp (kc, MR) @ Wp (kc, NR); tile rows are ldc apart. */
-typedef void (*lm_gemm_micro_fn)(int64_t kc, const float *xp, const float *wp, float *tile, int64_t ldc,
+/* Tile (MR, NR) += or = Ap (kc, MR) @ Bp (kc, NR); tile rows are ldc apart. */
+typedef void (*lm_gemm_micro_fn)(int64_t kc, const float *ap, const float *bp, float *tile, int64_t ldc,
                                  int accumulate);
+/* dst (kc, nr) = src (nr, kc) transposed. */
+typedef void (*lm_gemm_transpose_fn)(const float *src, int64_t nr, int64_t kc, float *dst);
 
 typedef struct lm_gemm_kernel {
     const char *name;
-    int mr, nr; /* tokens and rows per tile */
+    int mr, nr; /* rows of A and columns of B per tile */
     lm_gemm_micro_fn micro;
+    lm_gemm_transpose_fn transpose;
+    const lm_dequant_fn *dequant; /* vectorised dequantisation per type, or NULL */
 } lm_gemm_kernel;
 
 /* The micro-kernel for the chosen kernel table (LLMOS_KERNELS), or NULL
  * where there is none (the scalar table: prefill then uses dot products). */
 const lm_gemm_kernel *lm_gemm_kernel_best(void);
+/* The same, or the plain C kernel where there is no vectorised one. */
+const lm_gemm_kernel *lm_gemm_kernel_any(void);
 
 /* Fewer tokens than this go through the dot-product kernels: dequantising
  * the whole matrix costs about as much as 8 dot products per weight. */
@@ -36,6 +48,20 @@ enum { LM_GEMM_MIN_TOKENS = 16 };
  * for the packed operands); the caller then uses the dot-product path. */
 int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads);
 
+/* A strided view of an f32 matrix: element (i, j) at p[i * rs + j * cs]. */
+typedef struct lm_fview {
+    const float *p;
+    int64_t rs, cs;
+} lm_fview;
+
+/* C (M, N), rows ldc apart, = A @ B (accumulate 0) or += A @ B (1).
+ * Returns 0 when out of memory (C is then unchanged if accumulate, else
+ * undefined). Each element of C is summed in the same order whatever the
+ * thread count, so results are reproducible bit for bit. */
+int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C, int64_t ldc,
+             int accumulate, int n_threads);
+
+extern const lm_gemm_kernel lm_gemm_scalar;
 #if defined(__x86_64__)
 /* dst (kc, nr) = src (nr, kc) transposed; nr a multiple of 8. */
 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst);

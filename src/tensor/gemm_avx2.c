@@ -67,5 +67,5 @@ AVX2 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float
     }
 }
 
-const lm_gemm_kernel lm_gemm_avx2 = {"avx2", 6, 16, micro_6x16};
+const lm_gemm_kernel lm_gemm_avx2 = {"avx2", 6, 16, micro_6x16, lm_gemm_transpose_avx2, lm_dequant_avx2};
 #endif

@@ -39,5 +39,5 @@ AVX512 static void micro_12x32(int64_t kc, const float *xp, const float *wp, flo
     ACC_STORE(6); ACC_STORE(7); ACC_STORE(8); ACC_STORE(9); ACC_STORE(10); ACC_STORE(11);
 }
 
-const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32};
+const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32, lm_gemm_transpose_avx2, lm_dequant_avx2};
 #endif

@@ -1,0 +1,257 @@
+/* Gradient checks for training: every backward operation, and the whole
+ * model on tiny shapes, against float64 central finite differences of the
+ * same forward pass (relative error < 1e-4); the f32 model's gradients
+ * against the f64 model's (stated tolerance); and the f32 GEMM against a
+ * float64 product for every transposition and awkward sizes. */
+#include "base/rng.h"
+#include "tensor/gemm.h"
+#include "test.h"
+#include "train/model.h"
+#include "train/ops.h"
+
+#include <math.h>
+
+static lm_rng rng;
+static double uni(void) { return 2 * lm_rng_uniform(&rng) - 1; }
+static void fill(double *x, int64_t n, double scale) {
+    for (int64_t i = 0; i < n; i++) x[i] = scale * uni();
+}
+
+/* |a - f| relative to the larger of |a| and |f|; below 1e-4 (gradients
+ * here are 0.01 to 1) the difference counts absolutely over 1e-4, since a
+ * finite difference of a loss of ~20 carries ~1e-9 of rounding. */
+static double rel_err(double a, double f) {
+    double m = fmax(fmax(fabs(a), fabs(f)), 1e-4);
+    return fabs(a - f) / m;
+}
+
+/* A scalar loss of an output: sum(out * R). */
+static double dotr(const double *out, const double *r, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += out[i] * r[i];
+    return s;
+}
+
+#define H_STEP 1e-6
+
+/* Checks d(loss)/d(x[i]) = analytic[i] for all i, where loss() recomputes
+ * the loss from x. */
+#define FD_CHECK(name, x, n, analytic, loss_expr)                                                                      \
+    do {                                                                                                               \
+        double worst_ = 0, worst_a_ = 0, worst_f_ = 0;                                                                 \
+        for (int64_t i_ = 0; i_ < (n); i_++) {                                                                         \
+            double keep_ = (x)[i_];                                                                                    \
+            (x)[i_] = keep_ + H_STEP;                                                                                  \
+            double lp_ = (loss_expr);                                                                                  \
+            (x)[i_] = keep_ - H_STEP;                                                                                  \
+            double lm_ = (loss_expr);                                                                                  \
+            (x)[i_] = keep_;                                                                                           \
+            double e_ = rel_err((analytic)[i_], (lp_ - lm_) / (2 * H_STEP));                                           \
+            if (e_ > worst_) worst_a_ = (analytic)[i_], worst_f_ = (lp_ - lm_) / (2 * H_STEP);                         \
+            worst_ = e_ > worst_ ? e_ : worst_;                                                                        \
+        }                                                                                                              \
+        printf("%-28s worst relative error %.2e over %lld values (%.3e vs %.3e)\n", name, worst_, (long long)(n),    \
+               worst_a_, worst_f_);                                                                                    \
+        CHECKF(worst_ < 1e-4, "%s: gradient off by %.3e", name, worst_);                                             \
+    } while (0)
+
+static double *alloc(int64_t n) { return calloc((size_t)n, sizeof(double)); }
+
+static void check_ops(void) {
+    const int nt = 2;
+    /* embedding */
+    {
+        int64_t V = 7, D = 5, N = 9;
+        int32_t tok[9] = {0, 3, 3, 6, 1, 0, 2, 3, 5};
+        double *table = alloc(V * D), *out = alloc(N * D), *r = alloc(N * D), *g = alloc(V * D);
+        fill(table, V * D, 1), fill(r, N * D, 1);
+        lm_tr_embedding_bwd_f64(g, r, tok, N, D, nt);
+        FD_CHECK("embedding", table, V * D, g, (lm_tr_embedding_fwd_f64(out, table, tok, N, D), dotr(out, r, N * D)));
+        free(table), free(out), free(r), free(g);
+    }
+    /* rmsnorm: input and weight */
+    {
+        int64_t N = 4, D = 6;
+        double *x = alloc(N * D), *w = alloc(D), *out = alloc(N * D), *rs = alloc(N), *r = alloc(N * D), *dx = alloc(N * D),
+               *dw = alloc(D);
+        fill(x, N * D, 1.5), fill(w, D, 1), fill(r, N * D, 1);
+        lm_tr_rmsnorm_fwd_f64(out, rs, x, w, N, D, 1e-5, nt);
+        lm_tr_rmsnorm_bwd_f64(dx, dw, r, x, w, rs, N, D, nt);
+#define RMS_LOSS (lm_tr_rmsnorm_fwd_f64(out, rs, x, w, N, D, 1e-5, nt), dotr(out, r, N * D))
+        FD_CHECK("rmsnorm dx", x, N * D, dx, RMS_LOSS);
+        FD_CHECK("rmsnorm dw", w, D, dw, RMS_LOSS);
+#undef RMS_LOSS
+        free(x), free(w), free(out), free(rs), free(r), free(dx), free(dw);
+    }
+    /* matmul: input and weight */
+    {
+        int64_t N = 5, I = 7, O = 3;
+        double *x = alloc(N * I), *w = alloc(O * I), *y = alloc(N * O), *r = alloc(N * O), *dx = alloc(N * I), *dw = alloc(O * I);
+        fill(x, N * I, 1), fill(w, O * I, 1), fill(r, N * O, 1);
+        lm_tr_matmul_bwd_f64(dx, dw, r, x, w, N, I, O, 0, nt);
+#define MM_LOSS (lm_tr_matmul_fwd_f64(y, x, w, N, I, O, nt), dotr(y, r, N * O))
+        FD_CHECK("matmul dx", x, N * I, dx, MM_LOSS);
+        FD_CHECK("matmul dw", w, O * I, dw, MM_LOSS);
+#undef MM_LOSS
+        free(x), free(w), free(y), free(r), free(dx), free(dw);
+    }
+    /* rope: the backward is the inverse rotation */
+    {
+        int64_t B = 2, T = 3, Hh = 2, hd = 4, n = B * T * Hh * hd;
+        double *tab = alloc(T * hd), *x = alloc(n), *y = alloc(n), *r = alloc(n), *g = alloc(n);
+        lm_tr_rope_table(tab, T, hd, 10000.0);
+        fill(x, n, 1), fill(r, n, 1);
+        memcpy(g, r, (size_t)n * sizeof *g);
+        lm_tr_rope_f64(g, tab, B * T, T, Hh, hd, -1, nt);
+        FD_CHECK("rope", x, n, g, (memcpy(y, x, (size_t)n * sizeof *y), lm_tr_rope_f64(y, tab, B * T, T, Hh, hd, 1, nt), dotr(y, r, n)));
+        free(tab), free(x), free(y), free(r), free(g);
+    }
+    /* attention with grouped kv heads: q, k, v */
+    {
+        int64_t B = 2, T = 4, Hh = 4, KVH = 2, hd = 3;
+        int64_t nq = B * T * Hh * hd, nkv = B * T * KVH * hd;
+        double *q = alloc(nq), *k = alloc(nkv), *v = alloc(nkv), *out = alloc(nq), *att = alloc(B * Hh * T * T),
+               *r = alloc(nq), *dq = alloc(nq), *dk = alloc(nkv), *dv = alloc(nkv), *scratch = alloc(B * KVH * T);
+        fill(q, nq, 1), fill(k, nkv, 1), fill(v, nkv, 1), fill(r, nq, 1);
+        lm_tr_attention_fwd_f64(out, att, q, k, v, B, T, Hh, KVH, hd, nt);
+        lm_tr_attention_bwd_f64(dq, dk, dv, r, att, q, k, v, B, T, Hh, KVH, hd, scratch, nt);
+#define ATT_LOSS (lm_tr_attention_fwd_f64(out, att, q, k, v, B, T, Hh, KVH, hd, nt), dotr(out, r, nq))
+        FD_CHECK("attention dq", q, nq, dq, ATT_LOSS);
+        FD_CHECK("attention dk", k, nkv, dk, ATT_LOSS);
+        FD_CHECK("attention dv", v, nkv, dv, ATT_LOSS);
+#undef ATT_LOSS
+        free(q), free(k), free(v), free(out), free(att), free(r), free(dq), free(dk), free(dv), free(scratch);
+    }
+    /* swiglu */
+    {
+        int64_t n = 17;
+        double *g = alloc(n), *u = alloc(n), *h = alloc(n), *r = alloc(n), *dg = alloc(n), *du = alloc(n);
+        fill(g, n, 3), fill(u, n, 2), fill(r, n, 1);
+        lm_tr_swiglu_bwd_f64(dg, du, r, g, u, n, nt);
+#define SW_LOSS (lm_tr_swiglu_fwd_f64(h, g, u, n, nt), dotr(h, r, n))
+        FD_CHECK("swiglu dgate", g, n, dg, SW_LOSS);
+        FD_CHECK("swiglu dup", u, n, du, SW_LOSS);
+#undef SW_LOSS
+        free(g), free(u), free(h), free(r), free(dg), free(du);
+    }
+    /* cross-entropy, with a masked target */
+    {
+        int64_t N = 4, V = 6;
+        int32_t tg[4] = {2, -1, 5, 0};
+        double *l = alloc(N * V), *work = alloc(N * V), *losses = alloc(N), *g = alloc(N * V);
+        fill(l, N * V, 3);
+        memcpy(g, l, (size_t)(N * V) * sizeof *g);
+        lm_tr_crossentropy_fwd_f64(g, losses, tg, N, V, nt);
+        lm_tr_crossentropy_bwd_f64(g, tg, N, V, 0.5, nt);
+        FD_CHECK("cross-entropy", l, N * V, g,
+                 (memcpy(work, l, (size_t)(N * V) * sizeof *work), 0.5 * lm_tr_crossentropy_fwd_f64(work, losses, tg, N, V, nt)));
+        CHECK(losses[1] == 0);
+        free(l), free(work), free(losses), free(g);
+    }
+}
+
+/* The whole model in f64: every parameter's gradient against finite
+ * differences of the summed loss. */
+static void check_model(int tied) {
+    lm_train_shape s = {8, 2, 4, 2, 2, 12, 11, tied, 1e-5, 10000.0};
+    const int64_t B = 2, T = 5;
+    lm_error err = {0};
+    lm_trm_f64 *m;
+    REQUIRE(lm_trm_create_f64(&s, B, T, 2, &m, &err) == LM_OK);
+    double *p = lm_trm_params_f64(m), *g = lm_trm_grads_f64(m);
+    const lm_train_layout *lay = lm_trm_layout_f64(m);
+    int64_t n = lay->n_params;
+    for (int64_t i = 0; i < n; i++) p[i] = 0.3 * uni();
+    /* norms near 1, as after initialisation */
+    for (int64_t l = 0; l < s.n_layers; l++) {
+        for (int64_t j = 0; j < s.dim; j++) {
+            p[lay->layers[l].attn_norm + j] = 1 + 0.1 * uni();
+            p[lay->layers[l].ffn_norm + j] = 1 + 0.1 * uni();
+        }
+    }
+    int32_t in[10], tg[10];
+    for (int i = 0; i < 10; i++) in[i] = (int32_t)(lm_rng_next(&rng) % 11), tg[i] = (int32_t)(lm_rng_next(&rng) % 11);
+    tg[3] = -1; /* a masked position */
+    int64_t scored;
+    lm_trm_forward_f64(m, in, tg, &scored);
+    CHECK(scored == 9);
+    lm_trm_backward_f64(m, 1.0);
+    double *an = malloc((size_t)n * sizeof *an);
+    memcpy(an, g, (size_t)n * sizeof *an);
+    char name[64];
+    snprintf(name, sizeof name, "whole model (%s output)", tied ? "tied" : "own");
+    FD_CHECK(name, p, n, an, lm_trm_forward_f64(m, in, tg, NULL));
+
+    /* f32 gradients of the same model, against these (stated tolerance:
+     * 1e-3 of the largest gradient). */
+    lm_trm_f32 *m32;
+    REQUIRE(lm_trm_create_f32(&s, B, T, 2, &m32, &err) == LM_OK);
+    float *p32 = lm_trm_params_f32(m32), *g32 = lm_trm_grads_f32(m32);
+    for (int64_t i = 0; i < n; i++) p32[i] = (float)p[i];
+    double l32 = lm_trm_forward_f32(m32, in, tg, NULL), l64 = lm_trm_forward_f64(m, in, tg, NULL);
+    lm_trm_backward_f32(m32, 1.0);
+    double gmax = 0, diff = 0;
+    for (int64_t i = 0; i < n; i++) {
+        gmax = fmax(gmax, fabs(an[i]));
+        diff = fmax(diff, fabs(an[i] - g32[i]));
+    }
+    printf("f32 model: loss %.9f vs f64 %.9f, gradients within %.2e of the largest (%.3f)\n", l32, l64, diff / gmax, gmax);
+    CHECK(fabs(l32 - l64) < 1e-5 * fabs(l64));
+    CHECK(diff < 1e-3 * gmax);
+    free(an);
+    lm_trm_free_f64(m);
+    lm_trm_free_f32(m32);
+}
+
+/* lm_sgemm for every transposition, sizes around the tile edges, 1 and 3
+ * threads, plain and accumulating. */
+static void check_sgemm(const lm_gemm_kernel *g) {
+    const int64_t sizes[][3] = {{1, 1, 1}, {13, 17, 5}, {12, 32, 256}, {25, 70, 300}, {7, 3, 513}, {40, 33, 64}};
+    double worst = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int64_t M = sizes[si][0], N = sizes[si][1], K = sizes[si][2];
+        float *a = malloc((size_t)(M * K) * 4), *b = malloc((size_t)(K * N) * 4), *c = malloc((size_t)(M * N) * 4);
+        for (int64_t i = 0; i < M * K; i++) a[i] = (float)uni();
+        for (int64_t i = 0; i < K * N; i++) b[i] = (float)uni();
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                /* the same numbers seen through transposed views */
+                lm_fview A = ta ? (lm_fview){a, 1, M} : (lm_fview){a, K, 1};
+                lm_fview Bv = tb ? (lm_fview){b, 1, K} : (lm_fview){b, N, 1};
+                for (int acc = 0; acc < 2; acc++) {
+                    for (int nt = 1; nt <= 3; nt += 2) {
+                        for (int64_t i = 0; i < M * N; i++) c[i] = acc ? 1.0f : NAN;
+                        CHECK(lm_sgemm(g, M, N, K, A, Bv, c, N, acc, nt) == 1);
+                        for (int64_t i = 0; i < M; i++) {
+                            for (int64_t j = 0; j < N; j++) {
+                                double ref = acc ? 1.0 : 0.0, mag = 1;
+                                for (int64_t k = 0; k < K; k++) {
+                                    double x = A.p[i * A.rs + k * A.cs], y = Bv.p[k * Bv.rs + j * Bv.cs];
+                                    ref += x * y, mag += fabs(x * y);
+                                }
+                                double e = fabs(c[i * N + j] - ref) / mag;
+                                worst = e > worst ? e : worst;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        free(a), free(b), free(c);
+    }
+    printf("sgemm %s: worst error %.2e of the sum of |products|\n", g->name, worst);
+    CHECKF(worst < 1e-6, "sgemm %s off by %.2e", g->name, worst);
+}
+
+int main(void) {
+    lm_rng_seed(&rng, 1234);
+    check_ops();
+    check_model(0);
+    check_model(1);
+    check_sgemm(&lm_gemm_scalar);
+    if (lm_gemm_kernel_best()) check_sgemm(lm_gemm_kernel_best());
+#if defined(__x86_64__)
+    if (lm_gemm_kernel_best() == &lm_gemm_avx512) check_sgemm(&lm_gemm_avx2);
+#endif
+    TEST_END();
+}
