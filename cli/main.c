@@ -18,10 +18,12 @@ static const command commands[] = {
     {"convert", cmd_convert, "convert another checkpoint format to GGUF"},
     {"quantize", cmd_quantize, "write a GGUF with its weight matrices in a smaller type"},
     {"init", cmd_init, "write a random-weight Llama model of any shape"},
+    {"train", cmd_train, "pre-train a model on token shards (AdamW, checkpoints, resume)"},
     {"bench", cmd_bench, "prompt and generation speed against the machine's limits"},
     {"perplexity", cmd_perplexity, "loss, perplexity and bits per byte of a model on a text"},
     {"tokenize", cmd_tokenize, "text to token ids with a GGUF's tokenizer"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer (tokenizer train)"},
+    {"data", cmd_data, "tokenize text files into train/val token shards (data prepare)"},
 };
 
 static void usage(FILE *out) {

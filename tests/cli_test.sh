@@ -86,6 +86,56 @@ expect_fail 1 "train on a missing file" -- $llmos tokenizer train "$tmp/missing.
 expect_fail 1 "tokenize with a truncated file" -- $llmos tokenize "$tmp/truncated.gguf" "x"
 if [ -e "$tmp/t.gguf" ]; then bad "a failed training left its output"; else ok; fi
 
+# data prepare: train/val shards whose numbers add up, written atomically; stale shards removed.
+for c in data "data prepare"; do
+  if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
+done
+text="$fix/text/tinystories_valid_head_20k.txt"
+prep() { $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$@" >"$tmp/prep" 2>"$tmp/prep.err"; }
+val() { awk -v k="$1" 'BEGIN { x = -1 } $1 == k { x = $2 } END { print x }' "$tmp/prep"; }
+shard_bytes() { cat "$tmp/data/$1"_*.bin | wc -c; }
+if prep "$text" -o "$tmp/data" -q; then ok; else bad "data prepare: $(cat "$tmp/prep.err")"; fi
+if [ "$(val documents)" -eq 98 ] && [ "$(val val_documents)" -eq 10 ] &&
+   [ $(($(val train_documents) + $(val val_documents))) -eq "$(val documents)" ] && [ "$(val tokens)" -gt 4000 ] &&
+   [ $(($(val train_tokens) + $(val val_tokens))) -eq "$(val tokens)" ] && [ "$(val val_tokens)" -gt 0 ] &&
+   [ "$(val train_shards)" -eq 1 ] && [ "$(val val_shards)" -eq 1 ] && grep -q '^bytes_per_token [1-9]\.' "$tmp/prep"; then ok
+else bad "data prepare summary: $(cat "$tmp/prep")"; fi
+# One shard per split: the 32-byte header, then 2 bytes per token (vocabulary 512).
+if [ "$(head -c 8 "$tmp/data/train_000000.bin")" = LMTOKENS ] &&
+   [ "$(shard_bytes train)" -eq $((32 + 2 * $(val train_tokens))) ] &&
+   [ "$(shard_bytes val)" -eq $((32 + 2 * $(val val_tokens))) ]; then ok; else bad "data prepare shard sizes"; fi
+total=$(val tokens)
+# Shards of 1000 tokens: ceil(train_tokens / 1000) train shards holding the same tokens.
+if prep "$text" -o "$tmp/data" --shard-tokens 1000 -q && [ "$(val tokens)" -eq "$total" ] &&
+   [ "$(val train_shards)" -eq $((($(val train_tokens) + 999) / 1000)) ] &&
+   [ "$(ls "$tmp/data" | grep -c '^train_')" -eq "$(val train_shards)" ] &&
+   [ "$(shard_bytes train)" -eq $((32 * $(val train_shards) + 2 * $(val train_tokens))) ]; then ok
+else bad "data prepare --shard-tokens: $(cat "$tmp/prep" "$tmp/prep.err")"; fi
+# One document per file and no val split: the earlier shards past the new ones are gone.
+if prep "$text" -o "$tmp/data" --delimiter none --val-fraction 0 -q && [ "$(val documents)" -eq 1 ] &&
+   [ "$(val val_tokens)" -eq 0 ] && [ "$(ls "$tmp/data")" = train_000000.bin ]; then ok
+else bad "data prepare --delimiter none: $(ls "$tmp/data") $(cat "$tmp/prep.err")"; fi
+# An escaped delimiter: one document per line; the blank lines between the 98 paragraphs are skipped.
+if prep "$text" -o "$tmp/data" --delimiter '\n' -q && [ "$(val documents)" -eq 98 ]; then ok; else bad "data prepare --delimiter '\\n'"; fi
+if ls "$tmp/data" | grep -q '\.tmp\.'; then bad "data prepare left temporary files"; else ok; fi
+: >"$tmp/blank.txt"
+: >"$tmp/afile"
+$llmos data >/dev/null 2>"$tmp/err"
+if [ $? -eq 2 ] && grep -q '^usage: llmos data' "$tmp/err"; then ok; else bad "data without a subcommand"; fi
+expect_fail 2 "unknown data subcommand" -- $llmos data frobnicate
+expect_fail 2 "data prepare without --tokenizer" -- $llmos data prepare "$text" -o "$tmp/d2"
+expect_fail 2 "data prepare without files" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" -o "$tmp/d2"
+expect_fail 2 "--val-fraction 1" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" -o "$tmp/d2" --val-fraction 1
+expect_fail 2 "--val-fraction -0.5" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" -o "$tmp/d2" --val-fraction -0.5
+expect_fail 2 "--val-fraction abc" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" -o "$tmp/d2" --val-fraction abc
+expect_fail 2 "--shard-tokens 0" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" -o "$tmp/d2" --shard-tokens 0
+expect_fail 2 "unknown delimiter escape" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" -o "$tmp/d2" --delimiter '\q'
+expect_fail 1 "data prepare a missing file" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" "$tmp/missing.txt" -o "$tmp/d2"
+expect_fail 1 "data prepare with an unreadable tokenizer" -- $llmos data prepare --tokenizer "$tmp/truncated.gguf" "$text" -o "$tmp/d2"
+expect_fail 1 "data prepare with no documents" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$tmp/blank.txt" -o "$tmp/d3"
+expect_fail 1 "data prepare into a file" -- $llmos data prepare --tokenizer "$fix/stories260K.gguf" "$text" -o "$tmp/afile"
+if [ -e "$tmp/d2" ]; then bad "a failed data prepare created its output directory"; else ok; fi
+
 # quantize + perplexity: a Q8_0 model tells nearly the same story; perplexity reports its numbers.
 if $llmos quantize "$fix/stories260K.gguf" "$tmp/q8.gguf" q8_0 -q && [ "$(stat -c %s "$tmp/q8.gguf")" -lt 500000 ]; then ok; else bad "quantize q8_0"; fi
 if $llmos run "$tmp/q8.gguf" --temp 0 -n 20 2>/dev/null | grep -q '^Once upon a time'; then ok; else bad "run a q8_0 model"; fi

@@ -1,0 +1,366 @@
+/* The training loop: data, model, AdamW, evaluation, logs, checkpoints and
+ * the final GGUF (llmos/train.h). */
+#include "llmos/train.h"
+
+#include "../base/rng.h"
+#include "checkpoint.h"
+#include "export.h"
+#include "llmos/data.h"
+#include "llmos/init.h"
+#include "llmos/machine.h"
+#include "llmos/model.h"
+#include "model.h"
+#include "optim.h"
+#include "plot.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void lm_train_options_default(lm_train_options *o) {
+    memset(o, 0, sizeof *o);
+    o->context = 256;
+    o->batch = 8;
+    o->lr = 1e-3;
+    o->min_lr_ratio = 0.1;
+    o->schedule = LM_LR_COSINE;
+    o->weight_decay = 0.1;
+    o->beta1 = 0.9;
+    o->beta2 = 0.95;
+    o->adam_eps = 1e-8;
+    o->grad_clip = 1.0;
+    o->eval_batches = 8;
+    o->seed = 1337;
+    o->n_threads = 1;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* SIGINT / SIGTERM ask the loop to stop after the current step (with a
+ * checkpoint); a second signal ends the process at once. */
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+    stop_requested = 1;
+    signal(sig, SIG_DFL);
+}
+
+static void warn_line(const char *msg) { fprintf(stderr, "llmos train: warning: %s\n", msg); }
+
+static lm_status make_dir(const char *path, lm_error *err) {
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return LM_OK;
+        return lm_error_set(err, LM_ERR_IO, "%s exists and is not a directory", path);
+    }
+    return lm_error_set(err, LM_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+}
+
+/* Everything one run holds. */
+typedef struct run {
+    const lm_train_options *o;
+    lm_data *train, *val;
+    lm_train_shape shape;
+    lm_trm_f32 *model;
+    float *m, *v;
+    lm_param_segment *seg;
+    int64_t n_seg, n_params;
+    int32_t *inputs, *targets; /* (B, T) */
+    lm_rng rng;
+    char template_path[4096], ckpt_dir[4096];
+    double flops_per_token, peak_gflops;
+    lm_loss_point *curve;
+    int64_t n_curve, cap_curve;
+    FILE *json;
+} run;
+
+/* Micro-batch from the training split: B windows of T+1 tokens at random
+ * positions (inputs: the first T, targets: the last T). */
+static void sample_batch(run *r) {
+    const int64_t B = r->o->batch, T = r->o->context, span = lm_data_tokens(r->train) - T;
+    int32_t *window = malloc((size_t)(T + 1) * sizeof *window);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t pos = (int64_t)(lm_rng_next(&r->rng) % (uint64_t)span);
+        if (window) {
+            lm_data_read(r->train, pos, window, T + 1);
+            memcpy(r->inputs + b * T, window, (size_t)T * sizeof *window);
+            memcpy(r->targets + b * T, window + 1, (size_t)T * sizeof *window);
+        } else { /* two reads overlap by one token; the same values */
+            lm_data_read(r->train, pos, r->inputs + b * T, T);
+            lm_data_read(r->train, pos + 1, r->targets + b * T, T);
+        }
+    }
+    free(window);
+}
+
+/* Mean loss over the first n_windows windows of T+1 tokens of the val split
+ * (all of them when n_windows <= 0); windows past the split are masked. */
+static double evaluate(run *r, int64_t n_windows) {
+    const int64_t B = r->o->batch, T = r->o->context, total = lm_data_tokens(r->val);
+    int64_t avail = (total - 1) / T;
+    if (n_windows <= 0 || n_windows > avail) n_windows = avail;
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t w0 = 0; w0 < n_windows; w0 += B) {
+        for (int64_t b = 0; b < B; b++) {
+            int64_t w = w0 + b;
+            if (w < n_windows) {
+                lm_data_read(r->val, w * T, r->inputs + b * T, T);
+                lm_data_read(r->val, w * T + 1, r->targets + b * T, T);
+            } else {
+                memset(r->inputs + b * T, 0, (size_t)T * sizeof(int32_t));
+                for (int64_t t = 0; t < T; t++) r->targets[b * T + t] = -1;
+            }
+        }
+        int64_t scored;
+        sum += lm_trm_forward_f32(r->model, r->inputs, r->targets, &scored);
+        count += scored;
+    }
+    return count ? sum / (double)count : NAN;
+}
+
+static void curve_add(run *r, lm_loss_point p) {
+    if (r->n_curve == r->cap_curve) {
+        int64_t cap = r->cap_curve ? r->cap_curve * 2 : 256;
+        lm_loss_point *q = realloc(r->curve, (size_t)cap * sizeof *q);
+        if (!q) return; /* the plot loses points, training goes on */
+        r->curve = q, r->cap_curve = cap;
+    }
+    r->curve[r->n_curve++] = p;
+}
+
+/* Model: from --init, or a new one written to CKPT_DIR/init.gguf first (so
+ * a resumed run and the exported model share its metadata). */
+static lm_status setup_model(run *r, lm_error *err) {
+    const lm_train_options *o = r->o;
+    if (o->init_model) {
+        snprintf(r->template_path, sizeof r->template_path, "%.3000s", o->init_model);
+    } else {
+        snprintf(r->template_path, sizeof r->template_path, "%.3000s/init.gguf", r->ckpt_dir);
+        if (!(o->resume && access(r->template_path, R_OK) == 0)) {
+            lm_init_params ip = {o->dim, o->n_layers, o->n_heads, o->n_kv_heads, o->ffn_dim, o->context, o->tokenizer, 0,
+                                 LM_TYPE_F32, o->seed, o->n_threads, NULL, NULL};
+            lm_status st = lm_model_init(&ip, r->template_path, err);
+            if (st) return lm_error_prefix(err, st, "initialising the model: ");
+        }
+    }
+    lm_model *m;
+    lm_status st = lm_model_load(r->template_path, &m, err);
+    if (st) return lm_error_prefix(err, st, "%s: ", r->template_path);
+    st = lm_train_shape_of(m, &r->shape, err);
+    if (!st && (uint32_t)r->shape.n_vocab < lm_data_vocab_size(r->train)) {
+        st = lm_error_set(err, LM_ERR_ARG, "the data's vocabulary (%u tokens) is larger than the model's (%lld)",
+                          lm_data_vocab_size(r->train), (long long)r->shape.n_vocab);
+    }
+    if (!st) st = lm_trm_create_f32(&r->shape, o->batch, o->context, o->n_threads, &r->model, err);
+    if (!st) {
+        lm_train_params_from_model(m, lm_trm_layout_f32(r->model), lm_trm_params_f32(r->model));
+        r->n_params = lm_trm_layout_f32(r->model)->n_params;
+    }
+    lm_model_free(m);
+    return st;
+}
+
+/* Model FLOPs per trained token: 6 per matrix weight (forward 2, backward
+ * 4) and the attention products, 6 * layers * T * H * hd with the causal
+ * half counted. */
+static double flops_per_token(const lm_train_shape *s, int64_t T) {
+    const int64_t D = s->dim, qd = s->n_heads * s->head_dim, kvd = s->n_kv_heads * s->head_dim, F = s->ffn_dim;
+    double matrix = (double)s->n_layers * (double)(qd * D + 2 * kvd * D + D * qd + 3 * F * D) + (double)s->n_vocab * D;
+    return 6 * matrix + 6.0 * (double)s->n_layers * (double)T * (double)qd;
+}
+
+static void log_json(run *r, const lm_train_step_info *in) {
+    if (!r->json) return;
+    fprintf(r->json, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"mfu\":%.4f",
+            (long long)in->step, in->loss, in->lr, in->grad_norm, in->tokens_per_s, in->mfu);
+    if (in->val_loss >= 0) fprintf(r->json, ",\"val_loss\":%.6f", in->val_loss);
+    fprintf(r->json, "}\n");
+    fflush(r->json);
+}
+
+static void show_step(const run *r, const lm_train_step_info *in, int every) {
+    if (r->o->quiet) return;
+    int tty = isatty(2);
+    if (tty) { /* a progress bar, redrawn in place */
+        int width = 30, filled = (int)(width * (double)in->step / (double)(in->max_steps ? in->max_steps : 1));
+        fprintf(stderr, "\r[%.*s%*s] step %lld/%lld loss %.4f %.0f tok/s", filled, "##############################",
+                width - filled, "", (long long)in->step, (long long)in->max_steps, in->loss, in->tokens_per_s);
+        fflush(stderr);
+    }
+    if (in->step % every == 0 || in->step == in->max_steps || in->val_loss >= 0) {
+        if (tty) fprintf(stderr, "\r%*s\r", 80, "");
+        printf("step %6lld/%lld  loss %.4f%s", (long long)in->step, (long long)in->max_steps, in->loss,
+               in->val_loss >= 0 ? "" : "");
+        if (in->val_loss >= 0) printf("  val %.4f", in->val_loss);
+        printf("  lr %.2e  grad norm %.3f  %.0f tok/s  MFU %.1f%%  %.0fs\n", in->lr, in->grad_norm, in->tokens_per_s,
+               100 * in->mfu, in->elapsed_s);
+        fflush(stdout);
+    }
+}
+
+static lm_status save_checkpoint(run *r, const lm_ckpt_state *cs, lm_error *err) {
+    char path[4096];
+    lm_status st = lm_ckpt_save(r->ckpt_dir, &r->shape, r->n_params, lm_trm_params_f32(r->model), r->m, r->v, cs, path, err);
+    if (!st && !r->o->quiet) {
+        if (isatty(2)) fprintf(stderr, "\r%*s\r", 80, "");
+        printf("checkpoint: %s\n", path);
+    }
+    return st;
+}
+
+static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
+    const lm_train_options *o = r->o;
+    const int64_t B = o->batch, T = o->context, tokens_per_micro = B * T;
+    const int64_t accum = o->batch_tokens > tokens_per_micro ? (o->batch_tokens + tokens_per_micro - 1) / tokens_per_micro : 1;
+    float *params = lm_trm_params_f32(r->model), *grads = lm_trm_grads_f32(r->model);
+    lm_ckpt_state cs = {0};
+    lm_rng_seed(&r->rng, o->seed ^ 0xda7a5eedull);
+    memcpy(cs.rng, r->rng.s, sizeof cs.rng);
+    if (o->resume) {
+        char path[4096];
+        int found;
+        lm_ckpt_load_latest(r->ckpt_dir, &r->shape, r->n_params, params, r->m, r->v, &cs, path, &found, warn_line, err);
+        if (found) {
+            memcpy(r->rng.s, cs.rng, sizeof cs.rng);
+            if (!o->quiet) printf("resuming from %s (step %lld)\n", path, (long long)cs.step);
+        } else if (!o->quiet) {
+            printf("no checkpoint in %s: starting from step 0\n", r->ckpt_dir);
+        }
+    }
+    const int every = o->max_steps >= 100 ? (int)(o->max_steps / 50) : 1;
+    double t_start = now_s() - cs.elapsed_s;
+    *stopped_early = 0;
+    lm_status st = LM_OK;
+    for (int64_t step = cs.step; step < o->max_steps; step++) {
+        double t0 = now_s();
+        double lr = lm_lr_at(o, step), loss_sum = 0;
+        memset(grads, 0, (size_t)r->n_params * sizeof *grads);
+        for (int64_t a = 0; a < accum; a++) {
+            sample_batch(r);
+            int64_t scored;
+            double loss = lm_trm_forward_f32(r->model, r->inputs, r->targets, &scored);
+            loss_sum += scored ? loss / (double)scored : 0;
+            lm_trm_backward_f32(r->model, scored ? 1.0 / ((double)scored * (double)accum) : 0.0);
+        }
+        double gnorm = lm_grad_norm(grads, r->n_params, o->n_threads);
+        if (o->grad_clip > 0 && gnorm > o->grad_clip) lm_scale(grads, r->n_params, (float)(o->grad_clip / gnorm), o->n_threads);
+        lm_adamw_step(params, grads, r->m, r->v, r->seg, r->n_seg, lr, o, step + 1, o->n_threads);
+        double dt = now_s() - t0;
+        cs.step = step + 1;
+        cs.tokens_seen += accum * tokens_per_micro;
+        memcpy(cs.rng, r->rng.s, sizeof cs.rng);
+        lm_train_step_info info = {cs.step, o->max_steps, loss_sum / (double)accum, -1, lr, gnorm,
+                                   (double)(accum * tokens_per_micro) / dt, 0, now_s() - t_start};
+        info.mfu = info.tokens_per_s * r->flops_per_token / (r->peak_gflops * 1e9);
+        int last = cs.step == o->max_steps;
+        int out_of_time = o->time_budget_s > 0 && info.elapsed_s >= o->time_budget_s;
+        if (r->val && ((o->eval_every > 0 && cs.step % o->eval_every == 0) || last || out_of_time || stop_requested)) {
+            info.val_loss = evaluate(r, o->eval_batches * B);
+        }
+        log_json(r, &info);
+        show_step(r, &info, every);
+        curve_add(r, (lm_loss_point){info.step, info.loss, info.val_loss, lr});
+        cs.elapsed_s = info.elapsed_s;
+        int save = last || out_of_time || stop_requested || (o->checkpoint_every > 0 && cs.step % o->checkpoint_every == 0);
+        if (save && (st = save_checkpoint(r, &cs, err))) return st;
+        if (!last && (out_of_time || stop_requested)) {
+            *stopped_early = 1;
+            if (!o->quiet) printf("stopped at step %lld (%s)\n", (long long)cs.step, stop_requested ? "signal" : "time budget");
+            break;
+        }
+    }
+    if (o->max_steps <= cs.step && r->n_curve == 0 && !o->quiet) printf("nothing to do: the checkpoint is at step %lld\n", (long long)cs.step);
+    return st;
+}
+
+lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *err) {
+    *stopped_early = 0;
+    if (!o->data_dir || !o->out_path) return lm_error_set(err, LM_ERR_ARG, "training needs a data directory and an output path");
+    if (!o->init_model && !o->tokenizer) return lm_error_set(err, LM_ERR_ARG, "a new model needs --tokenizer (or start from --init)");
+    if (o->context < 2 || o->batch < 1 || o->max_steps < 1 || !(o->lr > 0) || o->n_threads < 1) {
+        return lm_error_set(err, LM_ERR_ARG, "context (>= 2), batch, max steps, learning rate and threads must be positive");
+    }
+    run r = {0};
+    r.o = o;
+    lm_status st = lm_data_open(o->data_dir, "train", &r.train, err);
+    if (st) return st;
+    if (lm_data_tokens(r.train) <= o->context) {
+        lm_data_close(r.train);
+        return lm_error_set(err, LM_ERR_ARG, "the train split has %lld tokens, fewer than the context + 1 (%lld)",
+                            (long long)lm_data_tokens(r.train), (long long)(o->context + 1));
+    }
+    lm_error verr = {0};
+    if (lm_data_open(o->data_dir, "val", &r.val, &verr) != LM_OK) {
+        r.val = NULL;
+        if (!o->quiet) printf("no validation split (%s): validation loss not reported\n", verr.message);
+    } else if (lm_data_tokens(r.val) <= o->context) {
+        lm_data_close(r.val);
+        r.val = NULL;
+        if (!o->quiet) printf("the validation split is shorter than one context: validation loss not reported\n");
+    }
+    const char *dir = o->checkpoint_dir ? o->checkpoint_dir : o->out_path;
+    if (strlen(dir) > 3000 || (o->init_model && strlen(o->init_model) > 3000)) {
+        st = lm_error_set(err, LM_ERR_ARG, "path too long: %.40s...", dir);
+    } else {
+        snprintf(r.ckpt_dir, sizeof r.ckpt_dir, o->checkpoint_dir ? "%s" : "%s.ckpt", dir);
+        if (!(st = make_dir(r.ckpt_dir, err))) st = setup_model(&r, err);
+    }
+    if (!st) {
+        r.m = calloc((size_t)r.n_params, sizeof *r.m);
+        r.v = calloc((size_t)r.n_params, sizeof *r.v);
+        r.inputs = malloc((size_t)(o->batch * o->context) * sizeof *r.inputs);
+        r.targets = malloc((size_t)(o->batch * o->context) * sizeof *r.targets);
+        r.seg = lm_param_segments(lm_trm_layout_f32(r.model), &r.shape, o->decay_embeddings, &r.n_seg);
+        if (!r.m || !r.v || !r.inputs || !r.targets || !r.seg) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory for the optimizer state");
+    }
+    if (!st && o->json_log && !(r.json = fopen(o->json_log, "a"))) {
+        st = lm_error_set(err, LM_ERR_IO, "cannot open %s: %s", o->json_log, strerror(errno));
+    }
+    if (!st) {
+        const char *isa;
+        r.peak_gflops = lm_measure_fma_peak(o->n_threads, &isa);
+        r.flops_per_token = flops_per_token(&r.shape, o->context);
+        if (!o->quiet) {
+            printf("model: %lld parameters (dim %lld, %lld layers, %lld heads, %lld kv heads, ffn %lld, vocab %lld)\n",
+                   (long long)r.n_params, (long long)r.shape.dim, (long long)r.shape.n_layers, (long long)r.shape.n_heads,
+                   (long long)r.shape.n_kv_heads, (long long)r.shape.ffn_dim, (long long)r.shape.n_vocab);
+            printf("data: %lld training tokens, %lld validation; %lld x %lld tokens per micro-batch\n",
+                   (long long)lm_data_tokens(r.train), r.val ? (long long)lm_data_tokens(r.val) : 0LL, (long long)o->batch,
+                   (long long)o->context);
+            printf("machine: %.0f GFLOP/s peak (%s, %d threads) for MFU\n", r.peak_gflops, isa, o->n_threads);
+        }
+        stop_requested = 0;
+        void (*old_int)(int) = signal(SIGINT, on_signal), (*old_term)(int) = signal(SIGTERM, on_signal);
+        st = train_loop(&r, stopped_early, err);
+        signal(SIGINT, old_int);
+        signal(SIGTERM, old_term);
+    }
+    if (!st && r.val && !*stopped_early) {
+        double vl = evaluate(&r, 0);
+        if (!o->quiet) printf("validation loss over the whole val split: %.4f\n", vl);
+    }
+    if (!st) st = lm_train_export(r.template_path, &r.shape, lm_trm_layout_f32(r.model), lm_trm_params_f32(r.model), o->out_path, err);
+    if (!st && r.n_curve) st = lm_write_loss_curve(o->out_path, r.curve, r.n_curve, err);
+    if (!st && !o->quiet) printf("wrote %s (and %s.loss.csv, %s.loss.svg)\n", o->out_path, o->out_path, o->out_path);
+    if (r.json) fclose(r.json);
+    free(r.curve);
+    free(r.m);
+    free(r.v);
+    free(r.inputs);
+    free(r.targets);
+    free(r.seg);
+    lm_trm_free_f32(r.model);
+    lm_data_close(r.train);
+    if (r.val) lm_data_close(r.val);
+    return st;
+}

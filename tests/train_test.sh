@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# End-to-end tests of `llmos train`: a run, the bit-identical resume (also
+# after the process is killed halfway through writing a checkpoint, and on
+# another thread count), a corrupt checkpoint skipped for the previous one,
+# the JSON log, the loss curve files, the trained GGUF running in `llmos
+# run`, and clean failures. Usage: train_test.sh path/to/llmos fixtures-dir
+set -uo pipefail
+llmos=$1
+fix=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+$llmos data prepare --tokenizer "$fix/stories260K.gguf" "$fix/text/tinystories_valid_head_20k.txt" -o "$tmp/data" -q \
+  >/dev/null || bad "data prepare"
+shape=(--data "$tmp/data" --tokenizer "$fix/stories260K.gguf" --dim 32 --layers 2 --heads 4 --kv-heads 2 --ffn 64
+       --context 32 --batch 2 --batch-tokens 128 --max-steps 8 --checkpoint-every 2 --eval-every 4 --eval-batches 2 -q)
+
+# Straight through, 2 threads.
+$llmos train "${shape[@]}" -t 2 -o "$tmp/a.gguf" --json-log "$tmp/a.jsonl" || bad "straight run"
+if [ "$(wc -l <"$tmp/a.jsonl")" -eq 8 ] && grep -q '"step":8,"loss":' "$tmp/a.jsonl" && grep -q '"val_loss"' "$tmp/a.jsonl" \
+  && grep -q '"mfu"' "$tmp/a.jsonl"; then ok; else bad "json log: $(head -c 300 "$tmp/a.jsonl")"; fi
+if [ -s "$tmp/a.gguf.loss.csv" ] && grep -q '^<svg' "$tmp/a.gguf.loss.svg" && [ "$(wc -l <"$tmp/a.gguf.loss.csv")" -eq 9 ]; then
+  ok; else bad "loss curve files"; fi
+# Losses go down on this tiny run.
+first=$(head -1 "$tmp/a.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+last=$(tail -1 "$tmp/a.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+if awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }'; then ok; else bad "loss did not fall: $first -> $last"; fi
+
+# Killed (SIGKILL) halfway through writing step 6's checkpoint; resumed on 1
+# thread from step 4's: the same model, byte for byte.
+( LLMOS_FAULT_KILL_IN_CHECKPOINT=6 $llmos train "${shape[@]}" -t 2 -o "$tmp/b.gguf" >/dev/null 2>&1; echo $? >"$tmp/rc" ) 2>/dev/null
+rc=$(cat "$tmp/rc")
+if [ "$rc" -eq 137 ]; then ok; else bad "fault injection: exit $rc, expected 137"; fi
+if [ ! -e "$tmp/b.gguf.ckpt/ckpt_00000006.bin" ] && [ -e "$tmp/b.gguf.ckpt/ckpt_00000004.bin" ]; then ok
+else bad "checkpoints after the kill: $(ls "$tmp/b.gguf.ckpt")"; fi
+$llmos train "${shape[@]}" --resume -t 1 -o "$tmp/b.gguf" || bad "resume after kill"
+if cmp -s "$tmp/a.gguf" "$tmp/b.gguf"; then ok; else bad "resumed model differs from the straight run"; fi
+
+# A corrupt newest checkpoint (step 8) is refused with a message; the
+# previous one (step 6) is used, and the two steps after it are redone.
+$llmos train "${shape[@]}" -t 2 -o "$tmp/c.gguf" || bad "second straight run"
+printf 'garbage' | dd of="$tmp/c.gguf.ckpt/ckpt_00000008.bin" bs=1 seek=400 conv=notrunc 2>/dev/null
+$llmos train "${shape[@]}" --resume -t 2 -o "$tmp/c.gguf" 2>"$tmp/c.err" | cat >"$tmp/c.out"
+if grep -q 'checksum mismatch' "$tmp/c.err"; then ok; else bad "corrupt checkpoint not reported: $(cat "$tmp/c.err")"; fi
+if cmp -s "$tmp/a.gguf" "$tmp/c.gguf"; then ok; else bad "resume from the previous checkpoint differs"; fi
+
+# The trained model runs.
+if $llmos run "$tmp/a.gguf" -p "Once upon a time" -n 8 --temp 0 >"$tmp/run.out" 2>/dev/null && [ -s "$tmp/run.out" ]; then ok
+else bad "llmos run on the trained model"; fi
+
+# Clean failures: a message and exit 1 (bad input) or 2 (bad arguments).
+$llmos train --help | grep -q '^usage: llmos train' && ok || bad "train --help"
+$llmos train --data "$tmp/nowhere" --tokenizer "$fix/stories260K.gguf" --dim 32 --layers 1 --heads 4 --ffn 64 --max-steps 1 \
+  -o "$tmp/x.gguf" -q 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q '^llmos: train: ' "$tmp/err"; then ok; else bad "missing data: exit $rc: $(cat "$tmp/err")"; fi
+$llmos train --data "$tmp/data" -o "$tmp/x.gguf" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 2 ] && grep -q 'required' "$tmp/err"; then ok; else bad "missing flags: exit $rc"; fi
+$llmos train "${shape[@]}" --dim 30 --heads 4 -o "$tmp/x.gguf" 2>"$tmp/err" >/dev/null
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q 'heads' "$tmp/err"; then ok; else bad "bad shape: exit $rc: $(cat "$tmp/err")"; fi
+
+echo "train: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
