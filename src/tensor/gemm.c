@@ -7,6 +7,7 @@
 #include "kernels.h"
 #include "../base/cpu.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,13 +38,22 @@ static void transpose_scalar(const float *src, int64_t nr, int64_t kc, float *ds
 
 const lm_gemm_kernel lm_gemm_scalar = {"scalar", 4, 8, micro_scalar, transpose_scalar, NULL};
 
-const lm_gemm_kernel *lm_gemm_kernel_best(void) {
+static const lm_gemm_kernel *choose_kernel(void) {
 #if defined(__x86_64__)
     const char *name = lm_kernels_best()->name;
     if (strcmp(name, "avx512") == 0 && lm_cpu_has_avx512f()) return &lm_gemm_avx512;
     if (strcmp(name, "avx512") == 0 || strcmp(name, "avx2") == 0) return &lm_gemm_avx2;
 #endif
     return NULL;
+}
+
+static const lm_gemm_kernel *best_kernel;
+static pthread_once_t best_once = PTHREAD_ONCE_INIT;
+static void init_best(void) { best_kernel = choose_kernel(); }
+
+const lm_gemm_kernel *lm_gemm_kernel_best(void) {
+    pthread_once(&best_once, init_best);
+    return best_kernel;
 }
 
 const lm_gemm_kernel *lm_gemm_kernel_any(void) {
@@ -85,6 +95,13 @@ static void pack_a_group(float *ap, lm_fview A, int64_t M, int64_t K, int mr, in
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         float *dst = ap + k0 * groups * mr + gi * kc * mr;
+        if (A.rs == 1 && (gi + 1) * mr <= M) { /* A^T views (dW = dY^T X): rows contiguous down a column */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = A.p + gi * mr + (k0 + k) * A.cs;
+                for (int i = 0; i < mr; i++) dst[k * mr + i] = src[i];
+            }
+            continue;
+        }
         for (int i = 0; i < mr; i++) {
             int64_t m = gi * mr + i;
             if (m < M) {

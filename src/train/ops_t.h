@@ -10,7 +10,8 @@
  * bit, which is what lets a resumed run continue exactly.
  *
  * The including file defines REAL (float or double), SFX (f32 or f64) and
- * MATMUL_NT / MATMUL_NN / MATMUL_TN (C = A B^T, A B, A^T B; see ops.h). */
+ * MATMUL_NT / MATMUL_NN / MATMUL_TN (C = A B^T, A B, A^T B; see ops.h), and
+ * LM_TR_ATTENTION_PROVIDED if it has its own attention. */
 #include <math.h>
 #include <string.h>
 
@@ -96,6 +97,7 @@ void FN(rope)(REAL *x, const double *cos_sin, int64_t N, int64_t T, int64_t n_he
     }
 }
 
+#ifndef LM_TR_ATTENTION_PROVIDED /* ops_f32.c has a GEMM-based version */
 /* Causal attention per sequence b and head h, with kv head h / (H / KVH):
  * att[b,h,t,:t+1] = softmax(q_t . k_s / sqrt(hd)), out_t = sum_s att * v_s.
  * q, out (B, T, H, hd); k, v (B, T, KVH, hd); att (B, H, T, T), zero above
@@ -182,6 +184,8 @@ void FN(attention_bwd)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout, const REA
         }
     }
 }
+
+#endif
 
 /* h = silu(gate) * up, silu(g) = g / (1 + e^-g). */
 void FN(swiglu_fwd)(REAL *h, const REAL *gate, const REAL *up, int64_t n, int nt) {
