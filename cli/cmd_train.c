@@ -37,6 +37,8 @@ static void usage(FILE *out) {
             "      --beta1 B --beta2 B  AdamW moments (default 0.9, 0.95)\n"
             "      --grad-clip C        clip the global gradient norm (default 1; 0: off)\n"
             "      --seed S             initialisation and batch sampling (default 1337)\n"
+            "      --bf16               weight products in bf16 with f32 accumulation and master weights\n"
+            "                           (AVX-512 BF16; ignored with a warning elsewhere)\n"
             "evaluation, checkpoints, logs:\n"
             "      --eval-every K       validation loss every K steps (default: 10 times a run)\n"
             "      --eval-batches N     micro-batches per evaluation (default 8)\n"
@@ -114,6 +116,8 @@ int cmd_train(int argc, char **argv) {
             }
         } else if (arg_is(a, NULL, "--decay-embeddings")) {
             o.decay_embeddings = 1;
+        } else if (arg_is(a, NULL, "--bf16")) {
+            o.bf16 = 1;
         } else if (arg_is(a, NULL, "--resume")) {
             o.resume = 1;
         } else if (arg_is(a, NULL, "--seed")) {

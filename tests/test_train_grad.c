@@ -203,9 +203,11 @@ static void check_model(int tied) {
     lm_trm_free_f32(m32);
 }
 
-/* lm_sgemm for every transposition, sizes around the tile edges, 1 and 3
- * threads, plain and accumulating. */
-static void check_sgemm(const lm_gemm_kernel *g) {
+/* lm_sgemm (or lm_sgemm_bf16 with bf16 set, within bf16's rounding: each
+ * operand to 8 bits of mantissa, so 2^-7 of the sum of |products|) for
+ * every transposition, sizes around the tile edges, odd K, 1 and 3 threads,
+ * plain and accumulating. */
+static void check_sgemm(const lm_gemm_kernel *g, int bf16) {
     const int64_t sizes[][3] = {{1, 1, 1}, {13, 17, 5}, {12, 32, 256}, {25, 70, 300}, {7, 3, 513}, {40, 33, 64}};
     double worst = 0;
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
@@ -221,7 +223,7 @@ static void check_sgemm(const lm_gemm_kernel *g) {
                 for (int acc = 0; acc < 2; acc++) {
                     for (int nt = 1; nt <= 3; nt += 2) {
                         for (int64_t i = 0; i < M * N; i++) c[i] = acc ? 1.0f : NAN;
-                        CHECK(lm_sgemm(g, M, N, K, A, Bv, c, N, acc, nt) == 1);
+                        CHECK((bf16 ? lm_sgemm_bf16 : lm_sgemm)(g, M, N, K, A, Bv, c, N, acc, nt) == 1);
                         for (int64_t i = 0; i < M; i++) {
                             for (int64_t j = 0; j < N; j++) {
                                 double ref = acc ? 1.0 : 0.0, mag = 1;
@@ -240,7 +242,8 @@ static void check_sgemm(const lm_gemm_kernel *g) {
         free(a), free(b), free(c);
     }
     printf("sgemm %s: worst error %.2e of the sum of |products|\n", g->name, worst);
-    CHECKF(worst < 1e-6, "sgemm %s off by %.2e", g->name, worst);
+    CHECKF(worst < (bf16 ? 1.0 / 128 : 1e-6), "sgemm %s off by %.2e", g->name, worst);
+    if (bf16) CHECKF(worst > 1e-6, "sgemm %s: no rounding at all (%.2e): not bf16?", g->name, worst);
 }
 
 int main(void) {
@@ -248,10 +251,12 @@ int main(void) {
     check_ops();
     check_model(0);
     check_model(1);
-    check_sgemm(&lm_gemm_scalar);
-    if (lm_gemm_kernel_best()) check_sgemm(lm_gemm_kernel_best());
+    check_sgemm(&lm_gemm_scalar, 0);
+    if (lm_gemm_kernel_best()) check_sgemm(lm_gemm_kernel_best(), 0);
 #if defined(__x86_64__)
-    if (lm_gemm_kernel_best() == &lm_gemm_avx512) check_sgemm(&lm_gemm_avx2);
+    if (lm_gemm_kernel_best() == &lm_gemm_avx512) check_sgemm(&lm_gemm_avx2, 0);
 #endif
+    if (lm_gemm_kernel_bf16()) check_sgemm(lm_gemm_kernel_bf16(), 1);
+    else printf("no bf16 dot product on this CPU: bf16 GEMM not tested\n");
     TEST_END();
 }

@@ -48,6 +48,14 @@ $llmos train "${shape[@]}" --resume -t 2 -o "$tmp/c.gguf" 2>"$tmp/c.err" | cat >
 if grep -q 'checksum mismatch' "$tmp/c.err"; then ok; else bad "corrupt checkpoint not reported: $(cat "$tmp/c.err")"; fi
 if cmp -s "$tmp/a.gguf" "$tmp/c.gguf"; then ok; else bad "resume from the previous checkpoint differs"; fi
 
+# Mixed precision: runs, and says which precision it used (bf16 where the
+# CPU has it, else a warning and f32).
+$llmos train "${shape[@]}" --max-steps 2 --bf16 -t 2 -o "$tmp/bf.gguf" >"$tmp/bf.out" 2>"$tmp/bf.err" || bad "--bf16 run"
+$llmos train --data "$tmp/data" --tokenizer "$fix/stories260K.gguf" --dim 32 --layers 1 --heads 4 --ffn 64 --context 32 \
+  --batch 2 --max-steps 1 --bf16 -t 1 -o "$tmp/bf2.gguf" >"$tmp/bf.out" 2>"$tmp/bf.err"
+if grep -q 'precision: weight products in bf16' "$tmp/bf.out" || grep -q 'no AVX-512 BF16' "$tmp/bf.err"; then ok
+else bad "--bf16 did not say its precision: $(cat "$tmp/bf.out" "$tmp/bf.err" | head -5)"; fi
+
 # The trained model runs.
 if $llmos run "$tmp/a.gguf" -p "Once upon a time" -n 8 --temp 0 >"$tmp/run.out" 2>/dev/null && [ -s "$tmp/run.out" ]; then ok
 else bad "llmos run on the trained model"; fi

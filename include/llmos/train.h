@@ -40,6 +40,7 @@ typedef struct lm_train_options {
     const char *json_log;   /* append one JSON object per step; NULL: none */
     const char *out_path;   /* the trained model (GGUF) */
     int quiet;              /* no progress bar or step lines */
+    int bf16;               /* weight products in bf16 (AVX-512 BF16), f32 master weights */
 } lm_train_options;
 
 /* Fills the defaults: lr 1e-3, min_lr_ratio 0.1, warmup 0 (set by the CLI to

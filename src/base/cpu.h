@@ -40,8 +40,16 @@ static inline int lm_cpu_has_avx512f(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     return (b >> 16) & 1;
 }
+/* AVX-512 BF16 (vdpbf16ps): CPUID leaf 7 sub-leaf 1, EAX bit 5. */
+static inline int lm_cpu_has_avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (!lm_cpu_has_avx512f()) return 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 5) & 1;
+}
 #else
 static inline int lm_cpu_has_avx2(void) { return 0; }
+static inline int lm_cpu_has_avx512_bf16(void) { return 0; }
 static inline int lm_cpu_has_avx512f(void) { return 0; }
 static inline int lm_cpu_has_avx512_vnni(void) { return 0; }
 #endif

@@ -88,9 +88,14 @@ static float *workspace_get(workspace *ws, size_t bytes) {
 typedef void (*pack_b_fn)(const void *ctx, const lm_gemm_kernel *g, float *bp, float *scratch, int64_t n0, int64_t k0,
                           int64_t kc);
 
+/* Packs group gi of A (rows gi*MR..) for every column block; ctx is the
+ * front end's description of A. */
+typedef void (*pack_a_fn)(const void *ctx, float *ap, int64_t M, int64_t K, int mr, int64_t gi);
+
 /* Ap for group gi (rows gi*MR..): (kc, MR) per column block, at
  * ap + k0 * groups * MR + gi * kc * MR; rows past M are 0. */
-static void pack_a_group(float *ap, lm_fview A, int64_t M, int64_t K, int mr, int64_t gi) {
+static void pack_a_group(const void *ctx, float *ap, int64_t M, int64_t K, int mr, int64_t gi) {
+    const lm_fview A = *(const lm_fview *)ctx;
     int64_t groups = (M + mr - 1) / mr;
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
@@ -118,8 +123,9 @@ static void pack_a_group(float *ap, lm_fview A, int64_t M, int64_t K, int mr, in
     }
 }
 
-static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, pack_b_fn pack_b,
-                    const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads) {
+/* K counts packed units: values for f32, pairs of values for bf16. */
+static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pack_a_fn pack_a, const void *actx,
+                    pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads) {
     const int mr = g->mr, nr = g->nr;
     const int64_t groups = (M + mr - 1) / mr, panels = (N + nr - 1) / nr;
     if (M <= 0 || N <= 0) return 1;
@@ -142,7 +148,7 @@ static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm
             failed = 1;
         }
 #pragma omp for schedule(static)
-        for (int64_t gi = 0; gi < groups; gi++) pack_a_group(ap, A, M, K, mr, gi);
+        for (int64_t gi = 0; gi < groups; gi++) pack_a(actx, ap, M, K, mr, gi);
         /* (the for's barrier also publishes `failed`) */
         if (!failed) {
             float *scratch = bp + (size_t)KC * nr, *edge = scratch + (size_t)KC * nr;
@@ -206,7 +212,7 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
 
 int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
     lm_fview A = {X, w->cols, 1};
-    return gemm_run(g, n_tok, w->rows, w->cols, A, pack_weight, w, Y, w->rows, 0, n_threads);
+    return gemm_run(g, n_tok, w->rows, w->cols, pack_a_group, &A, pack_weight, w, Y, w->rows, 0, n_threads);
 }
 
 /* ---- lm_sgemm: B a strided f32 view ---- */
@@ -239,5 +245,75 @@ static void pack_view(const void *ctx, const lm_gemm_kernel *g, float *bp, float
 int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C, int64_t ldc,
              int accumulate, int n_threads) {
     view_b ctx = {B, N};
-    return gemm_run(g, M, N, K, A, pack_view, &ctx, C, ldc, accumulate, n_threads);
+    return gemm_run(g, M, N, K, pack_a_group, &A, pack_view, &ctx, C, ldc, accumulate, n_threads);
+}
+
+/* ---- lm_sgemm_bf16: the same views, multiplied in bf16 pairs ---- */
+
+/* f32 to bf16, rounding to nearest even (NaN stays NaN). */
+static inline uint32_t to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40;
+    return (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+}
+
+/* Two bf16 in 32 bits: element k in the low half, k + 1 in the high half. */
+static inline float bf16_pair(float lo, float hi) {
+    uint32_t u = to_bf16(lo) | to_bf16(hi) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+typedef struct view_bf16 { lm_fview v; int64_t rows_or_cols, K; } view_bf16;
+
+/* As pack_a_group with units of two columns (k = 2u, 2u + 1; past K: 0). */
+static void pack_a_bf16(const void *ctx, float *ap, int64_t M, int64_t K2, int mr, int64_t gi) {
+    const view_bf16 *a = ctx;
+    const lm_fview A = a->v;
+    const int64_t K = a->K, groups = (M + mr - 1) / mr;
+    for (int64_t k0 = 0; k0 < K2; k0 += KC) {
+        int64_t kc = K2 - k0 < KC ? K2 - k0 : KC;
+        float *dst = ap + k0 * groups * mr + gi * kc * mr;
+        for (int i = 0; i < mr; i++) {
+            int64_t m = gi * mr + i;
+            for (int64_t u = 0; u < kc; u++) {
+                int64_t k = 2 * (k0 + u);
+                float lo = m < M ? A.p[m * A.rs + k * A.cs] : 0.0f;
+                float hi = m < M && k + 1 < K ? A.p[m * A.rs + (k + 1) * A.cs] : 0.0f;
+                dst[u * mr + i] = bf16_pair(lo, hi);
+            }
+        }
+    }
+}
+
+static void pack_b_bf16(const void *ctx, const lm_gemm_kernel *g, float *bp, float *scratch, int64_t n0, int64_t k0,
+                        int64_t kc) {
+    (void)scratch;
+    const view_bf16 *b = ctx;
+    const lm_fview B = b->v;
+    const int64_t N = b->rows_or_cols, K = b->K;
+    for (int64_t u = 0; u < kc; u++) {
+        int64_t k = 2 * (k0 + u);
+        for (int j = 0; j < g->nr; j++) {
+            int64_t n = n0 + j;
+            float lo = n < N ? B.p[k * B.rs + n * B.cs] : 0.0f;
+            float hi = n < N && k + 1 < K ? B.p[(k + 1) * B.rs + n * B.cs] : 0.0f;
+            bp[u * g->nr + j] = bf16_pair(lo, hi);
+        }
+    }
+}
+
+const lm_gemm_kernel *lm_gemm_kernel_bf16(void) {
+#if defined(__x86_64__)
+    if (lm_gemm_kernel_best() == &lm_gemm_avx512 && lm_cpu_has_avx512_bf16()) return &lm_gemm_avx512_bf16;
+#endif
+    return NULL;
+}
+
+int lm_sgemm_bf16(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C,
+                  int64_t ldc, int accumulate, int n_threads) {
+    view_bf16 a = {A, M, K}, b = {B, N, K};
+    return gemm_run(g, M, N, (K + 1) / 2, pack_a_bf16, &a, pack_b_bf16, &b, C, ldc, accumulate, n_threads);
 }

@@ -61,12 +61,21 @@ typedef struct lm_fview {
 int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C, int64_t ldc,
              int accumulate, int n_threads);
 
+/* The same product with A and B rounded to bf16 (to nearest even) and
+ * multiplied in pairs with f32 accumulation (AVX-512 BF16's vdpbf16ps):
+ * twice the multiply-adds per instruction. g from lm_gemm_kernel_bf16,
+ * which is NULL where the CPU has no bf16 dot product. */
+int lm_sgemm_bf16(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C,
+                  int64_t ldc, int accumulate, int n_threads);
+const lm_gemm_kernel *lm_gemm_kernel_bf16(void);
+
 extern const lm_gemm_kernel lm_gemm_scalar;
 #if defined(__x86_64__)
 /* dst (kc, nr) = src (nr, kc) transposed; nr a multiple of 8. */
 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst);
 extern const lm_gemm_kernel lm_gemm_avx2;
 extern const lm_gemm_kernel lm_gemm_avx512;
+extern const lm_gemm_kernel lm_gemm_avx512_bf16; /* packed units are bf16 pairs */
 #endif
 
 #endif

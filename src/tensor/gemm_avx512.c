@@ -39,5 +39,32 @@ AVX512 static void micro_12x32(int64_t kc, const float *xp, const float *wp, flo
     ACC_STORE(6); ACC_STORE(7); ACC_STORE(8); ACC_STORE(9); ACC_STORE(10); ACC_STORE(11);
 }
 
+/* The bf16 micro-kernel: the same 12 x 32 tile, but each packed unit is a
+ * pair of bf16 (two consecutive k), and vdpbf16ps adds both products of a
+ * pair into each f32 lane. */
+#define AVX512BF __attribute__((target("avx512f,avx512bf16")))
+#define BACC_FMA(i)                                                                         \
+    do {                                                                                    \
+        __m512bh x_ = (__m512bh)_mm512_set1_ps(ap[k * 12 + i]);                             \
+        c##i##a = _mm512_dpbf16_ps(c##i##a, x_, w0);                                        \
+        c##i##b = _mm512_dpbf16_ps(c##i##b, x_, w1);                                        \
+    } while (0)
+
+AVX512BF static void micro_12x32_bf16(int64_t kc, const float *ap, const float *bp, float *tile, int64_t ldc,
+                                      int accumulate) {
+    ACC_DECL(0); ACC_DECL(1); ACC_DECL(2); ACC_DECL(3); ACC_DECL(4); ACC_DECL(5);
+    ACC_DECL(6); ACC_DECL(7); ACC_DECL(8); ACC_DECL(9); ACC_DECL(10); ACC_DECL(11);
+    const float *wp = bp;
+    for (int64_t k = 0; k < kc; k++) {
+        __m512bh w0 = (__m512bh)_mm512_load_ps(wp + k * 32), w1 = (__m512bh)_mm512_load_ps(wp + k * 32 + 16);
+        BACC_FMA(0); BACC_FMA(1); BACC_FMA(2); BACC_FMA(3); BACC_FMA(4); BACC_FMA(5);
+        BACC_FMA(6); BACC_FMA(7); BACC_FMA(8); BACC_FMA(9); BACC_FMA(10); BACC_FMA(11);
+    }
+    ACC_STORE(0); ACC_STORE(1); ACC_STORE(2); ACC_STORE(3); ACC_STORE(4); ACC_STORE(5);
+    ACC_STORE(6); ACC_STORE(7); ACC_STORE(8); ACC_STORE(9); ACC_STORE(10); ACC_STORE(11);
+}
+
+const lm_gemm_kernel lm_gemm_avx512_bf16 = {"avx512-bf16", 12, 32, micro_12x32_bf16, lm_gemm_transpose_avx2, NULL};
+
 const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32, lm_gemm_transpose_avx2, lm_dequant_avx2};
 #endif

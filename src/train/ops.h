@@ -38,6 +38,12 @@
 LM_TR_DECLARE(float, f32)
 LM_TR_DECLARE(double, f64)
 
+/* Mixed precision for the f32 weight products (matmul_fwd / matmul_bwd):
+ * operands rounded to bf16, f32 accumulation. Returns whether it is on
+ * (off where the CPU has no AVX-512 BF16). Process-wide; set before
+ * training. */
+int lm_tr_set_bf16(int on);
+
 /* (T, hd / 2, 2) cos and sin of position t times theta^(-2i / hd), in double. */
 void lm_tr_rope_table(double *cos_sin, int64_t T, int64_t hd, double theta);
 

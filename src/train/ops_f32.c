@@ -18,9 +18,19 @@
             (C)[i * (N) + j] = (acc) ? (C)[i * (N) + j] + s_ : s_;                                                       \
         }
 
+/* Mixed precision: the weight products in bf16 (f32 accumulation, f32
+ * master weights and everything else). Set once per run, before training. */
+static int use_bf16;
+
+int lm_tr_set_bf16(int on) {
+    use_bf16 = on && lm_gemm_kernel_bf16() != NULL;
+    return use_bf16;
+}
+
 static void sgemm(float *C, const float *A, int64_t a_rs, int64_t a_cs, const float *B, int64_t b_rs, int64_t b_cs,
                   int64_t M, int64_t N, int64_t K, int acc, int nt) {
     lm_fview a = {A, a_rs, a_cs}, b = {B, b_rs, b_cs};
+    if (use_bf16 && lm_sgemm_bf16(lm_gemm_kernel_bf16(), M, N, K, a, b, C, N, acc, nt)) return;
     if (lm_sgemm(lm_gemm_kernel_any(), M, N, K, a, b, C, N, acc, nt)) return;
     NAIVE(float, C, A, B, M, N, K, a_rs, a_cs, b_rs, b_cs, acc)
 }

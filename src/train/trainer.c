@@ -10,6 +10,7 @@
 #include "llmos/machine.h"
 #include "llmos/model.h"
 #include "model.h"
+#include "ops.h"
 #include "optim.h"
 #include "plot.h"
 
@@ -339,11 +340,15 @@ lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *
                    (long long)o->context);
             printf("machine: %.0f GFLOP/s peak (%s, %d threads) for MFU\n", r.peak_gflops, isa, o->n_threads);
         }
+        int bf16 = lm_tr_set_bf16(o->bf16);
+        if (o->bf16 && !bf16) warn_line("this CPU has no AVX-512 BF16 dot product: training in f32");
+        if (bf16 && !o->quiet) printf("precision: weight products in bf16 (f32 accumulation and master weights)\n");
         stop_requested = 0;
         void (*old_int)(int) = signal(SIGINT, on_signal), (*old_term)(int) = signal(SIGTERM, on_signal);
         st = train_loop(&r, stopped_early, err);
         signal(SIGINT, old_int);
         signal(SIGTERM, old_term);
+        lm_tr_set_bf16(0);
     }
     if (!st && r.val && !*stopped_early) {
         double vl = evaluate(&r, 0);

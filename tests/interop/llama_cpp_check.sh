@@ -6,7 +6,9 @@
 #      time" exactly as llama2.c documents;
 #   2. loads a tokenizer that `llmos tokenizer train` wrote (GPT-4 split, so
 #      llama.cpp's llama-bpe pre-tokenizer and ignore_merges) and must tokenize
-#      llama.cpp's 46 test strings exactly as `llmos tokenize` does.
+#      llama.cpp's 46 test strings exactly as `llmos tokenize` does;
+#   3. loads a model that `llmos train` wrote and continues a prompt greedily
+#      exactly as `llmos run --temp 0` does.
 #
 # Usage: tests/interop/llama_cpp_check.sh [CACHE_DIR]   (run from the repo root after scripts/build.sh)
 set -euo pipefail
@@ -47,5 +49,23 @@ if [ "$mismatches" -eq 0 ]; then
   echo "llama.cpp tokenizes all $cases test strings exactly as llmos does with an llmos-trained llama-bpe tokenizer"
 else
   echo "$mismatches of $cases test strings tokenize differently" >&2
+  exit 1
+fi
+
+# 3. A model trained by llmos (a few steps on the TinyStories fixture, with
+# stories260K's tokenizer): llama.cpp's greedy continuation equals llmos's.
+"$root/build/llmos" data prepare --tokenizer "$root/tests/fixtures/stories260K.gguf" \
+  "$root/tests/fixtures/text/tinystories_valid_head_20k.txt" -o "$cache/train-data" -q >/dev/null
+rm -rf "$cache/trained.gguf.ckpt"
+"$root/build/llmos" train --data "$cache/train-data" --tokenizer "$root/tests/fixtures/stories260K.gguf" --dim 64 \
+  --layers 2 --heads 4 --kv-heads 2 --ffn 172 --context 128 --batch 8 --max-steps 60 --lr 3e-3 -q -o "$cache/trained.gguf"
+(cd "$cache" && timeout 120 node complete.mjs "$cache/trained.gguf" "Once upon a time" 40) >"$cache/trained_llama.txt"
+"$root/build/llmos" run "$cache/trained.gguf" -p "Once upon a time" -n 40 --temp 0 2>/dev/null >"$cache/trained_llmos.txt"
+if cmp -s "$cache/trained_llama.txt" "$cache/trained_llmos.txt"; then
+  echo "llama.cpp continues a prompt exactly as llmos does with an llmos-trained model: $(head -c 80 "$cache/trained_llmos.txt")"
+else
+  echo "llama.cpp and llmos continue the trained model differently:" >&2
+  echo "llama.cpp: $(cat "$cache/trained_llama.txt")" >&2
+  echo "llmos:     $(cat "$cache/trained_llmos.txt")" >&2
   exit 1
 fi
