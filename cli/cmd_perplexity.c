@@ -4,6 +4,7 @@
 #include "llmos/perplexity.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 static void usage(FILE *out) {
@@ -83,7 +84,7 @@ int cmd_perplexity(int argc, char **argv) {
         goto done;
     }
     p.kl_base = base;
-    if (!quiet) p.progress = show;
+    if (!quiet && isatty(2)) p.progress = show; /* a counter redrawn with \r only makes sense on a terminal */
     lm_perplexity_result r;
     lm_status st = lm_perplexity(m, text, len, &p, &r, &err);
     if (!quiet) fputc('\n', stderr);
