@@ -48,6 +48,17 @@ $llmos train "${shape[@]}" --resume -t 2 -o "$tmp/c.gguf" 2>"$tmp/c.err" | cat >
 if grep -q 'checksum mismatch' "$tmp/c.err"; then ok; else bad "corrupt checkpoint not reported: $(cat "$tmp/c.err")"; fi
 if cmp -s "$tmp/a.gguf" "$tmp/c.gguf"; then ok; else bad "resume from the previous checkpoint differs"; fi
 
+# SIGINT stops after the current step with a checkpoint and the model.
+$llmos train "${shape[@]}" --max-steps 100000 --checkpoint-every 0 -t 1 -o "$tmp/s.gguf" >"$tmp/s.out" 2>&1 &
+pid=$!
+for _ in $(seq 50); do [ -s "$tmp/s.gguf.ckpt/init.gguf" ] && break; sleep 0.1; done
+sleep 0.5
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q 'stopped at step .* (signal)' "$tmp/s.out" && ls "$tmp/s.gguf.ckpt"/ckpt_*.bin >/dev/null 2>&1 \
+  && [ -s "$tmp/s.gguf" ]; then ok; else bad "SIGINT: exit $rc, $(tail -3 "$tmp/s.out")"; fi
+
 # Mixed precision: runs, and says which precision it used (bf16 where the
 # CPU has it, else a warning and f32).
 $llmos train "${shape[@]}" --max-steps 2 --bf16 -t 2 -o "$tmp/bf.gguf" >"$tmp/bf.out" 2>"$tmp/bf.err" || bad "--bf16 run"

@@ -276,7 +276,8 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
         if (save && (st = save_checkpoint(r, &cs, err))) return st;
         if (!last && (out_of_time || stop_requested)) {
             *stopped_early = 1;
-            if (!o->quiet) printf("stopped at step %lld (%s)\n", (long long)cs.step, stop_requested ? "signal" : "time budget");
+            /* Said even with quiet: it is the outcome, not progress. */
+            printf("stopped at step %lld (%s)\n", (long long)cs.step, stop_requested ? "signal" : "time budget");
             break;
         }
     }
