@@ -8,6 +8,7 @@
 
 #include "../base/checked.h"
 #include "../base/threads.h"
+#include "../tensor/gemm.h"
 #include "../tensor/kernels.h"
 #include "../tensor/ops.h"
 
@@ -162,8 +163,9 @@ static void attention(lm_context *ctx, int64_t layer, int64_t pos) {
 
 /* Causal attention for a batch of n queries at positions pos0..pos0+n-1
  * (their keys and values already cached): every (token, head) pair is one
- * work item, so threads stay busy across the whole batch. */
-static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
+ * work item, so threads stay busy across the whole batch. Gives exactly
+ * what n calls of attention() give. */
+static void attention_batch_items(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     const lm_model_config *c = &ctx->model->cfg;
     int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd;
     int64_t items = n * c->n_heads;
@@ -177,6 +179,62 @@ static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t p
                         ctx->batt + b * q_dim + h * hd, att);
         }
     }
+}
+
+/* The same for large batches, as two GEMMs per head: S = Q K^T over the
+ * cached positions 0..pos0+n-1 (n x (pos0 + n)), the causal softmax of each
+ * row in place, O = P V. One head per thread at a time; the sums run in
+ * another order than attention()'s, so the results differ in the last bits. */
+static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
+    const lm_model_config *c = &ctx->model->cfg;
+    const lm_kernels *k = lm_kernels_best();
+    const lm_gemm_kernel *g = lm_gemm_kernel_any();
+    const int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd,
+                  kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
+    const float *k_layer = ctx->k_cache + layer * ctx->n_ctx * kv_dim;
+    const float *v_layer = ctx->v_cache + layer * ctx->n_ctx * kv_dim;
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    int failed = 0;
+#pragma omp parallel num_threads(ctx->n_threads)
+    {
+        float *S = malloc((size_t)(n * keys) * sizeof *S);
+        if (!S) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t h = 0; h < c->n_heads; h++) {
+            if (failed) continue;
+            const int64_t kv_off = (h / group) * hd;
+            lm_fview Q = {ctx->bq + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_dim}, V = {v_layer + kv_off, kv_dim, 1};
+            if (!lm_sgemm(g, n, keys, hd, Q, Kt, S, keys, 0, 1)) {
+#pragma omp atomic write
+                failed = 1;
+                continue;
+            }
+            for (int64_t b = 0; b < n; b++) {
+                float *row = S + b * keys;
+                int64_t visible = pos0 + b + 1;
+                for (int64_t t = 0; t < visible; t++) row[t] *= scale;
+                k->softmax(row, visible);
+                memset(row + visible, 0, (size_t)(keys - visible) * sizeof *row);
+            }
+            lm_fview P = {S, keys, 1};
+            if (!lm_sgemm(g, n, hd, keys, P, V, ctx->batt + h * hd, q_dim, 0, 1)) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+        free(S);
+    }
+    return !failed;
+}
+
+static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
+    /* Small batches stay bit-identical to token-by-token decoding. */
+    if (n >= LM_GEMM_MIN_TOKENS && lm_gemm_kernel_best() && attention_batch_gemm(ctx, layer, n, pos0)) return;
+    attention_batch_items(ctx, layer, n, pos0);
 }
 
 lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const float **logits, lm_error *err) {
