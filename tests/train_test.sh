@@ -49,11 +49,15 @@ if grep -q 'checksum mismatch' "$tmp/c.err"; then ok; else bad "corrupt checkpoi
 if cmp -s "$tmp/a.gguf" "$tmp/c.gguf"; then ok; else bad "resume from the previous checkpoint differs"; fi
 
 # SIGINT stops after the current step with a checkpoint and the model.
-$llmos train "${shape[@]}" --max-steps 100000 --checkpoint-every 0 -t 1 -o "$tmp/s.gguf" >"$tmp/s.out" 2>&1 &
+# (Wait for the first step's log line: the handler is in place by then
+# however slow the start, e.g. under ASan.)
+$llmos train "${shape[@]}" --max-steps 100000 --checkpoint-every 0 -t 1 --json-log "$tmp/s.jsonl" -o "$tmp/s.gguf" \
+  >"$tmp/s.out" 2>&1 &
 pid=$!
-for _ in $(seq 50); do [ -s "$tmp/s.gguf.ckpt/init.gguf" ] && break; sleep 0.1; done
-sleep 0.5
+for _ in $(seq 600); do [ -s "$tmp/s.jsonl" ] && break; sleep 0.1; done
 kill -INT "$pid"
+for _ in $(seq 1200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; bad "SIGINT did not stop training within 2 minutes"; fi
 wait "$pid"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q 'stopped at step .* (signal)' "$tmp/s.out" && ls "$tmp/s.gguf.ckpt"/ckpt_*.bin >/dev/null 2>&1 \

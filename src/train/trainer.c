@@ -285,6 +285,8 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
     return st;
 }
 
+static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err);
+
 lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *err) {
     *stopped_early = 0;
     if (!o->data_dir || !o->out_path) return lm_error_set(err, LM_ERR_ARG, "training needs a data directory and an output path");
@@ -294,6 +296,20 @@ lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *
     }
     run r = {0};
     r.o = o;
+    /* From the start: a signal during setup (which can take seconds) stops
+     * the run after its first step rather than being lost. */
+    stop_requested = 0;
+    void (*old_int)(int) = signal(SIGINT, on_signal), (*old_term)(int) = signal(SIGTERM, on_signal);
+    lm_status st = train_setup_and_run(&r, stopped_early, err);
+    signal(SIGINT, old_int);
+    signal(SIGTERM, old_term);
+    return st;
+}
+
+/* lm_train_run after the signal handlers are in place. */
+static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err) {
+    run r = *rp;
+    const lm_train_options *o = r.o;
     lm_status st = lm_data_open(o->data_dir, "train", &r.train, err);
     if (st) return st;
     if (lm_data_tokens(r.train) <= o->context) {
@@ -344,11 +360,7 @@ lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *
         int bf16 = lm_tr_set_bf16(o->bf16);
         if (o->bf16 && !bf16) warn_line("this CPU has no AVX-512 BF16 dot product: training in f32");
         if (bf16 && !o->quiet) printf("precision: weight products in bf16 (f32 accumulation and master weights)\n");
-        stop_requested = 0;
-        void (*old_int)(int) = signal(SIGINT, on_signal), (*old_term)(int) = signal(SIGTERM, on_signal);
         st = train_loop(&r, stopped_early, err);
-        signal(SIGINT, old_int);
-        signal(SIGTERM, old_term);
         lm_tr_set_bf16(0);
     }
     if (!st && r.val && !*stopped_early) {
