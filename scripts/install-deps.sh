@@ -9,9 +9,10 @@
 #   pkg-config       finds the libraries below
 #   libpcre2-dev     PCRE2: Unicode regular expressions (with JIT) for BPE pre-tokenizers
 #   libutf8proc-dev  utf8proc: Unicode normalisation, case and categories for WordPiece
+#   libcjson-dev     cJSON: JSON parsing (conversations; later the server and tool calls)
 set -euo pipefail
 
-packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev)
+packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev)
 
 missing=()
 for p in "${packages[@]}"; do
