@@ -1,0 +1,45 @@
+/* Supervised fine-tuning data: a conversation rendered through the model's
+ * chat template and tokenized with a loss mask, and examples packed into
+ * training rows. */
+#ifndef LLMOS_SFT_H
+#define LLMOS_SFT_H
+
+#include "llmos/chat_template.h"
+#include "llmos/tokenizer.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lm_sft_example {
+    int32_t *tokens;
+    uint8_t *train; /* 1: the loss counts this token (as a prediction target) */
+    int64_t n;
+} lm_sft_example;
+
+/* Renders msgs (no generation prompt; BOS/EOS strings from the tokenizer)
+ * and tokenizes the result segment by segment: the template's own text with
+ * special-token parsing (its control tokens count), message contents as plain
+ * text (a "<|im_start|>" typed by a user stays text). train marks the tokens
+ * of assistant contents and, after each, the template's tokens up to and
+ * including the first control token (the end-of-turn marker the model must
+ * learn to emit). */
+lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
+                          lm_sft_example *out, lm_error *err);
+void lm_sft_example_free(lm_sft_example *e);
+
+/* Packs whole examples, in order, into rows of T + 1 tokens (a new row when
+ * the next example does not fit in what is left); the rest of a row is
+ * pad_token. For row r, inputs[r*T + t] = row[t] and targets[r*T + t] =
+ * row[t + 1] where that token is trained, else -1. An example longer than
+ * T + 1 is cut to T + 1 tokens (*truncated counts them). inputs and targets
+ * are malloc'd. */
+lm_status lm_sft_pack(const lm_sft_example *ex, size_t n, int64_t T, int32_t pad_token, int32_t **inputs,
+                      int32_t **targets, int64_t *n_rows, int64_t *truncated, lm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
