@@ -75,6 +75,24 @@ else bad "--bf16 did not say its precision: $(cat "$tmp/bf.out" "$tmp/bf.err" | 
 if $llmos run "$tmp/a.gguf" -p "Once upon a time" -n 8 --temp 0 >"$tmp/run.out" 2>/dev/null && [ -s "$tmp/run.out" ]; then ok
 else bad "llmos run on the trained model"; fi
 
+# Supervised fine-tuning: a base model whose tokenizer has ChatML's control
+# tokens, the identity fixture plus a bad line; the held-out assistant-token
+# loss falls, the bad line is reported with its number, and the output
+# carries the ChatML template.
+$llmos tokenizer train "$fix/chat/identity_head.jsonl" --vocab 600 --special '<|endoftext|>' --special '<|im_start|>' \
+  --special '<|im_end|>' -q -o "$tmp/ctok.gguf" || bad "chat tokenizer"
+$llmos init --dim 32 --layers 1 --heads 4 --ffn 64 --context 256 --vocab-from "$tmp/ctok.gguf" -q -o "$tmp/base.gguf" \
+  || bad "init base"
+{ head -5 "$fix/chat/identity_head.jsonl"; echo '{"messages": "oops"}'; tail -n +6 "$fix/chat/identity_head.jsonl"; } >"$tmp/conv.jsonl"
+$llmos sft "$tmp/base.gguf" "$tmp/conv.jsonl" --context 128 --batch 4 --max-steps 30 --lr 3e-3 --val-fraction 0.2 \
+  --eval-every 10 -t 2 -q --json-log "$tmp/sft.jsonl" -o "$tmp/chat.gguf" 2>"$tmp/sft.err" >"$tmp/sft.out" || bad "sft: $(cat "$tmp/sft.err")"
+if grep -q 'conv.jsonl:6: skipped' "$tmp/sft.err"; then ok; else bad "bad conversation line not reported: $(cat "$tmp/sft.err")"; fi
+v1=$(grep '"val_loss"' "$tmp/sft.jsonl" | head -1 | sed 's/.*"val_loss":\([0-9.]*\).*/\1/')
+v3=$(grep '"val_loss"' "$tmp/sft.jsonl" | tail -1 | sed 's/.*"val_loss":\([0-9.]*\).*/\1/')
+if awk -v a="$v1" -v b="$v3" 'BEGIN { exit !(b < a) }'; then ok; else bad "held-out assistant loss did not fall: $v1 -> $v3"; fi
+if $llmos info "$tmp/chat.gguf" | grep -q "tokenizer.chat_template .*im_start"; then ok; else bad "no chat template in the output"; fi
+$llmos sft --help | grep -q '^usage: llmos sft' && ok || bad "sft --help"
+
 # Clean failures: a message and exit 1 (bad input) or 2 (bad arguments).
 $llmos train --help | grep -q '^usage: llmos train' && ok || bad "train --help"
 $llmos train --data "$tmp/nowhere" --tokenizer "$fix/stories260K.gguf" --dim 32 --layers 1 --heads 4 --ffn 64 --max-steps 1 \

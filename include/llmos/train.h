@@ -15,6 +15,13 @@ extern "C" {
 
 typedef enum lm_lr_schedule { LM_LR_COSINE = 0, LM_LR_LINEAR = 1, LM_LR_CONSTANT = 2 } lm_lr_schedule;
 
+/* Pre-packed rows of training data (supervised fine-tuning, llmos/sft.h):
+ * row r is inputs[r*T .. r*T+T) with targets[r*T ..] (-1: not scored). */
+typedef struct lm_train_rows {
+    const int32_t *inputs, *targets;
+    int64_t n_rows;
+} lm_train_rows;
+
 typedef struct lm_train_options {
     const char *data_dir;   /* shards from `llmos data prepare` (train, and val if present) */
     const char *tokenizer;  /* GGUF whose tokenizer.* keys go into new models */
@@ -41,6 +48,8 @@ typedef struct lm_train_options {
     const char *out_path;   /* the trained model (GGUF) */
     int quiet;              /* no progress bar or step lines */
     int bf16;               /* weight products in bf16 (AVX-512 BF16), f32 master weights */
+    const lm_train_rows *rows_train, *rows_val; /* instead of data_dir: random rows (SFT); val rows may be NULL */
+    const char *chat_template; /* written into the output as tokenizer.chat_template if the model has none */
 } lm_train_options;
 
 /* Fills the defaults: lr 1e-3, min_lr_ratio 0.1, warmup 0 (set by the CLI to

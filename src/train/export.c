@@ -43,7 +43,7 @@ void lm_train_params_from_model(const lm_model *m, const lm_train_layout *l, flo
 }
 
 lm_status lm_train_export(const char *template_path, const lm_train_shape *s, const lm_train_layout *l,
-                          const float *params, const char *out_path, lm_error *err) {
+                          const float *params, const char *chat_template, const char *out_path, lm_error *err) {
     lm_gguf *g;
     lm_status st = lm_gguf_open(template_path, &g, err);
     if (st) return lm_error_prefix(err, st, "%s: ", template_path);
@@ -56,6 +56,9 @@ lm_status lm_train_export(const char *template_path, const lm_train_shape *s, co
         const char *key = lm_gguf_key(g, i);
         if (strcmp(key, "general.name") == 0 || strcmp(key, "general.file_type") == 0) continue;
         st = lm_gguf_writer_copy_kv(w, g, i, err);
+    }
+    if (!st && chat_template && lm_gguf_find_key(g, "tokenizer.chat_template") < 0) {
+        st = lm_gguf_writer_set_str(w, "tokenizer.chat_template", chat_template, err);
     }
     if (!st) st = lm_gguf_writer_set_str(w, "general.name", "llmos-trained", err);
     if (!st) st = lm_gguf_writer_set_u32(w, "general.file_type", 0, err); /* all F32 */

@@ -12,8 +12,10 @@ lm_status lm_train_shape_of(const lm_model *m, lm_train_shape *s, lm_error *err)
 void lm_train_params_from_model(const lm_model *m, const lm_train_layout *l, float *params);
 /* Writes params as an F32 GGUF: every key of template_path (architecture,
  * hyperparameters, tokenizer) except general.name / general.file_type, and
- * the tensors under llama.cpp's names. Written atomically. */
+ * the tensors under llama.cpp's names; chat_template (may be NULL) becomes
+ * tokenizer.chat_template when the template file has none. Written
+ * atomically. */
 lm_status lm_train_export(const char *template_path, const lm_train_shape *s, const lm_train_layout *l,
-                          const float *params, const char *out_path, lm_error *err);
+                          const float *params, const char *chat_template, const char *out_path, lm_error *err);
 
 #endif

@@ -87,7 +87,17 @@ typedef struct run {
 /* Micro-batch from the training split: B windows of T+1 tokens at random
  * positions (inputs: the first T, targets: the last T). */
 static void sample_batch(run *r) {
-    const int64_t B = r->o->batch, T = r->o->context, span = lm_data_tokens(r->train) - T;
+    const int64_t B = r->o->batch, T = r->o->context;
+    if (r->o->rows_train) { /* SFT: B random packed rows */
+        const lm_train_rows *rows = r->o->rows_train;
+        for (int64_t b = 0; b < B; b++) {
+            int64_t row = (int64_t)(lm_rng_next(&r->rng) % (uint64_t)rows->n_rows);
+            memcpy(r->inputs + b * T, rows->inputs + row * T, (size_t)T * sizeof(int32_t));
+            memcpy(r->targets + b * T, rows->targets + row * T, (size_t)T * sizeof(int32_t));
+        }
+        return;
+    }
+    const int64_t span = lm_data_tokens(r->train) - T;
     int32_t *window = malloc((size_t)(T + 1) * sizeof *window);
     for (int64_t b = 0; b < B; b++) {
         int64_t pos = (int64_t)(lm_rng_next(&r->rng) % (uint64_t)span);
@@ -105,7 +115,31 @@ static void sample_batch(run *r) {
 
 /* Mean loss over the first n_windows windows of T+1 tokens of the val split
  * (all of them when n_windows <= 0); windows past the split are masked. */
+static double evaluate_rows(run *r, int64_t n_windows) {
+    const lm_train_rows *rows = r->o->rows_val;
+    const int64_t B = r->o->batch, T = r->o->context;
+    if (n_windows <= 0 || n_windows > rows->n_rows) n_windows = rows->n_rows;
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t w0 = 0; w0 < n_windows; w0 += B) {
+        for (int64_t b = 0; b < B; b++) {
+            if (w0 + b < n_windows) {
+                memcpy(r->inputs + b * T, rows->inputs + (w0 + b) * T, (size_t)T * sizeof(int32_t));
+                memcpy(r->targets + b * T, rows->targets + (w0 + b) * T, (size_t)T * sizeof(int32_t));
+            } else {
+                memset(r->inputs + b * T, 0, (size_t)T * sizeof(int32_t));
+                for (int64_t t = 0; t < T; t++) r->targets[b * T + t] = -1;
+            }
+        }
+        int64_t scored;
+        sum += lm_trm_forward_f32(r->model, r->inputs, r->targets, &scored);
+        count += scored;
+    }
+    return count ? sum / (double)count : NAN;
+}
+
 static double evaluate(run *r, int64_t n_windows) {
+    if (r->o->rows_val) return evaluate_rows(r, n_windows);
     const int64_t B = r->o->batch, T = r->o->context, total = lm_data_tokens(r->val);
     int64_t avail = (total - 1) / T;
     if (n_windows <= 0 || n_windows > avail) n_windows = avail;
@@ -158,7 +192,7 @@ static lm_status setup_model(run *r, lm_error *err) {
     lm_status st = lm_model_load(r->template_path, &m, err);
     if (st) return lm_error_prefix(err, st, "%s: ", r->template_path);
     st = lm_train_shape_of(m, &r->shape, err);
-    if (!st && (uint32_t)r->shape.n_vocab < lm_data_vocab_size(r->train)) {
+    if (!st && r->train && (uint32_t)r->shape.n_vocab < lm_data_vocab_size(r->train)) {
         st = lm_error_set(err, LM_ERR_ARG, "the data's vocabulary (%u tokens) is larger than the model's (%lld)",
                           lm_data_vocab_size(r->train), (long long)r->shape.n_vocab);
     }
@@ -265,7 +299,7 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
         info.mfu = info.tokens_per_s * r->flops_per_token / (r->peak_gflops * 1e9);
         int last = cs.step == o->max_steps;
         int out_of_time = o->time_budget_s > 0 && info.elapsed_s >= o->time_budget_s;
-        if (r->val && ((o->eval_every > 0 && cs.step % o->eval_every == 0) || last || out_of_time || stop_requested)) {
+        if ((r->val || o->rows_val) && ((o->eval_every > 0 && cs.step % o->eval_every == 0) || last || out_of_time || stop_requested)) {
             info.val_loss = evaluate(r, o->eval_batches * B);
         }
         log_json(r, &info);
@@ -289,7 +323,8 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
 
 lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *err) {
     *stopped_early = 0;
-    if (!o->data_dir || !o->out_path) return lm_error_set(err, LM_ERR_ARG, "training needs a data directory and an output path");
+    if ((!o->data_dir && !o->rows_train) || !o->out_path) return lm_error_set(err, LM_ERR_ARG, "training needs data and an output path");
+    if (o->rows_train && o->rows_train->n_rows < 1) return lm_error_set(err, LM_ERR_ARG, "no training rows");
     if (!o->init_model && !o->tokenizer) return lm_error_set(err, LM_ERR_ARG, "a new model needs --tokenizer (or start from --init)");
     if (o->context < 2 || o->batch < 1 || o->max_steps < 1 || !(o->lr > 0) || o->n_threads < 1) {
         return lm_error_set(err, LM_ERR_ARG, "context (>= 2), batch, max steps, learning rate and threads must be positive");
@@ -310,15 +345,18 @@ lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *
 static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err) {
     run r = *rp;
     const lm_train_options *o = r.o;
-    lm_status st = lm_data_open(o->data_dir, "train", &r.train, err);
+    lm_status st = LM_OK;
+    if (!o->rows_train) st = lm_data_open(o->data_dir, "train", &r.train, err);
     if (st) return st;
-    if (lm_data_tokens(r.train) <= o->context) {
+    if (r.train && lm_data_tokens(r.train) <= o->context) {
         lm_data_close(r.train);
         return lm_error_set(err, LM_ERR_ARG, "the train split has %lld tokens, fewer than the context + 1 (%lld)",
                             (long long)lm_data_tokens(r.train), (long long)(o->context + 1));
     }
     lm_error verr = {0};
-    if (lm_data_open(o->data_dir, "val", &r.val, &verr) != LM_OK) {
+    if (o->rows_train) {
+        r.val = NULL;
+    } else if (lm_data_open(o->data_dir, "val", &r.val, &verr) != LM_OK) {
         r.val = NULL;
         if (!o->quiet) printf("no validation split (%s): validation loss not reported\n", verr.message);
     } else if (lm_data_tokens(r.val) <= o->context) {
@@ -352,9 +390,15 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
             printf("model: %lld parameters (dim %lld, %lld layers, %lld heads, %lld kv heads, ffn %lld, vocab %lld)\n",
                    (long long)r.n_params, (long long)r.shape.dim, (long long)r.shape.n_layers, (long long)r.shape.n_heads,
                    (long long)r.shape.n_kv_heads, (long long)r.shape.ffn_dim, (long long)r.shape.n_vocab);
-            printf("data: %lld training tokens, %lld validation; %lld x %lld tokens per micro-batch\n",
-                   (long long)lm_data_tokens(r.train), r.val ? (long long)lm_data_tokens(r.val) : 0LL, (long long)o->batch,
-                   (long long)o->context);
+            if (o->rows_train) {
+                printf("data: %lld training rows, %lld validation; %lld x %lld tokens per micro-batch\n",
+                       (long long)o->rows_train->n_rows, o->rows_val ? (long long)o->rows_val->n_rows : 0LL,
+                       (long long)o->batch, (long long)o->context);
+            } else {
+                printf("data: %lld training tokens, %lld validation; %lld x %lld tokens per micro-batch\n",
+                       (long long)lm_data_tokens(r.train), r.val ? (long long)lm_data_tokens(r.val) : 0LL,
+                       (long long)o->batch, (long long)o->context);
+            }
             printf("machine: %.0f GFLOP/s peak (%s, %d threads) for MFU\n", r.peak_gflops, isa, o->n_threads);
         }
         int bf16 = lm_tr_set_bf16(o->bf16);
@@ -363,11 +407,14 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
         st = train_loop(&r, stopped_early, err);
         lm_tr_set_bf16(0);
     }
-    if (!st && r.val && !*stopped_early) {
+    if (!st && (r.val || o->rows_val) && !*stopped_early) {
         double vl = evaluate(&r, 0);
         if (!o->quiet) printf("validation loss over the whole val split: %.4f\n", vl);
     }
-    if (!st) st = lm_train_export(r.template_path, &r.shape, lm_trm_layout_f32(r.model), lm_trm_params_f32(r.model), o->out_path, err);
+    if (!st) {
+        st = lm_train_export(r.template_path, &r.shape, lm_trm_layout_f32(r.model), lm_trm_params_f32(r.model),
+                             o->chat_template, o->out_path, err);
+    }
     if (!st && r.n_curve) st = lm_write_loss_curve(o->out_path, r.curve, r.n_curve, err);
     if (!st && !o->quiet) printf("wrote %s (and %s.loss.csv, %s.loss.svg)\n", o->out_path, o->out_path, o->out_path);
     if (r.json) fclose(r.json);
@@ -378,7 +425,7 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
     free(r.targets);
     free(r.seg);
     lm_trm_free_f32(r.model);
-    lm_data_close(r.train);
+    if (r.train) lm_data_close(r.train);
     if (r.val) lm_data_close(r.val);
     return st;
 }
