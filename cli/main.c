@@ -19,6 +19,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "write a GGUF with its weight matrices in a smaller type"},
     {"init", cmd_init, "write a random-weight Llama model of any shape"},
     {"train", cmd_train, "pre-train a model on token shards (AdamW, checkpoints, resume)"},
+    {"chat", cmd_chat, "chat with a model through its chat template (one answer per line when piped)"},
     {"sft", cmd_sft, "fine-tune on conversations, the loss on the assistant's tokens"},
     {"bench", cmd_bench, "prompt and generation speed against the machine's limits"},
     {"perplexity", cmd_perplexity, "loss, perplexity and bits per byte of a model on a text"},

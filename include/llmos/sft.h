@@ -30,6 +30,11 @@ lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, 
                           lm_sft_example *out, lm_error *err);
 void lm_sft_example_free(lm_sft_example *e);
 
+/* The same rendering and tokenization for inference (chat): with the
+ * generation prompt if asked, no mask. *tokens is malloc'd. */
+lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
+                           int add_generation_prompt, int32_t **tokens, size_t *n_tokens, lm_error *err);
+
 /* Packs whole examples, in order, into rows of T + 1 tokens (a new row when
  * the next example does not fit in what is left); the rest of a row is
  * pad_token. For row r, inputs[r*T + t] = row[t] and targets[r*T + t] =

@@ -36,8 +36,10 @@ static char *token_string(const lm_tokenizer *tok, int32_t id) {
     return out;
 }
 
-lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
-                          lm_sft_example *out, lm_error *err) {
+/* Both entry points: render (with or without the generation prompt), then
+ * tokenize segment by segment with the train flags of lm_sft_tokenize. */
+static lm_status tokenize_conversation(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
+                                       size_t n, int add_generation_prompt, lm_sft_example *out, lm_error *err) {
     memset(out, 0, sizeof *out);
     char *bos = token_string(tok, lm_tokenizer_bos(tok)), *eos = token_string(tok, lm_tokenizer_eos(tok));
     char *text = NULL;
@@ -45,7 +47,7 @@ lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, 
     lm_chat_segment *seg = NULL;
     lm_status st = LM_OK;
     if (!bos || !eos) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-    lm_chat_render_options ro = {false, bos, eos, NULL, 0};
+    lm_chat_render_options ro = {add_generation_prompt != 0, bos, eos, NULL, 0};
     if (!st) st = lm_chat_template_render(tpl, msgs, n, &ro, &text, &len, &seg, &n_seg, err);
     int64_t cap = 0;
     int closing = 0; /* after an assistant content: train the template text up to a control token */
@@ -79,6 +81,22 @@ lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, 
     free(eos);
     if (st) lm_sft_example_free(out);
     return st;
+}
+
+lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
+                          lm_sft_example *out, lm_error *err) {
+    return tokenize_conversation(tok, tpl, msgs, n, 0, out, err);
+}
+
+lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
+                           int add_generation_prompt, int32_t **tokens, size_t *n_tokens, lm_error *err) {
+    lm_sft_example e;
+    lm_status st = tokenize_conversation(tok, tpl, msgs, n, add_generation_prompt, &e, err);
+    if (st) return st;
+    free(e.train);
+    *tokens = e.tokens;
+    *n_tokens = (size_t)e.n;
+    return LM_OK;
 }
 
 void lm_sft_example_free(lm_sft_example *e) {

@@ -1,0 +1,271 @@
+/* llmos chat: a conversation with a chat model in the terminal, or one
+ * answer per input line when stdin is not a terminal. */
+#include "args.h"
+#include "commands.h"
+#include "llmos/gguf.h"
+#include "llmos/model.h"
+#include "llmos/sampler.h"
+#include "llmos/sft.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *CHATML =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: llmos chat MODEL.gguf [--system TEXT] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
+            "                  [-n N] [-c CTX] [-t THREADS]\n"
+            "\n"
+            "Chats with MODEL through its chat template (tokenizer.chat_template, else ChatML): the\n"
+            "template's control tokens count, what you type stays plain text. Answers stream to\n"
+            "stdout. When stdin is not a terminal, each input line is one user message and each\n"
+            "answer is printed on its own, so chats can be scripted. When the context fills, the\n"
+            "oldest turns are dropped (the system prompt is kept) and a note goes to stderr.\n"
+            "\n"
+            "commands (a line starting with /):\n"
+            "  /reset           forget the conversation (the system prompt stays)\n"
+            "  /system TEXT     set the system prompt\n"
+            "  /quit            leave (so does end of input)\n"
+            "\n"
+            "options:\n"
+            "      --system TEXT        system prompt\n"
+            "      --temp T             temperature; 0 = greedy (default 0.7)\n"
+            "      --top-k K            (default 40)\n"
+            "      --top-p P            (default 0.95)\n"
+            "      --seed S             sampling seed (default 1)\n"
+            "  -n N                     at most N tokens per answer (default 256)\n"
+            "  -c, --ctx N              context size (default: the model's, at most 4096)\n"
+            "  -t, --threads N          threads (default: all cores)\n"
+            "  -h, --help               this help\n");
+}
+
+typedef struct chat {
+    lm_chat_message *msgs;
+    char **owned; /* the strings of msgs, freed with the chat */
+    size_t n, cap;
+} chat;
+
+static int chat_add(chat *c, const char *role, const char *text, size_t len) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        lm_chat_message *m = realloc(c->msgs, cap * sizeof *m);
+        if (!m) return -1;
+        c->msgs = m;
+        char **o = realloc(c->owned, cap * sizeof *o);
+        if (!o) return -1;
+        c->owned = o, c->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return -1;
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    c->owned[c->n] = copy;
+    c->msgs[c->n] = (lm_chat_message){role, copy};
+    c->n++;
+    return 0;
+}
+
+/* Drops messages [from, to). */
+static void chat_drop(chat *c, size_t from, size_t to) {
+    for (size_t i = from; i < to; i++) free(c->owned[i]);
+    memmove(c->msgs + from, c->msgs + to, (c->n - to) * sizeof *c->msgs);
+    memmove(c->owned + from, c->owned + to, (c->n - to) * sizeof *c->owned);
+    c->n -= to - from;
+}
+
+int cmd_chat(int argc, char **argv) {
+    const char *path = NULL, *system = NULL;
+    lm_sampler_params sp = lm_sampler_default_params();
+    sp.temperature = 0.7f, sp.top_k = 40, sp.top_p = 0.95f, sp.seed = 1;
+    int64_t n_predict = 256, n_ctx = 0;
+    int threads = cli_default_threads();
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int64_t k;
+        if (arg_is(a, "-h", "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (arg_is(a, NULL, "--system")) {
+            if (!(system = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--temp")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, 0, 100, &sp.temperature)) return 2;
+        } else if (arg_is(a, NULL, "--top-p")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, 0, 1, &sp.top_p)) return 2;
+        } else if (arg_is(a, NULL, "--top-k")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 24, &k)) return 2;
+            sp.top_k = (int32_t)k;
+        } else if (arg_is(a, NULL, "--seed")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_uint64(a, v, &sp.seed)) return 2;
+        } else if (arg_is(a, "-n", NULL)) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1 << 20, &n_predict)) return 2;
+        } else if (arg_is(a, "-c", "--ctx")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 16, 1 << 20, &n_ctx)) return 2;
+        } else if (arg_is(a, "-t", "--threads")) {
+            if (arg_threads(argc, argv, &i, &threads)) return 2;
+        } else if (a[0] == '-' && a[1]) {
+            cli_error("chat: unknown option '%s' (see 'llmos chat --help')", a);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            cli_error("chat: unexpected argument '%s' (see 'llmos chat --help')", a);
+            return 2;
+        }
+    }
+    if (!path) {
+        cli_error("chat: a model is required (see 'llmos chat --help')");
+        return 2;
+    }
+    lm_error err = {0};
+    lm_model *m = NULL;
+    lm_context *ctx = NULL;
+    lm_sampler *smp = NULL;
+    lm_chat_template *tpl = NULL;
+    lm_detokenizer *detok = NULL;
+    char *tpl_text = NULL, *line = NULL, *answer = NULL;
+    chat c = {0};
+    int rc = 1;
+    if (lm_model_load(path, &m, &err)) {
+        cli_error("chat: %s: %s", path, err.message);
+        goto done;
+    }
+    const lm_tokenizer *tok = lm_model_get_tokenizer(m);
+    const lm_model_config *cfg = lm_model_get_config(m);
+    if (!n_ctx) n_ctx = cfg->context_length < 4096 ? cfg->context_length : 4096;
+    if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
+    {
+        lm_gguf *g;
+        const char *source = CHATML;
+        if (lm_gguf_open(path, &g, &err) == LM_OK) {
+            int64_t key = lm_gguf_find_key(g, "tokenizer.chat_template");
+            if (key >= 0) {
+                lm_str s = lm_gguf_get_str(g, key, 0);
+                if ((tpl_text = malloc(s.len + 1))) {
+                    memcpy(tpl_text, s.ptr, s.len);
+                    tpl_text[s.len] = 0;
+                    source = tpl_text;
+                }
+            }
+            lm_gguf_free(g);
+        }
+        if (lm_chat_template_compile(source, &tpl, &err)) {
+            cli_error("chat: %s: chat template: %s", path, err.message);
+            goto done;
+        }
+    }
+    if (lm_context_init(m, n_ctx, threads, &ctx, &err) || lm_sampler_init(&sp, cfg->n_vocab, &smp, &err) ||
+        lm_detokenizer_init(tok, 0, &detok, &err)) {
+        cli_error("chat: %s", err.message);
+        goto done;
+    }
+    if (system && chat_add(&c, "system", system, strlen(system))) goto done;
+    int tty = isatty(0);
+    size_t cap_line = 0, cap_answer = 0;
+    char piece[1024];
+    for (;;) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        ssize_t got = getline(&line, &cap_line, stdin);
+        if (got < 0) break;
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+        if (got == 0) continue;
+        if (line[0] == '/') {
+            if (strcmp(line, "/quit") == 0) break;
+            if (strcmp(line, "/reset") == 0) {
+                size_t keep = c.n && strcmp(c.msgs[0].role, "system") == 0;
+                chat_drop(&c, keep, c.n);
+                fprintf(stderr, "(conversation reset)\n");
+                continue;
+            }
+            if (strncmp(line, "/system ", 8) == 0) {
+                if (c.n && strcmp(c.msgs[0].role, "system") == 0) chat_drop(&c, 0, 1);
+                if (chat_add(&c, "system", line + 8, strlen(line + 8))) goto done;
+                /* move it to the front */
+                lm_chat_message sm = c.msgs[c.n - 1];
+                char *so = c.owned[c.n - 1];
+                memmove(c.msgs + 1, c.msgs, (c.n - 1) * sizeof *c.msgs);
+                memmove(c.owned + 1, c.owned, (c.n - 1) * sizeof *c.owned);
+                c.msgs[0] = sm, c.owned[0] = so;
+                continue;
+            }
+            fprintf(stderr, "unknown command %s (/reset, /system TEXT, /quit)\n", line);
+            continue;
+        }
+        if (chat_add(&c, "user", line, (size_t)got)) goto done;
+        /* Render; drop the oldest turns while it does not fit with room to answer. */
+        int32_t *toks = NULL;
+        size_t nt = 0;
+        for (;;) {
+            if (lm_chat_tokenize(tok, tpl, c.msgs, c.n, 1, &toks, &nt, &err)) {
+                cli_error("chat: %s", err.message);
+                goto done;
+            }
+            size_t first = c.n && strcmp(c.msgs[0].role, "system") == 0;
+            if ((int64_t)nt + n_predict <= n_ctx || c.n - first <= 1) break;
+            free(toks);
+            size_t drop = first + 1;
+            while (drop < c.n - 1 && strcmp(c.msgs[drop].role, "user") != 0) drop++; /* a whole turn */
+            chat_drop(&c, first, drop);
+            fprintf(stderr, "(the context is full: the oldest turn was dropped)\n");
+        }
+        if ((int64_t)nt >= n_ctx) {
+            free(toks);
+            fprintf(stderr, "(the message does not fit in the context of %lld tokens)\n", (long long)n_ctx);
+            chat_drop(&c, c.n - 1, c.n);
+            continue;
+        }
+        const float *logits;
+        lm_status st = lm_context_forward_batch(ctx, toks, (int64_t)nt, 0, NULL, &logits, &err);
+        size_t alen = 0;
+        int64_t pos = (int64_t)nt;
+        for (int64_t i = 0; !st && i < n_predict && pos < n_ctx; i++) {
+            int32_t id = lm_sampler_sample(smp, logits, NULL, 0);
+            if (lm_tokenizer_is_eog(tok, id) || lm_tokenizer_token_type(tok, id) == LM_TOKEN_CONTROL) break;
+            int64_t k = lm_detokenizer_push(detok, id, piece, sizeof piece);
+            if (k > 0) {
+                fwrite(piece, 1, (size_t)k, stdout);
+                fflush(stdout);
+                if (alen + (size_t)k + 1 > cap_answer) {
+                    size_t ncap = (alen + (size_t)k + 1) * 2;
+                    char *na = realloc(answer, ncap);
+                    if (!na) break;
+                    answer = na, cap_answer = ncap;
+                }
+                memcpy(answer + alen, piece, (size_t)k);
+                alen += (size_t)k;
+            }
+            st = lm_context_forward(ctx, id, pos++, &logits, &err);
+        }
+        int64_t k = lm_detokenizer_flush(detok, piece, sizeof piece);
+        if (k > 0) fwrite(piece, 1, (size_t)k, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+        free(toks);
+        if (st) {
+            cli_error("chat: %s", err.message);
+            goto done;
+        }
+        if (chat_add(&c, "assistant", answer ? answer : "", alen)) goto done;
+    }
+    rc = 0;
+done:
+    for (size_t i = 0; i < c.n; i++) free(c.owned[i]);
+    free(c.msgs);
+    free(c.owned);
+    free(line);
+    free(answer);
+    free(tpl_text);
+    lm_detokenizer_free(detok);
+    lm_chat_template_free(tpl);
+    lm_sampler_free(smp);
+    lm_context_free(ctx);
+    lm_model_free(m);
+    return rc;
+}
