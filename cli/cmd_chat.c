@@ -7,10 +7,22 @@
 #include "llmos/sampler.h"
 #include "llmos/sft.h"
 
+#include "llmos/conversation.h"
+#include "llmos/file.h"
+
+#include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Ctrl-C during an answer stops that answer, not the program. */
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
 
 static const char *CHATML =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -26,10 +38,13 @@ static void usage(FILE *out) {
             "stdout. When stdin is not a terminal, each input line is one user message and each\n"
             "answer is printed on its own, so chats can be scripted. When the context fills, the\n"
             "oldest turns are dropped (the system prompt is kept) and a note goes to stderr.\n"
+            "Ctrl-C stops the answer being written; Ctrl-D or /quit leaves.\n"
             "\n"
             "commands (a line starting with /):\n"
             "  /reset           forget the conversation (the system prompt stays)\n"
             "  /system TEXT     set the system prompt\n"
+            "  /save FILE       write the conversation as one JSONL line ({\"messages\": [...]})\n"
+            "  /load FILE       continue a saved conversation (the first line of FILE)\n"
             "  /quit            leave (so does end of input)\n"
             "\n"
             "options:\n"
@@ -68,6 +83,61 @@ static int chat_add(chat *c, const char *role, const char *text, size_t len) {
     c->msgs[c->n] = (lm_chat_message){role, copy};
     c->n++;
     return 0;
+}
+
+/* Writes the conversation as one JSONL line, atomically. */
+static int chat_save(const chat *c, const char *path) {
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "messages");
+    for (size_t i = 0; arr && i < c->n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        if (!m || !cJSON_AddStringToObject(m, "role", c->msgs[i].role) || !cJSON_AddStringToObject(m, "content", c->msgs[i].content)) {
+            cJSON_Delete(m);
+            arr = NULL;
+            break;
+        }
+        cJSON_AddItemToArray(arr, m);
+    }
+    char *text = arr ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) return -1;
+    lm_error err = {0};
+    lm_atomic_file *f;
+    int rc = -1;
+    if (lm_atomic_file_open(path, &f, &err) == LM_OK) {
+        if (lm_atomic_file_write(f, text, strlen(text), &err) == LM_OK && lm_atomic_file_write(f, "\n", 1, &err) == LM_OK) {
+            rc = lm_atomic_file_commit(f, &err) == LM_OK ? 0 : -1;
+        } else {
+            lm_atomic_file_abort(f);
+        }
+    }
+    if (rc) fprintf(stderr, "cannot save to %s: %s\n", path, err.message);
+    free(text);
+    return rc;
+}
+
+static int chat_add(chat *c, const char *role, const char *text, size_t len);
+static void chat_drop(chat *c, size_t from, size_t to);
+
+/* Replaces the conversation with the first one in path. */
+static void chat_load(chat *c, const char *path) {
+    lm_error err = {0};
+    lm_conversation_set *set;
+    if (lm_conversations_read(path, 1, &set, &err)) {
+        fprintf(stderr, "cannot load %s: %s\n", path, err.message);
+        return;
+    }
+    if (set->n < 1) {
+        fprintf(stderr, "%s holds no conversation\n", path);
+    } else {
+        chat_drop(c, 0, c->n);
+        const lm_conversation *v = &set->items[0];
+        for (int32_t i = 0; i < v->n_messages; i++) {
+            const char *content = v->messages[i].content ? v->messages[i].content : "";
+            if (chat_add(c, lm_chat_role_name(v->messages[i].role), content, strlen(content))) break;
+        }
+        fprintf(stderr, "(loaded %zu messages)\n", c->n);
+    }
+    lm_conversation_set_free(set);
 }
 
 /* Drops messages [from, to). */
@@ -165,6 +235,7 @@ int cmd_chat(int argc, char **argv) {
     }
     if (system && chat_add(&c, "system", system, strlen(system))) goto done;
     int tty = isatty(0);
+    void (*old_int)(int) = signal(SIGINT, on_sigint);
     size_t cap_line = 0, cap_answer = 0;
     char piece[1024];
     for (;;) {
@@ -195,7 +266,15 @@ int cmd_chat(int argc, char **argv) {
                 c.msgs[0] = sm, c.owned[0] = so;
                 continue;
             }
-            fprintf(stderr, "unknown command %s (/reset, /system TEXT, /quit)\n", line);
+            if (strncmp(line, "/save ", 6) == 0) {
+                if (chat_save(&c, line + 6) == 0) fprintf(stderr, "(saved %zu messages to %s)\n", c.n, line + 6);
+                continue;
+            }
+            if (strncmp(line, "/load ", 6) == 0) {
+                chat_load(&c, line + 6);
+                continue;
+            }
+            fprintf(stderr, "unknown command %s (/reset, /system TEXT, /save FILE, /load FILE, /quit)\n", line);
             continue;
         }
         if (chat_add(&c, "user", line, (size_t)got)) goto done;
@@ -225,7 +304,8 @@ int cmd_chat(int argc, char **argv) {
         lm_status st = lm_context_forward_batch(ctx, toks, (int64_t)nt, 0, NULL, &logits, &err);
         size_t alen = 0;
         int64_t pos = (int64_t)nt;
-        for (int64_t i = 0; !st && i < n_predict && pos < n_ctx; i++) {
+        interrupted = 0;
+        for (int64_t i = 0; !st && i < n_predict && pos < n_ctx && !interrupted; i++) {
             int32_t id = lm_sampler_sample(smp, logits, NULL, 0);
             if (lm_tokenizer_is_eog(tok, id) || lm_tokenizer_token_type(tok, id) == LM_TOKEN_CONTROL) break;
             int64_t k = lm_detokenizer_push(detok, id, piece, sizeof piece);
@@ -255,6 +335,7 @@ int cmd_chat(int argc, char **argv) {
         if (chat_add(&c, "assistant", answer ? answer : "", alen)) goto done;
     }
     rc = 0;
+    signal(SIGINT, old_int);
 done:
     for (size_t i = 0; i < c.n; i++) free(c.owned[i]);
     free(c.msgs);

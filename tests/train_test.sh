@@ -101,6 +101,10 @@ rc=$?
 if [ "$rc" -eq 0 ] && [ "$(wc -l <"$tmp/chat.out")" -eq 2 ] && grep -q 'conversation reset' "$tmp/chat.err"; then ok
 else bad "chat: exit $rc, $(cat "$tmp/chat.out" "$tmp/chat.err" | head -5)"; fi
 $llmos chat --help | grep -q '^usage: llmos chat' && ok || bad "chat --help"
+printf 'Who are you?\n/save %s\n/reset\n/load %s\nAnd?\n' "$tmp/saved.jsonl" "$tmp/saved.jsonl" \
+  | $llmos chat "$tmp/chat.gguf" --temp 0 -n 8 -t 1 >"$tmp/chat.out" 2>"$tmp/chat.err"
+if grep -q '"role":"assistant"' "$tmp/saved.jsonl" && grep -q 'loaded 2 messages' "$tmp/chat.err" \
+  && [ "$(wc -l <"$tmp/chat.out")" -eq 2 ]; then ok; else bad "chat /save and /load: $(cat "$tmp/chat.err")"; fi
 
 # Clean failures: a message and exit 1 (bad input) or 2 (bad arguments).
 $llmos train --help | grep -q '^usage: llmos train' && ok || bad "train --help"
