@@ -11,6 +11,7 @@
 #include "llmos/file.h"
 
 #include <cjson/cJSON.h>
+#include <editline/readline.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,12 +240,19 @@ int cmd_chat(int argc, char **argv) {
     size_t cap_line = 0, cap_answer = 0;
     char piece[1024];
     for (;;) {
-        if (tty) {
-            fputs("> ", stdout);
-            fflush(stdout);
+        ssize_t got;
+        if (tty) { /* libedit: line editing and history */
+            char *typed = readline("> ");
+            if (!typed) break;
+            if (*typed) add_history(typed);
+            free(line);
+            line = typed;
+            got = (ssize_t)strlen(line);
+            cap_line = (size_t)got + 1;
+        } else {
+            got = getline(&line, &cap_line, stdin);
+            if (got < 0) break;
         }
-        ssize_t got = getline(&line, &cap_line, stdin);
-        if (got < 0) break;
         while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
         if (got == 0) continue;
         if (line[0] == '/') {

@@ -10,9 +10,10 @@
 #   libpcre2-dev     PCRE2: Unicode regular expressions (with JIT) for BPE pre-tokenizers
 #   libutf8proc-dev  utf8proc: Unicode normalisation, case and categories for WordPiece
 #   libcjson-dev     cJSON: JSON parsing (conversations; later the server and tool calls)
+#   libedit-dev      libedit: line editing and history in `llmos chat`
 set -euo pipefail
 
-packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev)
+packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libedit-dev)
 
 missing=()
 for p in "${packages[@]}"; do
