@@ -25,10 +25,6 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
-static const char *CHATML =
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
 static void usage(FILE *out) {
     fprintf(out,
             "usage: llmos chat MODEL.gguf [--system TEXT] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -211,7 +207,7 @@ int cmd_chat(int argc, char **argv) {
     if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
     {
         lm_gguf *g;
-        const char *source = CHATML;
+        const char *source = lm_chat_template_chatml;
         if (lm_gguf_open(path, &g, &err) == LM_OK) {
             int64_t key = lm_gguf_find_key(g, "tokenizer.chat_template");
             if (key >= 0) {

@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ChatML, written into models whose file has no template (llama.cpp reads it too). */
-static const char *CHATML =
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
 static void usage(FILE *out) {
     fprintf(out,
             "usage: llmos sft BASE.gguf DATA.jsonl -o CHAT.gguf [options]\n"
@@ -138,7 +133,7 @@ int cmd_sft(int argc, char **argv) {
         goto done;
     }
     /* The template: --template, else the model's, else ChatML (then written into the output). */
-    const char *tpl_text = CHATML;
+    const char *tpl_text = lm_chat_template_chatml;
     int64_t key = lm_gguf_find_key(g, "tokenizer.chat_template");
     if (template_file) {
         size_t len;
@@ -155,7 +150,7 @@ int cmd_sft(int argc, char **argv) {
         source[s.len] = 0;
         tpl_text = source;
     } else {
-        o.chat_template = CHATML;
+        o.chat_template = lm_chat_template_chatml;
     }
     if (lm_chat_template_compile(tpl_text, &tpl, &err)) {
         cli_error("sft: chat template: %s", err.message);

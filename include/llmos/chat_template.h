@@ -102,6 +102,10 @@ typedef struct lm_chat_segment {
 
 typedef struct lm_chat_template lm_chat_template;
 
+/* ChatML (<|im_start|>role\ncontent<|im_end|>\n), the template llmos writes
+ * into models that have none; llama.cpp recognises it. */
+extern const char *const lm_chat_template_chatml;
+
 /* Parses source once. The template is read-only afterwards and may be shared
  * between threads. */
 lm_status lm_chat_template_compile(const char *source, lm_chat_template **out, lm_error *err);

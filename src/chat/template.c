@@ -2680,3 +2680,7 @@ done:
     arena_free(&r.ar);
     return r.st;
 }
+
+const char *const lm_chat_template_chatml =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

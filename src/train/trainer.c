@@ -113,49 +113,33 @@ static void sample_batch(run *r) {
     free(window);
 }
 
-/* Mean loss over the first n_windows windows of T+1 tokens of the val split
- * (all of them when n_windows <= 0); windows past the split are masked. */
-static double evaluate_rows(run *r, int64_t n_windows) {
-    const lm_train_rows *rows = r->o->rows_val;
-    const int64_t B = r->o->batch, T = r->o->context;
-    if (n_windows <= 0 || n_windows > rows->n_rows) n_windows = rows->n_rows;
-    double sum = 0;
-    int64_t count = 0;
-    for (int64_t w0 = 0; w0 < n_windows; w0 += B) {
-        for (int64_t b = 0; b < B; b++) {
-            if (w0 + b < n_windows) {
-                memcpy(r->inputs + b * T, rows->inputs + (w0 + b) * T, (size_t)T * sizeof(int32_t));
-                memcpy(r->targets + b * T, rows->targets + (w0 + b) * T, (size_t)T * sizeof(int32_t));
-            } else {
-                memset(r->inputs + b * T, 0, (size_t)T * sizeof(int32_t));
-                for (int64_t t = 0; t < T; t++) r->targets[b * T + t] = -1;
-            }
-        }
-        int64_t scored;
-        sum += lm_trm_forward_f32(r->model, r->inputs, r->targets, &scored);
-        count += scored;
+/* Validation window w into row b of the batch: a held-out packed row (SFT)
+ * or T+1 tokens of the val split; past the last window, a masked row. */
+static void fill_val(run *r, int64_t w, int64_t b, int64_t n_windows) {
+    const int64_t T = r->o->context;
+    int32_t *in = r->inputs + b * T, *tg = r->targets + b * T;
+    if (w >= n_windows) {
+        memset(in, 0, (size_t)T * sizeof *in);
+        for (int64_t t = 0; t < T; t++) tg[t] = -1;
+    } else if (r->o->rows_val) {
+        memcpy(in, r->o->rows_val->inputs + w * T, (size_t)T * sizeof *in);
+        memcpy(tg, r->o->rows_val->targets + w * T, (size_t)T * sizeof *tg);
+    } else {
+        lm_data_read(r->val, w * T, in, T);
+        lm_data_read(r->val, w * T + 1, tg, T);
     }
-    return count ? sum / (double)count : NAN;
 }
 
+/* Mean loss over the first n_windows validation windows (all of them when
+ * n_windows <= 0). */
 static double evaluate(run *r, int64_t n_windows) {
-    if (r->o->rows_val) return evaluate_rows(r, n_windows);
-    const int64_t B = r->o->batch, T = r->o->context, total = lm_data_tokens(r->val);
-    int64_t avail = (total - 1) / T;
+    const int64_t B = r->o->batch, T = r->o->context;
+    int64_t avail = r->o->rows_val ? r->o->rows_val->n_rows : (lm_data_tokens(r->val) - 1) / T;
     if (n_windows <= 0 || n_windows > avail) n_windows = avail;
     double sum = 0;
     int64_t count = 0;
     for (int64_t w0 = 0; w0 < n_windows; w0 += B) {
-        for (int64_t b = 0; b < B; b++) {
-            int64_t w = w0 + b;
-            if (w < n_windows) {
-                lm_data_read(r->val, w * T, r->inputs + b * T, T);
-                lm_data_read(r->val, w * T + 1, r->targets + b * T, T);
-            } else {
-                memset(r->inputs + b * T, 0, (size_t)T * sizeof(int32_t));
-                for (int64_t t = 0; t < T; t++) r->targets[b * T + t] = -1;
-            }
-        }
+        for (int64_t b = 0; b < B; b++) fill_val(r, w0 + b, b, n_windows);
         int64_t scored;
         sum += lm_trm_forward_f32(r->model, r->inputs, r->targets, &scored);
         count += scored;
