@@ -184,6 +184,10 @@ int cmd_sft(int argc, char **argv) {
         }
         n_ex++;
     }
+    if (n_ex < 2) {
+        cli_error("sft: only %zu of the conversations in %s could be tokenized; at least 2 are needed", n_ex, data);
+        goto done;
+    }
     size_t n_val = (size_t)(val_fraction * (double)n_ex + 0.5);
     if (val_fraction > 0 && n_val == 0) n_val = 1;
     if (n_val >= n_ex) n_val = n_ex - 1;

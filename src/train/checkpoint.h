@@ -10,7 +10,7 @@
 
 typedef struct lm_ckpt_state {
     int64_t step;        /* optimizer steps done */
-    int64_t data_pos;    /* the validation reader's next position (training batches come from rng) */
+    int64_t data_pos;    /* reserved, 0: training batches come from rng, validation always starts at 0 */
     uint64_t rng[4];     /* batch sampling state */
     int64_t tokens_seen;
     double elapsed_s;    /* training time before this checkpoint */

@@ -51,15 +51,3 @@ void lm_train_layout_free(lm_train_layout *l) {
     free(l->layers);
     l->layers = NULL;
 }
-
-int lm_train_is_decayed_matrix(const lm_train_layout *l, const lm_train_shape *s, int64_t i, int decay_embeddings) {
-    const int64_t D = s->dim;
-    if (i < l->tok_embd + s->n_vocab * D) return decay_embeddings; /* tok_embd (and a tied output) */
-    if (i >= l->output_norm && i < l->output_norm + D) return 0;
-    if (!s->tied_output && i >= l->output) return 1;
-    for (int64_t k = 0; k < s->n_layers; k++) {
-        const lm_train_layer_offsets *o = &l->layers[k];
-        if ((i >= o->attn_norm && i < o->attn_norm + D) || (i >= o->ffn_norm && i < o->ffn_norm + D)) return 0;
-    }
-    return 1;
-}

@@ -38,9 +38,6 @@ typedef struct lm_train_layout {
  * that cannot overflow) and fills the layout; free with lm_train_layout_free. */
 lm_status lm_train_layout_init(const lm_train_shape *s, lm_train_layout *out, lm_error *err);
 void lm_train_layout_free(lm_train_layout *l);
-/* Whether parameter element i belongs to a matrix other than the embedding
- * (the ones weight decay applies to by default). */
-int lm_train_is_decayed_matrix(const lm_train_layout *l, const lm_train_shape *s, int64_t i, int decay_embeddings);
 
 #define LM_TRM_DECLARE(REAL, SFX)                                                                                        \
     typedef struct lm_trm_##SFX lm_trm_##SFX;                                                                           \

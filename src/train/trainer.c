@@ -305,6 +305,23 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
 
 static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err);
 
+/* Packed rows come from the caller: every input must be a token of the
+ * model and every target one or -1, or the embedding lookup would read out
+ * of bounds. */
+static lm_status check_rows(const lm_train_rows *rows, int64_t T, int64_t n_vocab, const char *what, lm_error *err) {
+    if (!rows) return LM_OK;
+    if (rows->n_rows < 0 || rows->n_rows > ((int64_t)1 << 40) / T) {
+        return lm_error_set(err, LM_ERR_LIMIT, "%lld %s rows are too many", (long long)rows->n_rows, what);
+    }
+    for (int64_t i = 0; i < rows->n_rows * T; i++) {
+        if (rows->inputs[i] < 0 || rows->inputs[i] >= n_vocab || rows->targets[i] < -1 || rows->targets[i] >= n_vocab) {
+            return lm_error_set(err, LM_ERR_ARG, "%s row %lld holds a token outside the vocabulary of %lld", what,
+                                (long long)(i / T), (long long)n_vocab);
+        }
+    }
+    return LM_OK;
+}
+
 lm_status lm_train_run(const lm_train_options *o, int *stopped_early, lm_error *err) {
     *stopped_early = 0;
     if ((!o->data_dir && !o->rows_train) || !o->out_path) return lm_error_set(err, LM_ERR_ARG, "training needs data and an output path");
@@ -355,6 +372,8 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
         snprintf(r.ckpt_dir, sizeof r.ckpt_dir, o->checkpoint_dir ? "%s" : "%s.ckpt", dir);
         if (!(st = make_dir(r.ckpt_dir, err))) st = setup_model(&r, err);
     }
+    if (!st) st = check_rows(o->rows_train, o->context, r.shape.n_vocab, "training", err);
+    if (!st) st = check_rows(o->rows_val, o->context, r.shape.n_vocab, "validation", err);
     if (!st) {
         r.m = calloc((size_t)r.n_params, sizeof *r.m);
         r.v = calloc((size_t)r.n_params, sizeof *r.v);
