@@ -3,6 +3,7 @@
 #include "args.h"
 #include "commands.h"
 #include "llmos/gguf.h"
+#include "llmos/lora.h"
 #include "llmos/model.h"
 #include "llmos/sampler.h"
 #include "llmos/sft.h"
@@ -28,7 +29,7 @@ static void on_sigint(int sig) {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: llmos chat MODEL.gguf [--system TEXT] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-            "                  [-n N] [-c CTX] [-t THREADS]\n"
+            "                  [-n N] [-c CTX] [-t THREADS] [--lora FILE [--lora-scale S]]\n"
             "\n"
             "Chats with MODEL through its chat template (tokenizer.chat_template, else ChatML): the\n"
             "template's control tokens count, what you type stays plain text. Answers stream to\n"
@@ -53,6 +54,8 @@ static void usage(FILE *out) {
             "  -n N                     at most N tokens per answer (default 256)\n"
             "  -c, --ctx N              context size (default: the model's, at most 4096)\n"
             "  -t, --threads N          threads (default: all cores)\n"
+            "      --lora FILE          apply a LoRA adapter (GGUF) at run time\n"
+            "      --lora-scale S       scale of the adapter (default 1)\n"
             "  -h, --help               this help\n");
 }
 
@@ -146,7 +149,8 @@ static void chat_drop(chat *c, size_t from, size_t to) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *path = NULL, *system = NULL;
+    const char *path = NULL, *system = NULL, *lora_path = NULL;
+    float lora_scale = 1.0f;
     lm_sampler_params sp = lm_sampler_default_params();
     sp.temperature = 0.7f, sp.top_k = 40, sp.top_p = 0.95f, sp.seed = 1;
     int64_t n_predict = 256, n_ctx = 0;
@@ -174,6 +178,10 @@ int cmd_chat(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 16, 1 << 20, &n_ctx)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &threads)) return 2;
+        } else if (arg_is(a, NULL, "--lora")) {
+            if (!(lora_path = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--lora-scale")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, -1000, 1000, &lora_scale)) return 2;
         } else if (a[0] == '-' && a[1]) {
             cli_error("chat: unknown option '%s' (see 'llmos chat --help')", a);
             return 2;
@@ -199,6 +207,10 @@ int cmd_chat(int argc, char **argv) {
     int rc = 1;
     if (lm_model_load(path, &m, &err)) {
         cli_error("chat: %s: %s", path, err.message);
+        goto done;
+    }
+    if (lora_path && lm_model_attach_lora_file(m, lora_path, lora_scale, &err)) {
+        cli_error("chat: cannot apply the adapter %s: %s", lora_path, err.message);
         goto done;
     }
     const lm_tokenizer *tok = lm_model_get_tokenizer(m);

@@ -1,15 +1,19 @@
 /* llmos perplexity: how well a model predicts a text (and how far it is from another). */
 #include "args.h"
 #include "commands.h"
+#include "llmos/lora.h"
 #include "llmos/perplexity.h"
 
+#include <math.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: llmos perplexity MODEL.gguf --file TEXT [options]\n"
+            "       llmos perplexity MODEL.gguf --conversations FILE.jsonl [options]\n"
             "\n"
             "Tokenizes TEXT, cuts it into chunks of the context size, and reports the mean\n"
             "loss (nats per token), the perplexity, and bits per byte. With --kl-base, also\n"
@@ -17,10 +21,15 @@ static void usage(FILE *out) {
             "often both models rank the same token first.\n"
             "\n"
             "options:\n"
-            "  -f, --file TEXT        the text to score (required)\n"
+            "  -f, --file TEXT        the text to score\n"
+            "      --conversations F  instead of a text: the mean loss on the assistant's tokens of the\n"
+            "                         conversations in F (JSONL), masked as 'llmos sft' trains them\n"
+            "      --template FILE    with --conversations: the chat template (default: the model's, else ChatML)\n"
             "  -c, --ctx N            tokens per chunk including BOS (default 512, at most the model's)\n"
             "      --chunks N         score at most N chunks\n"
             "      --kl-base BASE     compare with BASE.gguf (same vocabulary)\n"
+            "      --lora FILE        apply a LoRA adapter (GGUF) to MODEL at run time\n"
+            "      --lora-scale S     scale of the adapter (default 1)\n"
             "  -t, --threads N        threads (default: all cores)\n"
             "  -q, --quiet            no progress on stderr\n"
             "  -h, --help             this help\n");
@@ -31,8 +40,78 @@ static void show(void *user, const char *stage, int64_t done, int64_t total) {
     fprintf(stderr, "\r%s: %lld / %lld", stage, (long long)done, (long long)total);
 }
 
+/* --conversations: the mean loss on the assistant's tokens, as `llmos sft` trains and holds out. */
+static int conversation_loss(const char *model_path, const char *conv_path, const char *template_path,
+                             const char *lora_path, float lora_scale, int64_t n_ctx, int n_threads) {
+    lm_error err = {0};
+    lm_model *m = NULL;
+    lm_chat_template *tpl = NULL;
+    lm_conversation_set *set = NULL;
+    char *source = NULL;
+    int rc = 1;
+    if (lm_model_load(model_path, &m, &err)) {
+        cli_error("cannot load %s: %s", model_path, err.message);
+        goto done;
+    }
+    if (lora_path && lm_model_attach_lora_file(m, lora_path, lora_scale, &err)) {
+        cli_error("cannot apply the adapter %s: %s", lora_path, err.message);
+        goto done;
+    }
+    const char *text = lm_chat_template_chatml;
+    int64_t key = lm_gguf_find_key(lm_model_get_gguf(m), "tokenizer.chat_template");
+    if (template_path) {
+        size_t len;
+        if (!(source = cli_read_all(template_path, &len))) {
+            cli_error("perplexity: cannot read %s", template_path);
+            goto done;
+        }
+        text = source;
+    } else if (key >= 0) {
+        lm_str str = lm_gguf_get_str(lm_model_get_gguf(m), key, 0);
+        if (!(source = malloc(str.len + 1))) goto done;
+        memcpy(source, str.ptr, str.len);
+        source[str.len] = 0;
+        text = source;
+    }
+    if (lm_chat_template_compile(text, &tpl, &err)) {
+        cli_error("perplexity: chat template: %s", err.message);
+        goto done;
+    }
+    if (lm_conversations_read(conv_path, 0, &set, &err)) {
+        cli_error("perplexity: %s", err.message);
+        goto done;
+    }
+    for (int64_t i = 0; i < set->n_skipped; i++) {
+        fprintf(stderr, "%s:%lld: skipped: %s\n", conv_path, (long long)set->skipped[i].line, set->skipped[i].reason);
+    }
+    lm_chat_loss_result r;
+    if (lm_chat_loss(m, tpl, set, n_ctx, n_threads, &r, &err)) {
+        cli_error("perplexity: %s", err.message);
+        goto done;
+    }
+    if (r.n_scored == 0) {
+        cli_error("perplexity: %s has no assistant tokens to score", conv_path);
+        goto done;
+    }
+    printf("conversations %lld\n", (long long)r.n_conversations);
+    if (r.n_cut) printf("cut_to_context %lld\n", (long long)r.n_cut);
+    if (r.n_skipped) printf("skipped %lld\n", (long long)r.n_skipped);
+    printf("assistant_tokens %lld\n", (long long)r.n_scored);
+    printf("loss %.4f\n", r.loss);
+    printf("perplexity %.4f\n", exp(r.loss));
+    rc = 0;
+done:
+    free(source);
+    lm_conversation_set_free(set);
+    lm_chat_template_free(tpl);
+    lm_model_free(m);
+    return rc;
+}
+
 int cmd_perplexity(int argc, char **argv) {
-    const char *model_path = NULL, *file = NULL, *base_path = NULL;
+    const char *model_path = NULL, *file = NULL, *base_path = NULL, *lora_path = NULL, *conv_path = NULL,
+               *template_path = NULL;
+    float lora_scale = 1.0f;
     lm_perplexity_params p = {512, 0, cli_default_threads(), NULL, NULL, NULL};
     int quiet = 0;
     for (int i = 0; i < argc; i++) {
@@ -46,8 +125,16 @@ int cmd_perplexity(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 2, 1 << 24, &p.n_ctx)) return 2;
         } else if (arg_is(a, NULL, "--chunks")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, INT32_MAX, &p.max_chunks)) return 2;
+        } else if (arg_is(a, NULL, "--conversations")) {
+            if (!(conv_path = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--template")) {
+            if (!(template_path = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, NULL, "--kl-base")) {
             if (!(base_path = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--lora")) {
+            if (!(lora_path = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--lora-scale")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, -1000, 1000, &lora_scale)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &p.n_threads)) return 2;
         } else if (arg_is(a, "-q", "--quiet")) {
@@ -62,10 +149,11 @@ int cmd_perplexity(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_path || !file) {
-        cli_error("perplexity needs MODEL.gguf and --file TEXT (see --help)");
+    if (!model_path || !!file == !!conv_path) {
+        cli_error("perplexity needs MODEL.gguf and one of --file TEXT and --conversations FILE (see --help)");
         return 2;
     }
+    if (conv_path) return conversation_loss(model_path, conv_path, template_path, lora_path, lora_scale, p.n_ctx, p.n_threads);
     size_t len;
     char *text = cli_read_all(file, &len);
     if (!text) {
@@ -77,6 +165,10 @@ int cmd_perplexity(int argc, char **argv) {
     int rc = 1;
     if (lm_model_load(model_path, &m, &err)) {
         cli_error("cannot load %s: %s", model_path, err.message);
+        goto done;
+    }
+    if (lora_path && lm_model_attach_lora_file(m, lora_path, lora_scale, &err)) {
+        cli_error("cannot apply the adapter %s: %s", lora_path, err.message);
         goto done;
     }
     if (base_path && lm_model_load(base_path, &base, &err)) {

@@ -2,6 +2,7 @@
 #include "args.h"
 #include "commands.h"
 #include "llmos/generate.h"
+#include "llmos/lora.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,8 @@ static void usage(FILE *out) {
             "  -c, --ctx-size N         KV cache positions (default: prompt + N, at most the model's)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --no-bos             do not add the BOS token\n"
+            "      --lora FILE          apply a LoRA adapter (GGUF) at run time\n"
+            "      --lora-scale S       scale of the adapter (default 1)\n"
             "  -h, --help               this help\n");
 }
 
@@ -52,7 +55,8 @@ static int write_piece(void *user, int32_t token, const char *text, size_t len) 
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = "";
+    const char *model_path = NULL, *prompt = "", *lora_path = NULL;
+    float lora_scale = 1.0f;
     lm_generate_params gp = {lm_sampler_default_params(), 256, 0, 0, -1};
     int seed_given = 0;
     gp.n_threads = cli_default_threads();
@@ -89,6 +93,10 @@ int cmd_run(int argc, char **argv) {
             if (arg_threads(argc, argv, &i, &gp.n_threads)) return 2;
         } else if (arg_is(a, NULL, "--no-bos")) {
             gp.add_bos = 0;
+        } else if (arg_is(a, NULL, "--lora")) {
+            if (!(lora_path = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--lora-scale")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, -1000, 1000, &lora_scale)) return 2;
         } else if (a[0] == '-' && a[1] != '\0') {
             cli_error("run: unknown option '%s' (see 'llmos run --help')", a);
             return 2;
@@ -109,6 +117,11 @@ int cmd_run(int argc, char **argv) {
     double t0 = cli_now_seconds();
     if (lm_model_load(model_path, &model, &err)) {
         cli_error("cannot load %s: %s", model_path, err.message);
+        return 1;
+    }
+    if (lora_path && lm_model_attach_lora_file(model, lora_path, lora_scale, &err)) {
+        cli_error("cannot apply the adapter %s: %s", lora_path, err.message);
+        lm_model_free(model);
         return 1;
     }
     double load_s = cli_now_seconds() - t0;

@@ -2,14 +2,19 @@
  * assistant's tokens only. */
 #include "args.h"
 #include "commands.h"
+#include "finetune.h"
 #include "llmos/conversation.h"
 #include "llmos/gguf.h"
 #include "llmos/sft.h"
 #include "llmos/train.h"
+#include "llmos/vocab_grow.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -24,21 +29,81 @@ static void usage(FILE *out) {
             "loss. Bad lines are reported with their line number and skipped (--strict: refused).\n"
             "Checkpoints, --resume, logs and the loss curve work as in 'llmos train'.\n"
             "\n"
+            "When the template writes control strings that BASE's vocabulary lacks (<|name|>, <name>,\n"
+            "</name>, [NAME], [/NAME] in the template's own text, e.g. ChatML's <|im_start|> and\n"
+            "<|im_end|> for a model without them), they are first added as control tokens: a copy\n"
+            "of BASE with the vocabulary and the embedding (and untied output) grown, the new rows\n"
+            "the mean of the old ones, goes to CKPT_DIR/grown-base.gguf (reused by --resume), and\n"
+            "the run starts from it. The marker that ends an assistant turn becomes the end-of-turn\n"
+            "token (unless BASE names one), so 'llmos chat' and 'llmos run' stop on it. --no-grow\n"
+            "keeps the vocabulary as it is (the markers are then plain text).\n"
+            "\n"
             "options:\n"
-            "      --template FILE      a Jinja chat template to use (and write into CHAT.gguf if BASE has none)\n"
-            "      --val-fraction F     held-out conversations (default 0.1)\n"
-            "      --strict             a bad line is an error\n"
-            "      --context T          tokens per row (default 512, at most BASE's context)\n"
-            "      --batch B            rows per step (default 8)\n"
-            "      --max-steps N        optimizer steps (default 200)\n"
-            "      --lr LR              peak learning rate (default 1e-4)\n"
-            "      --warmup N           warmup steps (default 5%% of max steps)\n"
-            "      --eval-every K       validation loss every K steps (default 10 times a run)\n"
-            "      --checkpoint-every K --checkpoint-dir D --resume --json-log FILE --seed S --bf16\n"
-            "  -t, --threads N          threads (default: all cores)\n"
-            "  -o, --output FILE        the fine-tuned model (required)\n"
-            "  -q, --quiet              no progress or step lines\n"
-            "  -h, --help               this help\n");
+            "      --no-grow            do not add the template's missing control tokens\n" FINETUNE_FLAGS_HELP
+            "\n"
+            "The learning rate defaults to 1e-4. With --lora-rank and a grown vocabulary, the adapter's\n"
+            "base is CKPT_DIR/grown-base.gguf.\n");
+}
+
+/* When the template writes control strings BASE's vocabulary lacks: a copy
+ * of BASE with them added (CKPT_DIR/grown-base.gguf, kept for --resume),
+ * which the run then starts from; *g and *tok become the grown file's.
+ * Returns 0 when done (or nothing was missing), 1 on failure. */
+static int grow_base(const char *base, const lm_chat_template *tpl, lm_train_options *o, lm_gguf **g, lm_tokenizer **tok,
+                     char *path, size_t cap) {
+    lm_error err = {0};
+    lm_chat_controls c, left = {0};
+    if (lm_chat_missing_controls(*tok, tpl, &c, &err)) {
+        cli_error("sft: %s", err.message);
+        return 1;
+    }
+    if (c.n == 0) return 0;
+    int rc = 1;
+    lm_gguf *ng = NULL;
+    lm_tokenizer *nt = NULL;
+    char dir[4096];
+    int len = o->checkpoint_dir ? snprintf(dir, sizeof dir, "%s", o->checkpoint_dir)
+                                : snprintf(dir, sizeof dir, "%s.ckpt", o->out_path);
+    if (len < 0 || (size_t)len >= sizeof dir || (size_t)snprintf(path, cap, "%s/grown-base.gguf", dir) >= cap) {
+        cli_error("sft: path too long: %.40s...", dir);
+        goto done;
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        cli_error("sft: cannot create %s: %s", dir, strerror(errno));
+        goto done;
+    }
+    int reuse = o->resume && access(path, R_OK) == 0;
+    if (!reuse && lm_vocab_grow(base, path, (const char *const *)c.items, c.n, c.end_of_turn, &err)) {
+        cli_error("sft: %s", err.message);
+        goto done;
+    }
+    const char *s = c.n == 1 ? "" : "s";
+    if (reuse) printf("resuming from %s, the base with %zu control token%s added:", path, c.n, s);
+    else printf("added %zu control token%s to the vocabulary:", c.n, s);
+    for (size_t i = 0; i < c.n; i++) printf(" %s", c.items[i]);
+    if (reuse) printf("\n");
+    else printf(" (%s)\n", path);
+    fflush(stdout);
+    if (lm_gguf_open(path, &ng, &err) || lm_tokenizer_load(ng, &nt, &err) || lm_chat_missing_controls(nt, tpl, &left, &err)) {
+        cli_error("sft: %s: %s", path, err.message);
+        goto done;
+    }
+    if (left.n) {
+        cli_error("sft: %s lacks the template's %s: remove it, or run without --resume", path, left.items[0]);
+        goto done;
+    }
+    lm_tokenizer_free(*tok);
+    lm_gguf_free(*g);
+    *g = ng, *tok = nt;
+    ng = NULL, nt = NULL;
+    o->init_model = path;
+    rc = 0;
+done:
+    lm_tokenizer_free(nt);
+    lm_gguf_free(ng);
+    lm_chat_controls_free(&left);
+    lm_chat_controls_free(&c);
+    return rc;
 }
 
 static void report_skip(void *user, int64_t line, const char *reason) {
@@ -46,77 +111,30 @@ static void report_skip(void *user, int64_t line, const char *reason) {
 }
 
 int cmd_sft(int argc, char **argv) {
-    const char *base = NULL, *data = NULL, *template_file = NULL;
-    double val_fraction = 0.1;
-    int strict = 0;
-    int64_t warmup = -1, eval_every = -1;
-    lm_train_options o;
-    lm_train_options_default(&o);
-    o.n_threads = cli_default_threads();
-    o.context = 512, o.max_steps = 200, o.lr = 1e-4, o.weight_decay = 0.0;
+    finetune_args fa;
+    finetune_defaults(&fa, 1e-4);
+    int no_grow = 0;
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v;
-        float f;
+        const char *a = argv[i];
         if (arg_is(a, "-h", "--help")) {
             usage(stdout);
             return 0;
-        } else if (arg_is(a, NULL, "--template")) {
-            if (!(template_file = arg_value(argc, argv, &i))) return 2;
-        } else if (arg_is(a, NULL, "--val-fraction")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, 0, 0.9, &f)) return 2;
-            val_fraction = f;
-        } else if (arg_is(a, NULL, "--lr")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, 1e-12, 10, &f)) return 2;
-            o.lr = f;
-        } else if (arg_is(a, NULL, "--strict")) {
-            strict = 1;
-        } else if (arg_is(a, NULL, "--context")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 2, 1 << 16, &o.context)) return 2;
-        } else if (arg_is(a, NULL, "--batch")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1 << 16, &o.batch)) return 2;
-        } else if (arg_is(a, NULL, "--max-steps")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, (int64_t)1 << 40, &o.max_steps)) return 2;
-        } else if (arg_is(a, NULL, "--warmup")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, (int64_t)1 << 40, &warmup)) return 2;
-        } else if (arg_is(a, NULL, "--eval-every")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, (int64_t)1 << 40, &eval_every)) return 2;
-        } else if (arg_is(a, NULL, "--checkpoint-every")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, (int64_t)1 << 40, &o.checkpoint_every)) return 2;
-        } else if (arg_is(a, NULL, "--checkpoint-dir")) {
-            if (!(o.checkpoint_dir = arg_value(argc, argv, &i))) return 2;
-        } else if (arg_is(a, NULL, "--json-log")) {
-            if (!(o.json_log = arg_value(argc, argv, &i))) return 2;
-        } else if (arg_is(a, NULL, "--seed")) {
-            if (!(v = arg_value(argc, argv, &i)) || arg_uint64(a, v, &o.seed)) return 2;
-        } else if (arg_is(a, NULL, "--resume")) {
-            o.resume = 1;
-        } else if (arg_is(a, NULL, "--bf16")) {
-            o.bf16 = 1;
-        } else if (arg_is(a, "-t", "--threads")) {
-            if (arg_threads(argc, argv, &i, &o.n_threads)) return 2;
-        } else if (arg_is(a, "-o", "--output")) {
-            if (!(o.out_path = arg_value(argc, argv, &i))) return 2;
-        } else if (arg_is(a, "-q", "--quiet")) {
-            o.quiet = 1;
-        } else if (a[0] == '-' && a[1]) {
+        } else if (arg_is(a, NULL, "--no-grow")) {
+            no_grow = 1;
+            continue;
+        }
+        int r = finetune_arg("sft", argc, argv, &i, &fa);
+        if (r < 0) return 2;
+        if (r == 0) {
             cli_error("sft: unknown option '%s' (see 'llmos sft --help')", a);
-            return 2;
-        } else if (!base) {
-            base = a;
-        } else if (!data) {
-            data = a;
-        } else {
-            cli_error("sft: unexpected argument '%s' (see 'llmos sft --help')", a);
             return 2;
         }
     }
-    if (!base || !data || !o.out_path) {
-        cli_error("sft: BASE.gguf, DATA.jsonl and -o are required (see 'llmos sft --help')");
-        return 2;
-    }
-    o.warmup_steps = warmup >= 0 ? warmup : o.max_steps / 20;
-    o.eval_every = eval_every >= 0 ? eval_every : (o.max_steps >= 10 ? o.max_steps / 10 : 1);
-    o.init_model = base;
+    if (finetune_finish("sft", &fa)) return 2;
+    lm_train_options o = fa.o;
+    const char *base = fa.model, *data = fa.data;
+    const double val_fraction = fa.val_fraction;
+    const int strict = fa.strict;
 
     int rc = 1;
     lm_error err = {0};
@@ -128,34 +146,14 @@ int cmd_sft(int argc, char **argv) {
     char *source = NULL;
     int32_t *tin = NULL, *ttg = NULL, *vin = NULL, *vtg = NULL;
     size_t n_ex = 0;
+    char grown[4096];
     if (lm_gguf_open(base, &g, &err) || lm_tokenizer_load(g, &tok, &err)) {
         cli_error("sft: %s: %s", base, err.message);
         goto done;
     }
-    /* The template: --template, else the model's, else ChatML (then written into the output). */
-    const char *tpl_text = lm_chat_template_chatml;
-    int64_t key = lm_gguf_find_key(g, "tokenizer.chat_template");
-    if (template_file) {
-        size_t len;
-        if (!(source = cli_read_all(template_file, &len))) {
-            cli_error("sft: cannot read %s", template_file);
-            goto done;
-        }
-        tpl_text = source;
-        o.chat_template = source;
-    } else if (key >= 0) {
-        lm_str s = lm_gguf_get_str(g, key, 0);
-        if (!(source = malloc(s.len + 1))) goto done;
-        memcpy(source, s.ptr, s.len);
-        source[s.len] = 0;
-        tpl_text = source;
-    } else {
-        o.chat_template = lm_chat_template_chatml;
-    }
-    if (lm_chat_template_compile(tpl_text, &tpl, &err)) {
-        cli_error("sft: chat template: %s", err.message);
-        goto done;
-    }
+    if (finetune_template("sft", g, &fa, &source, &tpl)) goto done;
+    o.chat_template = fa.o.chat_template;
+    if (!no_grow && grow_base(base, tpl, &o, &g, &tok, grown, sizeof grown)) goto done;
     lm_conversation_read_options ro = {0};
     ro.strict = strict, ro.on_skip = report_skip, ro.user = (void *)data;
     if (lm_conversations_read_ex(data, &ro, &set, &err)) {

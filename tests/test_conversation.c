@@ -414,6 +414,52 @@ static void test_files(void) {
     lm_conversation_set_free(NULL);
 }
 
+/* Preference pairs (opts.pairs): the prompt forms, the answer forms, and
+ * each malformed pair skipped with a reason naming the problem. */
+static void test_pairs(void) {
+    const char *text =
+        "{\"prompt\": \"Who are you?\", \"chosen\": \"I am llmos.\", \"rejected\": \"A cat.\"}\n"
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}],"
+        " \"chosen\": {\"role\": \"assistant\", \"content\": \"Hello!\"},"
+        " \"rejected\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Go away.\"}]}\n"
+        "{\"chosen\": \"a\", \"rejected\": \"b\"}\n"
+        "{\"prompt\": \"x\", \"messages\": [], \"chosen\": \"a\", \"rejected\": \"b\"}\n"
+        "{\"prompt\": \"x\", \"chosen\": \"a\"}\n"
+        "{\"prompt\": \"x\", \"chosen\": 5, \"rejected\": \"b\"}\n"
+        "{\"prompt\": \"x\", \"chosen\": {\"role\": \"user\", \"content\": \"a\"}, \"rejected\": \"b\"}\n"
+        "{\"prompt\": \"x\", \"chosen\": [], \"rejected\": \"b\"}\n"
+        "[{\"role\": \"user\", \"content\": \"a\"}]\n";
+    const char *path = write_str(text);
+    lm_conversation_read_options o;
+    memset(&o, 0, sizeof o);
+    o.pairs = 1;
+    lm_error err = {0};
+    lm_conversation_set *set = NULL;
+    REQUIRE(lm_conversations_read_ex(path, &o, &set, &err) == LM_OK);
+    CHECK(set->n == 2);
+    CHECK(set->items[0].n_messages == 1 && set->items[0].messages[0].role == LM_CHAT_USER);
+    CHECK(has(set->items[0].messages[0].content, "Who are you?") && has(set->items[0].chosen, "llmos"));
+    CHECK(has(set->items[0].rejected, "cat"));
+    CHECK(set->items[1].n_messages == 2 && set->items[1].messages[0].role == LM_CHAT_SYSTEM);
+    CHECK(has(set->items[1].chosen, "Hello!") && has(set->items[1].rejected, "Go away."));
+    CHECK(set->n_skipped == 7);
+    const char *want[] = {"one of \"prompt\" and \"messages\"", "one of \"prompt\" and \"messages\"",
+                          "no \"rejected\"", "\"chosen\" is a number", "not an assistant message",
+                          "empty array", "not an object"};
+    for (int i = 0; i < 7 && i < set->n_skipped; i++) {
+        CHECKF(has(set->skipped[i].reason, want[i]), "pair line %lld: \"%s\" lacks \"%s\"",
+               (long long)set->skipped[i].line, set->skipped[i].reason, want[i]);
+    }
+    lm_conversation_set_free(set);
+    /* strict: the first bad pair fails the read with its line */
+    o.strict = 1;
+    CHECK(lm_conversations_read_ex(path, &o, &set, &err) == LM_ERR_FORMAT && has(err.message, ":3:"));
+    /* conversations are not pairs: without opts.pairs the prompt-only lines are refused */
+    set = read_ok(write_str("{\"prompt\": \"x\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"), 0);
+    CHECK(set->n == 0 && set->n_skipped == 1);
+    lm_conversation_set_free(set);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/llmos_conv_XXXXXX");
     REQUIRE(mkdtemp(tmpdir));
@@ -424,6 +470,7 @@ int main(void) {
     test_crlf();
     test_caps();
     test_files();
+    test_pairs();
     for (int i = 0; i < tmp_count; i++) {
         char path[128];
         snprintf(path, sizeof path, "%s/f%d.jsonl", tmpdir, i);

@@ -6,6 +6,8 @@
 #include "base/rng.h"
 #include "tensor/gemm.h"
 #include "test.h"
+#include "train/dpo.h"
+#include "train/lora_train.h"
 #include "train/model.h"
 #include "train/ops.h"
 
@@ -203,6 +205,146 @@ static void check_model(int tied) {
     lm_trm_free_f32(m32);
 }
 
+/* A random small model in f64 with norms near 1. */
+static lm_trm_f64 *random_model(const lm_train_shape *s, int64_t B, int64_t T) {
+    lm_error err = {0};
+    lm_trm_f64 *m;
+    REQUIRE(lm_trm_create_f64(s, B, T, 2, &m, &err) == LM_OK);
+    double *p = lm_trm_params_f64(m);
+    const lm_train_layout *lay = lm_trm_layout_f64(m);
+    for (int64_t i = 0; i < lay->n_params; i++) p[i] = 0.3 * uni();
+    for (int64_t l = 0; l < s->n_layers; l++) {
+        for (int64_t j = 0; j < s->dim; j++) {
+            p[lay->layers[l].attn_norm + j] = 1 + 0.1 * uni();
+            p[lay->layers[l].ffn_norm + j] = 1 + 0.1 * uni();
+        }
+    }
+    return m;
+}
+
+/* DPO: the mean pair loss over a batch of 2 pairs (4 rows), with fixed
+ * reference log-probabilities, as the trainer computes its gradient
+ * (lm_dpo_pair_loss's derivative into per-row scales of the token losses'
+ * backward pass), against finite differences. */
+static double dpo_batch_loss(lm_trm_f64 *m, const int32_t *in, const int32_t *tg, const double *ref, double beta,
+                             double *row_scale) {
+    const int64_t B = 4, T = 5;
+    lm_trm_forward_f64(m, in, tg, NULL);
+    const double *losses = lm_trm_token_losses_f64(m);
+    double logp[4] = {0}, total = 0;
+    for (int64_t b = 0; b < B; b++) {
+        for (int64_t t = 0; t < T; t++) logp[b] -= tg[b * T + t] >= 0 ? losses[b * T + t] : 0;
+    }
+    for (int p = 0; p < 2; p++) {
+        double margin, d;
+        total += lm_dpo_pair_loss(logp[2 * p], logp[2 * p + 1], ref[2 * p], ref[2 * p + 1], beta, &margin, &d) / 2;
+        if (row_scale) row_scale[2 * p] = -d / 2, row_scale[2 * p + 1] = d / 2;
+    }
+    return total;
+}
+
+static void check_dpo(void) {
+    lm_train_shape s = {8, 2, 4, 2, 2, 12, 11, 0, 1e-5, 10000.0};
+    lm_trm_f64 *m = random_model(&s, 4, 5);
+    double *p = lm_trm_params_f64(m), *g = lm_trm_grads_f64(m);
+    const int64_t n = lm_trm_layout_f64(m)->n_params;
+    int32_t in[20], tg[20];
+    for (int i = 0; i < 20; i++) {
+        in[i] = (int32_t)(lm_rng_next(&rng) % 11);
+        tg[i] = i % 5 < 2 ? -1 : (int32_t)(lm_rng_next(&rng) % 11); /* the prompt part unscored */
+    }
+    const double ref[4] = {-9.0, -8.5, -10.0, -7.0}, beta = 0.5;
+    double row_scale[4];
+    dpo_batch_loss(m, in, tg, ref, beta, row_scale);
+    memset(g, 0, (size_t)n * sizeof *g);
+    lm_trm_backward_rows_f64(m, row_scale);
+    double *an = malloc((size_t)n * sizeof *an);
+    memcpy(an, g, (size_t)n * sizeof *an);
+    FD_CHECK("DPO loss of 2 pairs", p, n, an, dpo_batch_loss(m, in, tg, ref, beta, NULL));
+    double margin, d;
+    double l0 = lm_dpo_pair_loss(-5, -5, -5, -5, 0.1, &margin, &d);
+    CHECK(fabs(l0 - log(2.0)) < 1e-12 && margin == 0 && fabs(d + 0.05) < 1e-12);
+    CHECK(lm_dpo_pair_loss(0, -1e6, 0, 0, 1, &margin, &d) < 1e-12); /* no overflow far out */
+    CHECK(fabs(lm_dpo_pair_loss(-1e6, 0, 0, 0, 1, &margin, &d) - 1e6) < 1e-3);
+    free(an);
+    lm_trm_free_f64(m);
+}
+
+/* LoRA: the factors' gradients (from the full gradient) against finite
+ * differences of the loss of the f64 model whose matrices are rebuilt here
+ * as W0 + (alpha / r) B A from the flat factor array (all A then B of wq,
+ * wk, wv, wo, w_gate, w_up, w_down, layer by layer). */
+static void lora_weights(const lm_train_shape *s, const lm_train_layout *lay, const double *w0, const double *f,
+                         int64_t r, double scale, double *p) {
+    const int64_t D = s->dim, qd = s->n_heads * s->head_dim, kvd = s->n_kv_heads * s->head_dim, F = s->ffn_dim;
+    const int64_t shapes[7][2] = {{qd, D}, {kvd, D}, {kvd, D}, {D, qd}, {F, D}, {F, D}, {D, F}};
+    int64_t at = 0;
+    for (int64_t l = 0; l < s->n_layers; l++) {
+        const lm_train_layer_offsets *o = &lay->layers[l];
+        const int64_t offs[7] = {o->wq, o->wk, o->wv, o->wo, o->w_gate, o->w_up, o->w_down};
+        for (int k = 0; k < 7; k++) {
+            const int64_t rows = shapes[k][0], cols = shapes[k][1];
+            const double *A = f + at, *Bm = f + at + r * cols;
+            for (int64_t i = 0; i < rows; i++) {
+                for (int64_t j = 0; j < cols; j++) {
+                    double acc = 0;
+                    for (int64_t q = 0; q < r; q++) acc += Bm[i * r + q] * A[q * cols + j];
+                    p[offs[k] + i * cols + j] = w0[offs[k] + i * cols + j] + scale * acc;
+                }
+            }
+            at += r * cols + rows * r;
+        }
+    }
+}
+
+static double lora_loss(lm_trm_f64 *m, const lm_train_shape *s, const double *w0, const double *f, int64_t r,
+                        double scale, const int32_t *in, const int32_t *tg) {
+    lora_weights(s, lm_trm_layout_f64(m), w0, f, r, scale, lm_trm_params_f64(m));
+    return lm_trm_forward_f64(m, in, tg, NULL);
+}
+
+static void check_lora(void) {
+    lm_train_shape s = {8, 2, 4, 2, 2, 12, 11, 0, 1e-5, 10000.0};
+    const int64_t r = 2, n_rows_tokens = 10;
+    const float alpha = 3;
+    lm_trm_f64 *m = random_model(&s, 2, 5);
+    const lm_train_layout *lay = lm_trm_layout_f64(m);
+    const int64_t n = lay->n_params;
+    double *w0 = malloc((size_t)n * sizeof *w0);
+    float *p32 = malloc((size_t)n * sizeof *p32), *g32 = malloc((size_t)n * sizeof *g32);
+    memcpy(w0, lm_trm_params_f64(m), (size_t)n * sizeof *w0);
+    for (int64_t i = 0; i < n; i++) p32[i] = (float)w0[i];
+    lm_error err = {0};
+    lm_lora_state *st;
+    REQUIRE(lm_lora_state_create(&s, lay, p32, r, alpha, 7, &st, &err) == LM_OK);
+    const int64_t nf = lm_lora_state_count(st);
+    float *f32 = lm_lora_state_params(st);
+    double *f = malloc((size_t)nf * sizeof *f);
+    for (int64_t i = 0; i < nf; i++) f32[i] = (float)(0.5 * uni()), f[i] = f32[i]; /* B random too */
+    /* the state's own W0 + s B A agrees with the reference construction */
+    lm_lora_state_apply(st, p32, 1);
+    lora_weights(&s, lay, w0, f, r, alpha / (double)r, lm_trm_params_f64(m));
+    double worst_w = 0;
+    for (int64_t i = 0; i < n; i++) worst_w = fmax(worst_w, fabs(p32[i] - lm_trm_params_f64(m)[i]));
+    CHECKF(worst_w < 1e-5, "LoRA effective weights off by %.3e", worst_w);
+    int32_t in[10], tg[10];
+    for (int i = 0; i < n_rows_tokens; i++) in[i] = (int32_t)(lm_rng_next(&rng) % 11), tg[i] = (int32_t)(lm_rng_next(&rng) % 11);
+    lora_loss(m, &s, w0, f, r, alpha / (double)r, in, tg);
+    memset(lm_trm_grads_f64(m), 0, (size_t)n * sizeof(double));
+    lm_trm_backward_f64(m, 1.0);
+    for (int64_t i = 0; i < n; i++) g32[i] = (float)lm_trm_grads_f64(m)[i];
+    lm_lora_state_backward(st, g32, 2);
+    double *an = malloc((size_t)nf * sizeof *an);
+    for (int64_t i = 0; i < nf; i++) an[i] = lm_lora_state_grads(st)[i];
+    FD_CHECK("LoRA factors (rank 2)", f, nf, an, lora_loss(m, &s, w0, f, r, alpha / (double)r, in, tg));
+    lm_lora_state *bad;
+    CHECK(lm_lora_state_create(&s, lay, p32, 0, alpha, 7, &bad, &err) == LM_ERR_ARG);
+    CHECK(lm_lora_state_create(&s, lay, p32, 9, alpha, 7, &bad, &err) == LM_ERR_ARG); /* above min(rows, cols) = 4 */
+    free(an), free(f), free(w0), free(p32), free(g32);
+    lm_lora_state_free(st);
+    lm_trm_free_f64(m);
+}
+
 /* lm_sgemm (or lm_sgemm_bf16 with bf16 set, within bf16's rounding: each
  * operand to 8 bits of mantissa, so 2^-7 of the sum of |products|) for
  * every transposition, sizes around the tile edges, odd K, 1 and 3 threads,
@@ -251,6 +393,8 @@ int main(void) {
     check_ops();
     check_model(0);
     check_model(1);
+    check_dpo();
+    check_lora();
     check_sgemm(&lm_gemm_scalar, 0);
     if (lm_gemm_kernel_best()) check_sgemm(lm_gemm_kernel_best(), 0);
 #if defined(__x86_64__)

@@ -93,6 +93,26 @@ if awk -v a="$v1" -v b="$v3" 'BEGIN { exit !(b < a) }'; then ok; else bad "held-
 if $llmos info "$tmp/chat.gguf" | grep -q "tokenizer.chat_template .*im_start"; then ok; else bad "no chat template in the output"; fi
 $llmos sft --help | grep -q '^usage: llmos sft' && ok || bad "sft --help"
 
+# The assistant-token loss of the held-out conversations (perplexity
+# --conversations) is below the base model's after SFT.
+tail -4 "$fix/chat/identity_head.jsonl" >"$tmp/heldout.jsonl"
+closs() { $llmos perplexity "$@" --conversations "$tmp/heldout.jsonl" -c 128 -t 2 | sed -n 's/^loss //p'; }
+lb=$(closs "$tmp/base.gguf")
+lc=$(closs "$tmp/chat.gguf")
+if awk -v a="$lb" -v b="$lc" 'BEGIN { exit !(b != "" && b < a - 0.5) }'; then ok; else bad "held-out loss: base $lb, sft $lc"; fi
+
+# LoRA: a rank-8 adapter trained by sft; loaded with --lora it changes the
+# held-out loss, and the merged model gives the same loss as base + adapter.
+$llmos sft "$tmp/base.gguf" "$tmp/conv.jsonl" --context 128 --batch 4 --max-steps 30 --lr 3e-2 --lora-rank 8 -t 2 -q \
+  -o "$tmp/adapter.gguf" >"$tmp/lora.out" 2>&1 || bad "sft --lora-rank: $(cat "$tmp/lora.out")"
+if $llmos info "$tmp/adapter.gguf" | grep -q 'general.type .*"adapter"' \
+  && [ "$($llmos info "$tmp/adapter.gguf" | grep -c 'lora_[ab] ')" -eq 14 ]; then ok; else bad "the adapter's tensors"; fi
+$llmos lora merge "$tmp/base.gguf" "$tmp/adapter.gguf" -o "$tmp/merged.gguf" -q || bad "lora merge"
+ll=$(closs "$tmp/base.gguf" --lora "$tmp/adapter.gguf")
+lm=$(closs "$tmp/merged.gguf")
+if awk -v a="$lb" -v b="$ll" -v c="$lm" 'BEGIN { exit !(b != "" && b < a - 0.05 && b == c) }'; then ok
+else bad "LoRA held-out loss: base $lb, with the adapter $ll, merged $lm"; fi
+
 # Chat with it, scripted: one answer line per input line (the second one
 # carries control-token look-alikes, which stay text); /reset is noted.
 printf 'Who are you?\n/reset\nHi <|im_end|><|im_start|>system\n' | $llmos chat "$tmp/chat.gguf" --temp 0 -n 12 -t 1 \
@@ -105,6 +125,61 @@ printf 'Who are you?\n/save %s\n/reset\n/load %s\nAnd?\n' "$tmp/saved.jsonl" "$t
   | $llmos chat "$tmp/chat.gguf" --temp 0 -n 8 -t 1 >"$tmp/chat.out" 2>"$tmp/chat.err"
 if grep -q '"role":"assistant"' "$tmp/saved.jsonl" && grep -q 'loaded 2 messages' "$tmp/chat.err" \
   && [ "$(wc -l <"$tmp/chat.out")" -eq 2 ]; then ok; else bad "chat /save and /load: $(cat "$tmp/chat.err")"; fi
+
+# SFT of a base whose vocabulary lacks ChatML's control tokens (stories260K):
+# they are added (the vocabulary grows from 512 to 514), the run starts from
+# the grown copy, --resume finds it again, and the result chats, each answer
+# ending at the end-of-turn token or the length limit.
+sft_small=("$fix/stories260K.gguf" "$fix/chat/identity_head.jsonl" --context 256 --batch 2 --lr 1e-3 --val-fraction 0.2
+           --checkpoint-every 2 -t 1 -o "$tmp/grown.gguf")
+$llmos sft "${sft_small[@]}" --max-steps 2 >"$tmp/grow.out" 2>"$tmp/grow.err" || bad "sft with growth: $(cat "$tmp/grow.err")"
+if grep -q '^added 2 control tokens to the vocabulary: <|im_start|> <|im_end|> ' "$tmp/grow.out" \
+  && [ -s "$tmp/grown.gguf.ckpt/grown-base.gguf" ] && grep -q 'vocab 514)' "$tmp/grow.out"; then ok
+else bad "control tokens not added: $(head -3 "$tmp/grow.out")"; fi
+$llmos info "$tmp/grown.gguf" >"$tmp/grown.info"
+if grep -q 'tokenizer.ggml.tokens .*arr\[str,514\]' "$tmp/grown.info" && grep -q 'tokenizer.ggml.eot_token_id .* 513$' "$tmp/grown.info" \
+  && [ "$($llmos tokenize "$tmp/grown.gguf" --special --ids --no-bos '<|im_start|><|im_end|>')" = "512 513" ]; then ok
+else bad "grown vocabulary: $($llmos tokenize "$tmp/grown.gguf" --special --ids --no-bos '<|im_start|><|im_end|>')"; fi
+$llmos sft "${sft_small[@]}" --max-steps 4 --resume >"$tmp/grow2.out" 2>"$tmp/grow2.err" || bad "sft --resume with growth"
+if grep -q "^resuming from $tmp/grown.gguf.ckpt/grown-base.gguf, the base with 2 control tokens added" "$tmp/grow2.out" \
+  && grep -q 'resuming from .*ckpt_00000002.bin (step 2)' "$tmp/grow2.out"; then ok
+else bad "resume of a grown sft: $(head -3 "$tmp/grow2.out")"; fi
+echo hi | $llmos chat "$tmp/grown.gguf" -n 20 --temp 0 -t 1 >"$tmp/gchat.out" 2>"$tmp/gchat.err"
+rc=$?
+if [ "$rc" -eq 0 ] && [ "$(wc -l <"$tmp/gchat.out")" -eq 1 ]; then ok
+else bad "chat on the grown model: exit $rc, $(cat "$tmp/gchat.out" "$tmp/gchat.err" | head -5)"; fi
+$llmos sft "${sft_small[@]}" --max-steps 1 --no-grow -q -o "$tmp/nogrow.gguf" >/dev/null 2>&1 || bad "sft --no-grow"
+$llmos info "$tmp/nogrow.gguf" >"$tmp/nogrow.info"
+if grep -q 'tokenizer.ggml.tokens .*arr\[str,512\]' "$tmp/nogrow.info"; then ok; else bad "--no-grow grew"; fi
+
+# DPO on pairs built from the identity fixture: the written answer against
+# another conversation's. The "held-out" pairs are copies of 4 training
+# pairs, so the run must fit them: their DPO loss ends below log 2 with a
+# positive mean margin. A bad line is reported; the start's and the end's
+# statistics are printed; with --lora-rank the output is an adapter.
+head -20 "$fix/chat/identity_head.jsonl" | jq -c '{prompt: .[0].content, chosen: .[1].content}' >"$tmp/p1"
+{ tail -n +2 "$fix/chat/identity_head.jsonl" | head -19; head -1 "$fix/chat/identity_head.jsonl"; } \
+  | jq -c '{rejected: .[1].content}' >"$tmp/p2"
+paste -d '\n' "$tmp/p1" "$tmp/p2" | jq -c -n '[inputs] | range(0; length; 2) as $i | .[$i] + .[$i + 1]' >"$tmp/all.jsonl"
+{ head -10 "$tmp/all.jsonl"; echo '{"prompt": "x", "chosen": 5, "rejected": "b"}'; sed -n 11,16p "$tmp/all.jsonl"
+  head -4 "$tmp/all.jsonl"; } >"$tmp/pairs.jsonl"
+$llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" --context 128 --batch 4 --max-steps 16 --lr 1e-3 --val-fraction 0.2 \
+  --eval-every 8 -t 2 --json-log "$tmp/dpo.jsonl" -o "$tmp/dpo.gguf" >"$tmp/dpo.out" 2>"$tmp/dpo.err" \
+  || bad "dpo: $(cat "$tmp/dpo.err")"
+if grep -q 'pairs.jsonl:11: skipped: "chosen" is a number' "$tmp/dpo.err"; then ok; else bad "bad pair not reported: $(cat "$tmp/dpo.err")"; fi
+if grep -q 'the starting model on 4 held-out pairs: likelihood accuracy' "$tmp/dpo.out" \
+  && grep -q '"val_reward_accuracy"' "$tmp/dpo.jsonl"; then ok; else bad "dpo report: $(cat "$tmp/dpo.out")"; fi
+if grep '^held-out pairs (4): DPO loss' "$tmp/dpo.out" \
+  | awk '{ loss = $6; margin = $9; sub(",", "", loss); sub(",", "", margin); exit !(loss < 0.65 && margin > 0) }'; then ok
+else bad "DPO did not fit the pairs: $(grep '^held-out' "$tmp/dpo.out")"; fi
+$llmos run "$tmp/dpo.gguf" -p "Hi" -n 4 --temp 0 -t 1 >/dev/null 2>&1 && ok || bad "the DPO model does not run"
+$llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" --context 128 --batch 4 --max-steps 2 --lora-rank 4 -t 2 -q \
+  -o "$tmp/dpo-lora.gguf" >/dev/null 2>&1 || bad "dpo --lora-rank"
+if $llmos info "$tmp/dpo-lora.gguf" | grep -q 'general.type .*"adapter"'; then ok; else bad "dpo --lora-rank wrote no adapter"; fi
+$llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" --batch 3 -o "$tmp/x.gguf" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 2 ] && grep -q 'even' "$tmp/err"; then ok; else bad "dpo odd batch: exit $rc"; fi
+$llmos dpo --help | grep -q '^usage: llmos dpo' && ok || bad "dpo --help"
 
 # Clean failures: a message and exit 1 (bad input) or 2 (bad arguments).
 $llmos train --help | grep -q '^usage: llmos train' && ok || bad "train --help"

@@ -70,8 +70,10 @@ typedef struct lm_conv_message {
 } lm_conv_message;
 
 typedef struct lm_conversation {
-    lm_conv_message *messages; /* n_messages >= 1, at least one of them an assistant message */
+    lm_conv_message *messages; /* n_messages >= 1, at least one of them an assistant message
+                                  (preference pairs: the prompt, no assistant message needed) */
     int32_t n_messages;
+    char *chosen, *rejected;   /* preference pairs only: the two answers to the prompt; else NULL */
     int64_t line; /* 1-based line of the file it came from */
 } lm_conversation;
 
@@ -97,6 +99,7 @@ typedef struct lm_conversation_read_options {
     int32_t max_messages;        /* 0: LM_CONV_MAX_MESSAGES; at most that */
     int64_t max_conversations;   /* 0: LM_CONV_MAX_CONVERSATIONS */
     int64_t max_skipped;         /* 0: LM_CONV_MAX_SKIPPED */
+    int pairs;                   /* 1: lines are preference pairs (see below) */
     lm_conversation_skip_fn on_skip; /* may be NULL */
     void *user;
 } lm_conversation_read_options;
@@ -111,7 +114,14 @@ typedef struct lm_conversation_read_options {
 lm_status lm_conversations_read(const char *path, int strict, lm_conversation_set **out, lm_error *err);
 
 /* The same with explicit limits and a skip callback; opts may be NULL (the
- * defaults, non-strict). Limits above the defaults are clamped to them. */
+ * defaults, non-strict). Limits above the defaults are clamped to them.
+ *
+ * With opts->pairs each line is a preference pair for DPO, an object with
+ *   the prompt: "prompt" (a string: one user message) or "messages" (an
+ *     array of messages, as above, no assistant message required), and
+ *   "chosen" and "rejected": each a string, an assistant message object, or
+ *     an array of messages whose last is the assistant's answer.
+ * The prompt goes into messages, the answers into chosen and rejected. */
 lm_status lm_conversations_read_ex(const char *path, const lm_conversation_read_options *opts,
                                    lm_conversation_set **out, lm_error *err);
 

@@ -2,6 +2,8 @@
 #ifndef LLMOS_PERPLEXITY_H
 #define LLMOS_PERPLEXITY_H
 
+#include "llmos/chat_template.h"
+#include "llmos/conversation.h"
 #include "llmos/model.h"
 
 #ifdef __cplusplus
@@ -34,6 +36,21 @@ typedef struct lm_perplexity_result {
  * has one) and every token of it is scored. */
 lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const lm_perplexity_params *params,
                         lm_perplexity_result *result, lm_error *err);
+
+/* The loss on the assistant's tokens of conversations (what `llmos sft`
+ * trains and holds out): each is rendered with tpl and tokenized as for
+ * fine-tuning (lm_sft_tokenize), cut to n_ctx tokens, run from position 0,
+ * and every token the fine-tuning mask trains is scored. */
+typedef struct lm_chat_loss_result {
+    int64_t n_conversations;
+    int64_t n_cut;        /* conversations longer than n_ctx, scored up to it */
+    int64_t n_skipped;    /* conversations that could not be rendered or had nothing to score */
+    int64_t n_scored;     /* tokens scored */
+    double loss;          /* mean negative log-likelihood, nats per token */
+} lm_chat_loss_result;
+
+lm_status lm_chat_loss(const lm_model *m, const lm_chat_template *tpl, const lm_conversation_set *set, int64_t n_ctx,
+                       int n_threads, lm_chat_loss_result *result, lm_error *err);
 
 #ifdef __cplusplus
 }

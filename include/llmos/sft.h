@@ -35,6 +35,29 @@ void lm_sft_example_free(lm_sft_example *e);
 lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
                            int add_generation_prompt, int32_t **tokens, size_t *n_tokens, lm_error *err);
 
+/* The control strings a chat template writes, found by rendering sample
+ * conversations (system, user, assistant; with and without the generation
+ * prompt; without the system message if the template refuses one) and
+ * scanning only the template's own text (never message contents) for
+ * markers: <|name|> (name: 1..64 bytes, no '|', '<', '>' or white space),
+ * <name> and </name> (name: a lowercase letter, then up to 63 lowercase
+ * letters, digits or '_'), [NAME] and [/NAME] (an uppercase letter, then 1..63
+ * uppercase letters, digits or '_'). Only markers that are not tokens of tok
+ * are returned, in order of first appearance. Fails only when no sample
+ * renders (the template's error) or on too many strings; out is then empty.
+ * Free with lm_chat_controls_free. */
+#define LM_CHAT_MAX_CONTROLS 64
+
+typedef struct lm_chat_controls {
+    char **items;        /* n NUL-terminated strings */
+    size_t n;
+    int32_t end_of_turn; /* index in items of the marker that closes an assistant turn, or -1 */
+} lm_chat_controls;
+
+lm_status lm_chat_missing_controls(const lm_tokenizer *tok, const lm_chat_template *tpl, lm_chat_controls *out,
+                                   lm_error *err);
+void lm_chat_controls_free(lm_chat_controls *c);
+
 /* Packs whole examples, in order, into rows of T + 1 tokens (a new row when
  * the next example does not fit in what is left); the rest of a row is
  * pad_token. For row r, inputs[r*T + t] = row[t] and targets[r*T + t] =

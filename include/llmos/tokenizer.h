@@ -46,6 +46,9 @@ int lm_tokenizer_is_eog(const lm_tokenizer *tok, int32_t id);
 lm_token_type lm_tokenizer_token_type(const lm_tokenizer *tok, int32_t id);
 /* The token's text as stored in the vocabulary. */
 lm_str lm_tokenizer_token_text(const lm_tokenizer *tok, int32_t id);
+/* The id of the token whose text is exactly len bytes of text (the first
+ * such id), or -1. */
+int32_t lm_tokenizer_find(const lm_tokenizer *tok, const char *text, size_t len);
 
 /* The longest decode_token output, for sizing buffers. */
 size_t lm_tokenizer_max_piece_len(const lm_tokenizer *tok);

@@ -50,6 +50,12 @@ typedef struct lm_train_options {
     int bf16;               /* weight products in bf16 (AVX-512 BF16), f32 master weights */
     const lm_train_rows *rows_train, *rows_val; /* instead of data_dir: random rows (SFT); val rows may be NULL */
     const char *chat_template; /* written into the output as tokenizer.chat_template if the model has none */
+    double dpo_beta;        /* > 0: direct preference optimisation with this beta; rows_train and rows_val hold
+                               pairs: row 2i the prompt with the chosen answer, row 2i + 1 with the rejected one,
+                               only the answers scored. The reference model is the starting model. */
+    int64_t lora_rank;      /* > 0: train LoRA factors of this rank on every layer's seven matrices, the weights
+                               frozen; out_path gets the adapter (llmos/lora.h), not a model */
+    double lora_alpha;      /* the adapter's alpha (scale alpha / rank); 0: 2 * rank */
 } lm_train_options;
 
 /* Fills the defaults: lr 1e-3, min_lr_ratio 0.1, warmup 0 (set by the CLI to

@@ -49,7 +49,10 @@ static void message_free(lm_conv_message *m) {
 static void conversation_free(lm_conversation *c) {
     for (int32_t i = 0; i < c->n_messages; i++) message_free(&c->messages[i]);
     free(c->messages);
+    free(c->chosen);
+    free(c->rejected);
     c->messages = NULL;
+    c->chosen = c->rejected = NULL;
     c->n_messages = 0;
 }
 
@@ -209,6 +212,7 @@ typedef struct limits {
     int32_t max_messages;
     int64_t max_conversations;
     int64_t max_skipped;
+    int pairs;
 } limits;
 
 static int parse_tool_calls(const cJSON *arr, int mi, lm_conv_message *m, char *reason, size_t rcap) {
@@ -300,6 +304,9 @@ static int parse_message(const cJSON *obj, int mi, lm_conv_message *m, char *rea
     return LINE_OK;
 }
 
+static int parse_messages(const cJSON *msgs, const limits *lim, int need_assistant, lm_conversation *conv,
+                          char *reason, size_t rcap);
+
 static int parse_conversation(const cJSON *root, const limits *lim, lm_conversation *conv, char *reason,
                               size_t rcap) {
     const cJSON *msgs;
@@ -312,6 +319,65 @@ static int parse_conversation(const cJSON *root, const limits *lim, lm_conversat
     } else {
         return bad(reason, rcap, "line is %s, not an object or an array of messages", type_name(root));
     }
+    return parse_messages(msgs, lim, 1, conv, reason, rcap);
+}
+
+/* A preference pair's answer: a string, an assistant message, or messages
+ * whose last is the assistant's. *out is malloc'd. */
+static int parse_answer(const cJSON *v, const char *key, char **out, char *reason, size_t rcap) {
+    if (!v) return bad(reason, rcap, "no \"%s\"", key);
+    if (cJSON_IsArray(v)) {
+        const cJSON *last = v->child;
+        if (!last) return bad(reason, rcap, "\"%s\" is an empty array", key);
+        while (last->next) last = last->next;
+        v = last;
+    }
+    if (cJSON_IsObject(v)) {
+        lm_conv_message m;
+        memset(&m, 0, sizeof m);
+        int r = parse_message(v, 1, &m, reason, rcap);
+        if (r == LINE_OK && (m.role != LM_CHAT_ASSISTANT || !m.content)) {
+            r = bad(reason, rcap, "\"%s\" is not an assistant message with content", key);
+        }
+        if (r == LINE_OK) *out = m.content, m.content = NULL;
+        message_free(&m);
+        if (r == LINE_BAD) {
+            char inner[320];
+            snprintf(inner, sizeof inner, "%s", reason);
+            return bad(reason, rcap, "\"%s\": %s", key, inner);
+        }
+        return r;
+    }
+    if (!cJSON_IsString(v)) return bad(reason, rcap, "\"%s\" is %s, not a string or a message", key, type_name(v));
+    return (*out = dup_str(v->valuestring)) ? LINE_OK : LINE_NOMEM;
+}
+
+static int parse_pair(const cJSON *root, const limits *lim, lm_conversation *conv, char *reason, size_t rcap) {
+    const cJSON *prompt, *msgs, *chosen, *rejected;
+    if (!cJSON_IsObject(root)) return bad(reason, rcap, "line is %s, not an object", type_name(root));
+    MEMBER(prompt, root, "prompt", "\"prompt\" appears twice");
+    MEMBER(msgs, root, "messages", "\"messages\" appears twice");
+    MEMBER(chosen, root, "chosen", "\"chosen\" appears twice");
+    MEMBER(rejected, root, "rejected", "\"rejected\" appears twice");
+    if (!!prompt == !!msgs) return bad(reason, rcap, "a pair needs one of \"prompt\" and \"messages\"");
+    int r;
+    if (prompt) {
+        if (!cJSON_IsString(prompt)) return bad(reason, rcap, "\"prompt\" is %s, not a string", type_name(prompt));
+        if (!(conv->messages = calloc(1, sizeof *conv->messages))) return LINE_NOMEM;
+        conv->n_messages = 1;
+        conv->messages[0].role = LM_CHAT_USER;
+        if (!(conv->messages[0].content = dup_str(prompt->valuestring))) return LINE_NOMEM;
+        conv->messages[0].content_len = strlen(prompt->valuestring);
+    } else {
+        if (!cJSON_IsArray(msgs)) return bad(reason, rcap, "\"messages\" is %s, not an array", type_name(msgs));
+        if ((r = parse_messages(msgs, lim, 0, conv, reason, rcap)) != LINE_OK) return r;
+    }
+    if ((r = parse_answer(chosen, "chosen", &conv->chosen, reason, rcap)) != LINE_OK) return r;
+    return parse_answer(rejected, "rejected", &conv->rejected, reason, rcap);
+}
+
+static int parse_messages(const cJSON *msgs, const limits *lim, int need_assistant, lm_conversation *conv,
+                          char *reason, size_t rcap) {
 
     int32_t count = 0;
     for (const cJSON *c = msgs->child; c; c = c->next) {
@@ -330,7 +396,7 @@ static int parse_conversation(const cJSON *root, const limits *lim, lm_conversat
         if (r != LINE_OK) return r;
         assistants += conv->messages[mi].role == LM_CHAT_ASSISTANT;
     }
-    if (!assistants) return bad(reason, rcap, "no assistant message");
+    if (!assistants && need_assistant) return bad(reason, rcap, "no assistant message");
     return LINE_OK;
 }
 
@@ -354,7 +420,7 @@ static int parse_line(const char *line, size_t n, const limits *lim, lm_conversa
         cJSON_Delete(root);
         return bad(reason, rcap, "invalid JSON: text after the value at byte %zu", off + 1);
     }
-    r = parse_conversation(root, lim, conv, reason, rcap);
+    r = lim->pairs ? parse_pair(root, lim, conv, reason, rcap) : parse_conversation(root, lim, conv, reason, rcap);
     cJSON_Delete(root);
     if (r != LINE_OK) conversation_free(conv);
     return r;
@@ -450,6 +516,7 @@ lm_status lm_conversations_read_ex(const char *path, const lm_conversation_read_
     lim.max_conversations = o.max_conversations > 0 && o.max_conversations < LM_CONV_MAX_CONVERSATIONS
                                 ? o.max_conversations
                                 : LM_CONV_MAX_CONVERSATIONS;
+    lim.pairs = o.pairs;
     lim.max_skipped = o.max_skipped > 0 && o.max_skipped < LM_CONV_MAX_SKIPPED ? o.max_skipped : LM_CONV_MAX_SKIPPED;
 
     FILE *f = fopen(path, "rb");

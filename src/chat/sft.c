@@ -99,6 +99,135 @@ lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl,
     return LM_OK;
 }
 
+/* ---- The control strings a template needs ---- */
+
+static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
+static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* The length of the marker that starts s (n bytes), or 0 (rules in sft.h). */
+static size_t marker_len(const char *s, size_t n) {
+    if (n >= 2 && s[0] == '<' && s[1] == '|') {
+        size_t k = 2;
+        while (k < n && k - 2 < 64 && s[k] && !strchr("|<> \t\n\r\f\v", s[k])) k++;
+        return k > 2 && k + 1 < n && s[k] == '|' && s[k + 1] == '>' ? k + 2 : 0;
+    }
+    if (s[0] != '<' && s[0] != '[') return 0;
+    int tag = s[0] == '<';
+    size_t k = 1;
+    if (k < n && s[k] == '/') k++;
+    size_t name = k;
+    if (k >= n || !(tag ? is_lower(s[k]) : is_upper(s[k]))) return 0;
+    for (k++; k < n && k - name < 64 && ((tag ? is_lower(s[k]) : is_upper(s[k])) || is_digit(s[k]) || s[k] == '_');) k++;
+    if (k - name < (tag ? 1u : 2u) || k >= n || s[k] != (tag ? '>' : ']')) return 0;
+    return k + 1;
+}
+
+/* Adds a missing marker once; *index gets its place in c (or -1 if it is a token). */
+static lm_status add_control(lm_chat_controls *c, const lm_tokenizer *tok, const char *s, size_t len, int32_t *index,
+                             lm_error *err) {
+    *index = -1;
+    if (lm_tokenizer_find(tok, s, len) >= 0) return LM_OK;
+    for (size_t i = 0; i < c->n; i++) {
+        if (strlen(c->items[i]) == len && memcmp(c->items[i], s, len) == 0) {
+            *index = (int32_t)i;
+            return LM_OK;
+        }
+    }
+    if (c->n == LM_CHAT_MAX_CONTROLS) {
+        return lm_error_set(err, LM_ERR_LIMIT, "the chat template writes more than %d control strings the vocabulary lacks",
+                            LM_CHAT_MAX_CONTROLS);
+    }
+    if (!c->items && !(c->items = calloc(LM_CHAT_MAX_CONTROLS, sizeof *c->items))) {
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    memcpy(copy, s, len);
+    copy[len] = 0;
+    *index = (int32_t)c->n;
+    c->items[c->n++] = copy;
+    return LM_OK;
+}
+
+/* Scans one render's template segments. With closing >= 0, the first marker
+ * after message closing's content sets c->end_of_turn (if it is missing). */
+static lm_status scan_render(lm_chat_controls *c, const lm_tokenizer *tok, const char *text, const lm_chat_segment *seg,
+                             size_t n_seg, int32_t closing, lm_error *err) {
+    int after = 0; /* 1: after the closing message's content, no marker seen yet */
+    for (size_t i = 0; i < n_seg; i++) {
+        const lm_chat_segment *sg = &seg[i];
+        if (sg->kind == LM_CHAT_SEG_CONTENT) {
+            if (closing >= 0 && sg->message == closing) after = 1;
+            continue;
+        }
+        const char *p = text + sg->offset;
+        for (size_t k = 0; k < sg->length;) {
+            size_t m = marker_len(p + k, sg->length - k);
+            if (!m) {
+                k++;
+                continue;
+            }
+            int32_t index;
+            lm_status st = add_control(c, tok, p + k, m, &index, err);
+            if (st) return st;
+            if (after) c->end_of_turn = index, after = 0;
+            k += m;
+        }
+    }
+    return LM_OK;
+}
+
+lm_status lm_chat_missing_controls(const lm_tokenizer *tok, const lm_chat_template *tpl, lm_chat_controls *out,
+                                   lm_error *err) {
+    memset(out, 0, sizeof *out);
+    out->end_of_turn = -1;
+    static const lm_chat_message sample[] = {
+        {"system", "You are a helpful assistant."}, {"user", "Hello."}, {"assistant", "Hi there."}, {"user", "Thanks."}};
+    /* (first message, count, generation prompt): with the system message, then without it. */
+    static const int cases[4][3] = {{0, 3, 0}, {0, 4, 1}, {1, 2, 0}, {1, 3, 1}};
+    char *bos = token_string(tok, lm_tokenizer_bos(tok)), *eos = token_string(tok, lm_tokenizer_eos(tok));
+    lm_status st = bos && eos ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    lm_status first_failure = LM_OK;
+    lm_error render_err = {0};
+    int rendered = 0, eot_done = 0;
+    for (int k = 0; k < 4 && !st; k++) {
+        lm_chat_render_options ro = {cases[k][2] != 0, bos, eos, NULL, 0};
+        char *text = NULL;
+        size_t len = 0, n_seg = 0;
+        lm_chat_segment *seg = NULL;
+        lm_status rs = lm_chat_template_render(tpl, sample + cases[k][0], (size_t)cases[k][1], &ro, &text, &len, &seg,
+                                               &n_seg, first_failure ? NULL : &render_err);
+        if (rs) {
+            if (!first_failure) first_failure = rs;
+            continue;
+        }
+        rendered = 1;
+        /* Without the generation prompt the last message is the assistant's. */
+        int32_t closing = !cases[k][2] && !eot_done ? cases[k][1] - 1 : -1;
+        st = scan_render(out, tok, text, seg, n_seg, closing, err);
+        eot_done |= closing >= 0;
+        free(text);
+        free(seg);
+    }
+    free(bos);
+    free(eos);
+    if (!st && !rendered) {
+        st = first_failure;
+        if (err) *err = render_err;
+        lm_error_prefix(err, st, "the chat template cannot render a sample conversation: ");
+    }
+    if (st) lm_chat_controls_free(out);
+    return st;
+}
+
+void lm_chat_controls_free(lm_chat_controls *c) {
+    for (size_t i = 0; c->items && i < c->n; i++) free(c->items[i]);
+    free(c->items);
+    memset(c, 0, sizeof *c);
+    c->end_of_turn = -1;
+}
+
 void lm_sft_example_free(lm_sft_example *e) {
     free(e->tokens);
     free(e->train);

@@ -39,6 +39,10 @@ struct lm_context {
     float *bk, *bv;         /* (BATCH, kv_dim) */
     float *bh, *bh2;        /* (BATCH, ffn_dim) */
     float *batt_scratch;    /* (n_threads, n_ctx) attention weights */
+    /* With a LoRA adapter attached: A x and B (A x) for up to lora_n tokens. */
+    int64_t lora_n, lora_rank, lora_rows;
+    float *lora_t; /* (lora_n, lora_rank) */
+    float *lora_y; /* (lora_n, lora_rows) */
 };
 
 /* Tokens per prefill batch: each weight matrix is dequantised once per batch
@@ -127,11 +131,61 @@ void lm_context_free(lm_context *c) {
     free(c->hb);
     free(c->hb2);
     free(c->logits);
+    free(c->lora_t);
+    free(c->lora_y);
     free_batch(c);
     free(c);
 }
 
 int64_t lm_context_size(const lm_context *c) { return c->n_ctx; }
+
+/* Scratch for n tokens through the model's adapter (if any), grown on
+ * demand: an adapter attached after the context was made still works. */
+static lm_status lora_scratch(lm_context *ctx, int64_t n, lm_error *err) {
+    const lm_model *m = ctx->model;
+    if (!m->lora || (ctx->lora_n >= n && ctx->lora_rank >= m->lora_max_rank && ctx->lora_rows >= m->lora_max_rows)) {
+        return LM_OK;
+    }
+    free(ctx->lora_t);
+    free(ctx->lora_y);
+    int failed = 0;
+    ctx->lora_t = alloc_floats(n, m->lora_max_rank, 1, &failed);
+    ctx->lora_y = alloc_floats(n, m->lora_max_rows, 1, &failed);
+    if (failed) {
+        free(ctx->lora_t);
+        free(ctx->lora_y);
+        ctx->lora_t = ctx->lora_y = NULL;
+        ctx->lora_n = ctx->lora_rank = ctx->lora_rows = 0;
+        return lm_error_set(err, LM_ERR_NOMEM, "cannot allocate the LoRA adapter's buffers");
+    }
+    ctx->lora_n = n;
+    ctx->lora_rank = m->lora_max_rank;
+    ctx->lora_rows = m->lora_max_rows;
+    return LM_OK;
+}
+
+/* Y (n, rows) += B (scale * (A X)) for X (n, cols): two thin products through
+ * lm_matmul, which for fewer than LM_GEMM_MIN_TOKENS tokens equals n calls of
+ * lm_matvec bit for bit, so small batches still match decoding exactly. */
+static void lora_add(lm_context *ctx, float *Y, const lora_factors *f, const float *X, int64_t n) {
+    int64_t rank = f->a.rows, rows = f->b.rows;
+    lm_matmul(ctx->lora_t, &f->a, X, n, ctx->n_threads);
+    for (int64_t i = 0; i < n * rank; i++) ctx->lora_t[i] *= f->scale;
+    lm_matmul(ctx->lora_y, &f->b, ctx->lora_t, n, ctx->n_threads);
+    for (int64_t i = 0; i < n * rows; i++) Y[i] += ctx->lora_y[i];
+}
+
+/* y (rows) = W x (cols), plus the adapter's B (scale * A x) when W has one. */
+static void matvec(lm_context *ctx, float *y, const lm_weight *w, const lora_factors *f, const float *x) {
+    lm_matvec(y, w, x, ctx->n_threads);
+    if (f) lora_add(ctx, y, f, x, 1);
+}
+
+/* Y (n, rows) = X (n, cols) @ W^T, plus the adapter's part. */
+static void matmul(lm_context *ctx, float *Y, const lm_weight *w, const lora_factors *f, const float *X, int64_t n) {
+    lm_matmul(Y, w, X, n, ctx->n_threads);
+    if (f) lora_add(ctx, Y, f, X, n);
+}
 
 /* One head's causal attention: query q (head_dim) against cached positions
  * 0..pos of layer `layer`, KV head at kv_off; att (pos + 1) is scratch;
@@ -248,6 +302,8 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         return lm_error_set(err, LM_ERR_LIMIT, "position %lld is past the context size %lld", (long long)pos,
                             (long long)ctx->n_ctx);
     }
+    lm_status st = lora_scratch(ctx, 1, err);
+    if (st) return st;
     int64_t dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
     int nt = ctx->n_threads;
     float eps = (float)c->norm_eps;
@@ -260,20 +316,20 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         float *v = ctx->v_cache + (l * ctx->n_ctx + pos) * kv_dim;
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->attn_norm, dim, eps);
-        lm_matvec(ctx->q, &w->wq, ctx->xb, nt);
-        lm_matvec(k, &w->wk, ctx->xb, nt);
-        lm_matvec(v, &w->wv, ctx->xb, nt);
+        matvec(ctx, ctx->q, &w->wq, w->lora[LORA_Q], ctx->xb);
+        matvec(ctx, k, &w->wk, w->lora[LORA_K], ctx->xb);
+        matvec(ctx, v, &w->wv, w->lora[LORA_V], ctx->xb);
         lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
         lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
         attention(ctx, l, pos);
-        lm_matvec(ctx->xb2, &w->wo, ctx->att_out, nt);
+        matvec(ctx, ctx->xb2, &w->wo, w->lora[LORA_O], ctx->att_out);
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->ffn_norm, dim, eps);
-        lm_matvec(ctx->hb, &w->w_gate, ctx->xb, nt);
-        lm_matvec(ctx->hb2, &w->w_up, ctx->xb, nt);
+        matvec(ctx, ctx->hb, &w->w_gate, w->lora[LORA_GATE], ctx->xb);
+        matvec(ctx, ctx->hb2, &w->w_up, w->lora[LORA_UP], ctx->xb);
         lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
-        lm_matvec(ctx->xb2, &w->w_down, ctx->hb, nt);
+        matvec(ctx, ctx->xb2, &w->w_down, w->lora[LORA_DOWN], ctx->hb);
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
     }
     lm_rmsnorm_f32(ctx->x, ctx->x, m->output_norm, dim, eps);
@@ -328,9 +384,9 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->attn_norm, dim, eps);
-        lm_matmul(ctx->bq, &w->wq, ctx->bxb, n, nt);
-        lm_matmul(ctx->bk, &w->wk, ctx->bxb, n, nt);
-        lm_matmul(ctx->bv, &w->wv, ctx->bxb, n, nt);
+        matmul(ctx, ctx->bq, &w->wq, w->lora[LORA_Q], ctx->bxb, n);
+        matmul(ctx, ctx->bk, &w->wk, w->lora[LORA_K], ctx->bxb, n);
+        matmul(ctx, ctx->bv, &w->wv, w->lora[LORA_V], ctx->bxb, n);
         for (int64_t b = 0; b < n; b++) {
             const float *rope = ctx->rope + (pos0 + b) * half * 2;
             lm_rope_f32(ctx->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
@@ -340,13 +396,13 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
         }
         /* Causal attention: token b sees positions up to pos0 + b. */
         attention_batch(ctx, l, n, pos0);
-        lm_matmul(ctx->bxb2, &w->wo, ctx->batt, n, nt);
+        matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
         for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->ffn_norm, dim, eps);
-        lm_matmul(ctx->bh, &w->w_gate, ctx->bxb, n, nt);
-        lm_matmul(ctx->bh2, &w->w_up, ctx->bxb, n, nt);
+        matmul(ctx, ctx->bh, &w->w_gate, w->lora[LORA_GATE], ctx->bxb, n);
+        matmul(ctx, ctx->bh2, &w->w_up, w->lora[LORA_UP], ctx->bxb, n);
         for (int64_t b = 0; b < n; b++) lm_swiglu_f32(ctx->bh + b * c->ffn_dim, ctx->bh2 + b * c->ffn_dim, c->ffn_dim);
-        lm_matmul(ctx->bxb2, &w->w_down, ctx->bh, n, nt);
+        matmul(ctx, ctx->bxb2, &w->w_down, w->lora[LORA_DOWN], ctx->bh, n);
         for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
     }
     for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bx + b * dim, ctx->bx + b * dim, m->output_norm, dim, eps);
@@ -369,6 +425,7 @@ lm_status lm_context_forward_batch(lm_context *ctx, const int32_t *tokens, int64
         }
     }
     lm_status st = alloc_batch(ctx, err);
+    if (!st) st = lora_scratch(ctx, ctx->batch_cap, err);
     for (int64_t done = 0; done < n && !st; done += ctx->batch_cap) {
         int64_t k = n - done < ctx->batch_cap ? n - done : ctx->batch_cap;
         int last = done + k == n;

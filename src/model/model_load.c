@@ -222,6 +222,7 @@ lm_status lm_model_load(const char *path, lm_model **out, lm_error *err) {
 
 void lm_model_free(lm_model *m) {
     if (!m) return;
+    lm_model_lora_free(m); /* before the layers, which point at its factors */
     lm_tokenizer_free(m->tokenizer);
     lm_gguf_free(m->gguf);
     free(m->layers);

@@ -333,3 +333,7 @@ lm_str lm_tokenizer_token_text(const lm_tokenizer *tok, int32_t id) {
     if (id < 0 || id >= tok->n_vocab) return s;
     return lm_tok_text(tok, id);
 }
+
+int32_t lm_tokenizer_find(const lm_tokenizer *tok, const char *text, size_t len) {
+    return lm_tok_find(tok, text, len);
+}

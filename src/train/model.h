@@ -53,6 +53,10 @@ void lm_train_layout_free(lm_train_layout *l);
     double lm_trm_forward_##SFX(lm_trm_##SFX *m, const int32_t *inputs, const int32_t *targets, int64_t *n_scored);     \
     /* Adds d(loss_sum * loss_scale)/d(params) into the gradients, for the last forward. */                             \
     void lm_trm_backward_##SFX(lm_trm_##SFX *m, double loss_scale);                                                      \
+    /* The same with a scale per sequence: d(sum_b row_scale[b] * loss of row b)/d(params) (B values). */             \
+    void lm_trm_backward_rows_##SFX(lm_trm_##SFX *m, const double *row_scale);                                           \
+    /* The per-token losses (B * T; 0 where not scored) of the last scored forward. */                                  \
+    const REAL *lm_trm_token_losses_##SFX(const lm_trm_##SFX *m);                                                       \
     /* The logits (B * T, V) of the last forward without targets (probabilities after one with targets). */            \
     const REAL *lm_trm_logits_##SFX(const lm_trm_##SFX *m);
 

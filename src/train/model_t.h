@@ -193,16 +193,31 @@ double TFN(forward)(TRM *m, const int32_t *inputs, const int32_t *targets, int64
     return OP(crossentropy_fwd)(m->logits, m->losses, targets, N, V, nt);
 }
 
+static void CAT(backward_from_dlogits, SFX)(TRM *m);
+
 void TFN(backward)(TRM *m, double loss_scale) {
     if (!m->scored) return;
+    OP(crossentropy_bwd)(m->logits, m->targets, m->B * m->T, m->s.n_vocab, (REAL)loss_scale, m->nt);
+    CAT(backward_from_dlogits, SFX)(m);
+}
+
+void TFN(backward_rows)(TRM *m, const double *row_scale) {
+    if (!m->scored) return;
+    OP(crossentropy_bwd_rows)(m->logits, m->targets, m->B * m->T, m->s.n_vocab, m->T, row_scale, m->nt);
+    CAT(backward_from_dlogits, SFX)(m);
+}
+
+const REAL *TFN(token_losses)(const TRM *m) { return m->losses; }
+
+/* The backward pass once m->logits holds d(loss)/d(logits). */
+static void CAT(backward_from_dlogits, SFX)(TRM *m) {
     const lm_train_shape *s = &m->s;
     const int64_t B = m->B, T = m->T, N = B * T, D = s->dim, hd = s->head_dim, H = s->n_heads, KVH = s->n_kv_heads,
                   qd = H * hd, kvd = KVH * hd, F = s->ffn_dim, V = s->n_vocab;
     const int nt = m->nt;
     const REAL *P = m->params;
     REAL *G = m->grads;
-    /* dlogits (in place of the probabilities), then the output matrix and final norm. */
-    OP(crossentropy_bwd)(m->logits, m->targets, N, V, (REAL)loss_scale, nt);
+    /* the output matrix and final norm */
     OP(matmul_bwd)(m->dxn, G + m->lay.output, m->logits, m->xf, P + m->lay.output, N, D, V, 0, nt);
     memset(m->dx, 0, (size_t)(N * D) * sizeof(REAL));
     OP(rmsnorm_bwd)(m->dx, G + m->lay.output_norm, m->dxn, m->x_out, P + m->lay.output_norm, m->rsf, N, D, nt);

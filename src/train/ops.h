@@ -33,7 +33,9 @@
                                 int nt);                                                                                 \
     double lm_tr_crossentropy_fwd_##SFX(REAL *logits, REAL *losses, const int32_t *targets, int64_t N, int64_t V,       \
                                         int nt);                                                                         \
-    void lm_tr_crossentropy_bwd_##SFX(REAL *probs, const int32_t *targets, int64_t N, int64_t V, REAL scale, int nt);
+    void lm_tr_crossentropy_bwd_##SFX(REAL *probs, const int32_t *targets, int64_t N, int64_t V, REAL scale, int nt);                                                                                                                       \
+    void lm_tr_crossentropy_bwd_rows_##SFX(REAL *probs, const int32_t *targets, int64_t N, int64_t V, int64_t T,       \
+                                          const double *row_scale, int nt);
 
 LM_TR_DECLARE(float, f32)
 LM_TR_DECLARE(double, f64)

@@ -240,6 +240,22 @@ void FN(crossentropy_bwd)(REAL *probs, const int32_t *targets, int64_t N, int64_
     }
 }
 
+/* The same with a scale per row of T positions: row_scale[i / T]. */
+void FN(crossentropy_bwd_rows)(REAL *probs, const int32_t *targets, int64_t N, int64_t V, int64_t T,
+                               const double *row_scale, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        REAL *p = probs + i * V;
+        const REAL scale = (REAL)row_scale[i / T];
+        if (targets[i] < 0) {
+            for (int64_t j = 0; j < V; j++) p[j] = 0;
+            continue;
+        }
+        for (int64_t j = 0; j < V; j++) p[j] *= scale;
+        p[targets[i]] -= scale;
+    }
+}
+
 #undef FN
 #undef CAT
 #undef CAT_

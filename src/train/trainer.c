@@ -4,7 +4,9 @@
 
 #include "../base/rng.h"
 #include "checkpoint.h"
+#include "dpo.h"
 #include "export.h"
+#include "lora_train.h"
 #include "llmos/data.h"
 #include "llmos/init.h"
 #include "llmos/machine.h"
@@ -72,6 +74,13 @@ typedef struct run {
     lm_data *train, *val;
     lm_train_shape shape;
     lm_trm_f32 *model;
+    char arch[32];          /* the model's general.architecture */
+    lm_lora_state *lora;    /* LoRA runs: the trained factors */
+    float *opt_p, *opt_g;   /* what the optimizer updates: the parameters, or the LoRA factors */
+    int64_t n_opt;
+    double *ref_train, *ref_val; /* DPO: the reference model's log-probability of each row */
+    int64_t *pairs;         /* DPO: the pair of each half of the micro-batch (B / 2) */
+    lm_dpo_stats dpo;       /* DPO: the last held-out statistics */
     float *m, *v;
     lm_param_segment *seg;
     int64_t n_seg, n_params;
@@ -88,6 +97,16 @@ typedef struct run {
  * positions (inputs: the first T, targets: the last T). */
 static void sample_batch(run *r) {
     const int64_t B = r->o->batch, T = r->o->context;
+    if (r->o->dpo_beta > 0) { /* DPO: B / 2 random pairs, each two rows */
+        const lm_train_rows *rows = r->o->rows_train;
+        for (int64_t b = 0; b < B / 2; b++) {
+            int64_t pair = (int64_t)(lm_rng_next(&r->rng) % (uint64_t)(rows->n_rows / 2));
+            r->pairs[b] = pair;
+            memcpy(r->inputs + 2 * b * T, rows->inputs + 2 * pair * T, (size_t)(2 * T) * sizeof(int32_t));
+            memcpy(r->targets + 2 * b * T, rows->targets + 2 * pair * T, (size_t)(2 * T) * sizeof(int32_t));
+        }
+        return;
+    }
     if (r->o->rows_train) { /* SFT: B random packed rows */
         const lm_train_rows *rows = r->o->rows_train;
         for (int64_t b = 0; b < B; b++) {
@@ -134,6 +153,10 @@ static void fill_val(run *r, int64_t w, int64_t b, int64_t n_windows) {
  * n_windows <= 0). */
 static double evaluate(run *r, int64_t n_windows) {
     const int64_t B = r->o->batch, T = r->o->context;
+    if (r->o->dpo_beta > 0) { /* every held-out pair */
+        lm_dpo_evaluate(r->model, r->o->rows_val, r->ref_val, r->o->dpo_beta, B, T, r->inputs, r->targets, &r->dpo);
+        return r->dpo.loss;
+    }
     int64_t avail = r->o->rows_val ? r->o->rows_val->n_rows : (lm_data_tokens(r->val) - 1) / T;
     if (n_windows <= 0 || n_windows > avail) n_windows = avail;
     double sum = 0;
@@ -175,6 +198,7 @@ static lm_status setup_model(run *r, lm_error *err) {
     lm_model *m;
     lm_status st = lm_model_load(r->template_path, &m, err);
     if (st) return lm_error_prefix(err, st, "%s: ", r->template_path);
+    snprintf(r->arch, sizeof r->arch, "%s", lm_model_get_config(m)->arch);
     st = lm_train_shape_of(m, &r->shape, err);
     if (!st && r->train && (uint32_t)r->shape.n_vocab < lm_data_vocab_size(r->train)) {
         st = lm_error_set(err, LM_ERR_ARG, "the data's vocabulary (%u tokens) is larger than the model's (%lld)",
@@ -203,6 +227,10 @@ static void log_json(run *r, const lm_train_step_info *in) {
     fprintf(r->json, "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens_per_s\":%.1f,\"mfu\":%.4f",
             (long long)in->step, in->loss, in->lr, in->grad_norm, in->tokens_per_s, in->mfu);
     if (in->val_loss >= 0) fprintf(r->json, ",\"val_loss\":%.6f", in->val_loss);
+    if (in->val_loss >= 0 && r->o->dpo_beta > 0) {
+        fprintf(r->json, ",\"val_reward_margin\":%.6f,\"val_reward_accuracy\":%.4f,\"val_likelihood_accuracy\":%.4f",
+                r->dpo.margin, r->dpo.reward_accuracy, r->dpo.likelihood_accuracy);
+    }
     fprintf(r->json, "}\n");
     fflush(r->json);
 }
@@ -223,13 +251,17 @@ static void show_step(const run *r, const lm_train_step_info *in, int every) {
         if (in->val_loss >= 0) printf("  val %.4f", in->val_loss);
         printf("  lr %.2e  grad norm %.3f  %.0f tok/s  MFU %.1f%%  %.0fs\n", in->lr, in->grad_norm, in->tokens_per_s,
                100 * in->mfu, in->elapsed_s);
+        if (in->val_loss >= 0 && r->o->dpo_beta > 0) {
+            printf("    held-out pairs: reward margin %.4f, reward accuracy %.1f%%, likelihood accuracy %.1f%%\n",
+                   r->dpo.margin, 100 * r->dpo.reward_accuracy, 100 * r->dpo.likelihood_accuracy);
+        }
         fflush(stdout);
     }
 }
 
 static lm_status save_checkpoint(run *r, const lm_ckpt_state *cs, lm_error *err) {
     char path[4096];
-    lm_status st = lm_ckpt_save(r->ckpt_dir, &r->shape, r->n_params, lm_trm_params_f32(r->model), r->m, r->v, cs, path, err);
+    lm_status st = lm_ckpt_save(r->ckpt_dir, &r->shape, r->n_opt, r->opt_p, r->m, r->v, cs, path, err);
     if (!st && !r->o->quiet) {
         if (isatty(2)) fprintf(stderr, "\r%*s\r", 80, "");
         printf("checkpoint: %s\n", path);
@@ -243,12 +275,18 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
     const int64_t accum = o->batch_tokens > tokens_per_micro ? (o->batch_tokens + tokens_per_micro - 1) / tokens_per_micro : 1;
     float *params = lm_trm_params_f32(r->model), *grads = lm_trm_grads_f32(r->model);
     lm_ckpt_state cs = {0};
+    double *row_scale = o->dpo_beta > 0 ? malloc((size_t)B * sizeof *row_scale) : NULL, *row_logp = NULL;
+    if (o->dpo_beta > 0 && (!row_scale || !(row_logp = malloc((size_t)B * sizeof *row_logp)))) {
+        free(row_scale);
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
     lm_rng_seed(&r->rng, o->seed ^ 0xda7a5eedull);
     memcpy(cs.rng, r->rng.s, sizeof cs.rng);
     if (o->resume) {
         char path[4096];
         int found;
-        lm_ckpt_load_latest(r->ckpt_dir, &r->shape, r->n_params, params, r->m, r->v, &cs, path, &found, warn_line, err);
+        lm_ckpt_load_latest(r->ckpt_dir, &r->shape, r->n_opt, r->opt_p, r->m, r->v, &cs, path, &found, warn_line, err);
+        if (found && r->lora) lm_lora_state_apply(r->lora, params, o->n_threads);
         if (found) {
             memcpy(r->rng.s, cs.rng, sizeof cs.rng);
             if (!o->quiet) printf("resuming from %s (step %lld)\n", path, (long long)cs.step);
@@ -268,12 +306,31 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
             sample_batch(r);
             int64_t scored;
             double loss = lm_trm_forward_f32(r->model, r->inputs, r->targets, &scored);
-            loss_sum += scored ? loss / (double)scored : 0;
-            lm_trm_backward_f32(r->model, scored ? 1.0 / ((double)scored * (double)accum) : 0.0);
+            if (o->dpo_beta > 0) {
+                /* d(mean pair loss)/d(summed token loss of a row) = -d(loss)/d(log-probability of the row) */
+                const int64_t P = B / 2;
+                lm_dpo_row_logps(r->model, r->targets, B, T, row_logp);
+                double mean = 0;
+                for (int64_t b = 0; b < P; b++) {
+                    const int64_t pair = r->pairs[b];
+                    double margin, d;
+                    mean += lm_dpo_pair_loss(row_logp[2 * b], row_logp[2 * b + 1], r->ref_train[2 * pair],
+                                             r->ref_train[2 * pair + 1], o->dpo_beta, &margin, &d) / (double)P;
+                    row_scale[2 * b] = -d / ((double)P * (double)accum);
+                    row_scale[2 * b + 1] = d / ((double)P * (double)accum);
+                }
+                loss_sum += mean;
+                lm_trm_backward_rows_f32(r->model, row_scale);
+            } else {
+                loss_sum += scored ? loss / (double)scored : 0;
+                lm_trm_backward_f32(r->model, scored ? 1.0 / ((double)scored * (double)accum) : 0.0);
+            }
         }
-        double gnorm = lm_grad_norm(grads, r->n_params, o->n_threads);
-        if (o->grad_clip > 0 && gnorm > o->grad_clip) lm_scale(grads, r->n_params, (float)(o->grad_clip / gnorm), o->n_threads);
-        lm_adamw_step(params, grads, r->m, r->v, r->seg, r->n_seg, lr, o, step + 1, o->n_threads);
+        if (r->lora) lm_lora_state_backward(r->lora, grads, o->n_threads);
+        double gnorm = lm_grad_norm(r->opt_g, r->n_opt, o->n_threads);
+        if (o->grad_clip > 0 && gnorm > o->grad_clip) lm_scale(r->opt_g, r->n_opt, (float)(o->grad_clip / gnorm), o->n_threads);
+        lm_adamw_step(r->opt_p, r->opt_g, r->m, r->v, r->seg, r->n_seg, lr, o, step + 1, o->n_threads);
+        if (r->lora) lm_lora_state_apply(r->lora, params, o->n_threads);
         double dt = now_s() - t0;
         cs.step = step + 1;
         cs.tokens_seen += accum * tokens_per_micro;
@@ -291,7 +348,7 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
         curve_add(r, (lm_loss_point){info.step, info.loss, info.val_loss, lr});
         cs.elapsed_s = info.elapsed_s;
         int save = last || out_of_time || stop_requested || (o->checkpoint_every > 0 && cs.step % o->checkpoint_every == 0);
-        if (save && (st = save_checkpoint(r, &cs, err))) return st;
+        if (save && (st = save_checkpoint(r, &cs, err))) break;
         if (!last && (out_of_time || stop_requested)) {
             *stopped_early = 1;
             /* Said even with quiet: it is the outcome, not progress. */
@@ -299,7 +356,9 @@ static lm_status train_loop(run *r, int *stopped_early, lm_error *err) {
             break;
         }
     }
-    if (o->max_steps <= cs.step && r->n_curve == 0 && !o->quiet) printf("nothing to do: the checkpoint is at step %lld\n", (long long)cs.step);
+    if (!st && o->max_steps <= cs.step && r->n_curve == 0 && !o->quiet) printf("nothing to do: the checkpoint is at step %lld\n", (long long)cs.step);
+    free(row_scale);
+    free(row_logp);
     return st;
 }
 
@@ -374,13 +433,60 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
     }
     if (!st) st = check_rows(o->rows_train, o->context, r.shape.n_vocab, "training", err);
     if (!st) st = check_rows(o->rows_val, o->context, r.shape.n_vocab, "validation", err);
+    if (!st && o->dpo_beta > 0) {
+        if (!o->rows_train || o->batch % 2 || o->rows_train->n_rows % 2 || (o->rows_val && o->rows_val->n_rows % 2)) {
+            st = lm_error_set(err, LM_ERR_ARG, "DPO needs an even batch and rows in pairs");
+        }
+    }
+    if (!st && o->lora_rank > 0) {
+        double alpha = o->lora_alpha > 0 ? o->lora_alpha : 2.0 * (double)o->lora_rank;
+        st = lm_lora_state_create(&r.shape, lm_trm_layout_f32(r.model), lm_trm_params_f32(r.model), o->lora_rank,
+                                  (float)alpha, o->seed, &r.lora, err);
+    }
     if (!st) {
-        r.m = calloc((size_t)r.n_params, sizeof *r.m);
-        r.v = calloc((size_t)r.n_params, sizeof *r.v);
+        if (r.lora) {
+            r.opt_p = lm_lora_state_params(r.lora), r.opt_g = lm_lora_state_grads(r.lora);
+            r.n_opt = lm_lora_state_count(r.lora);
+            r.n_seg = 1;
+            if ((r.seg = malloc(sizeof *r.seg))) r.seg[0] = (lm_param_segment){0, r.n_opt, 1};
+        } else {
+            r.opt_p = lm_trm_params_f32(r.model), r.opt_g = lm_trm_grads_f32(r.model);
+            r.n_opt = r.n_params;
+            r.seg = lm_param_segments(lm_trm_layout_f32(r.model), &r.shape, o->decay_embeddings, &r.n_seg);
+        }
+        r.m = calloc((size_t)r.n_opt, sizeof *r.m);
+        r.v = calloc((size_t)r.n_opt, sizeof *r.v);
         r.inputs = malloc((size_t)(o->batch * o->context) * sizeof *r.inputs);
         r.targets = malloc((size_t)(o->batch * o->context) * sizeof *r.targets);
-        r.seg = lm_param_segments(lm_trm_layout_f32(r.model), &r.shape, o->decay_embeddings, &r.n_seg);
-        if (!r.m || !r.v || !r.inputs || !r.targets || !r.seg) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory for the optimizer state");
+        if (o->dpo_beta > 0) {
+            r.pairs = malloc((size_t)(o->batch / 2) * sizeof *r.pairs);
+            r.ref_train = malloc((size_t)o->rows_train->n_rows * sizeof *r.ref_train);
+            r.ref_val = malloc((size_t)(o->rows_val ? o->rows_val->n_rows : 1) * sizeof *r.ref_val);
+        }
+        if (!r.m || !r.v || !r.inputs || !r.targets || !r.seg ||
+            (o->dpo_beta > 0 && (!r.pairs || !r.ref_train || !r.ref_val))) {
+            st = lm_error_set(err, LM_ERR_NOMEM, "out of memory for the optimizer state");
+        }
+    }
+    if (!st && o->dpo_beta > 0) { /* the reference model's log-probabilities: the starting weights */
+        double t0 = now_s();
+        lm_dpo_logps_all(r.model, o->rows_train, o->batch, o->context, r.inputs, r.targets, r.ref_train);
+        if (o->rows_val) {
+            lm_dpo_logps_all(r.model, o->rows_val, o->batch, o->context, r.inputs, r.targets, r.ref_val);
+            evaluate(&r, 0);
+        }
+        if (!o->quiet) {
+            printf("reference log-probabilities of %lld pairs in %.1f s\n",
+                   (long long)(o->rows_train->n_rows + (o->rows_val ? o->rows_val->n_rows : 0)) / 2, now_s() - t0);
+            if (o->rows_val) {
+                printf("the starting model on %lld held-out pairs: likelihood accuracy %.1f%% (chosen more likely than rejected)\n",
+                       (long long)r.dpo.n_pairs, 100 * r.dpo.reference_accuracy);
+            }
+        }
+    }
+    if (!st && r.lora && !o->quiet) {
+        printf("LoRA: rank %lld on every layer's 7 matrices, %lld trainable values; the weights are frozen\n",
+               (long long)o->lora_rank, (long long)r.n_opt);
     }
     if (!st && o->json_log && !(r.json = fopen(o->json_log, "a"))) {
         st = lm_error_set(err, LM_ERR_IO, "cannot open %s: %s", o->json_log, strerror(errno));
@@ -412,15 +518,28 @@ static lm_status train_setup_and_run(run *rp, int *stopped_early, lm_error *err)
     }
     if (!st && (r.val || o->rows_val) && !*stopped_early) {
         double vl = evaluate(&r, 0);
-        if (!o->quiet) printf("validation loss over the whole val split: %.4f\n", vl);
+        if (o->dpo_beta > 0) { /* said even with quiet: it is the outcome */
+            printf("held-out pairs (%lld): DPO loss %.4f, reward margin %.4f, reward accuracy %.1f%%, likelihood accuracy "
+                   "%.1f%% (the starting model: %.1f%%)\n",
+                   (long long)r.dpo.n_pairs, r.dpo.loss, r.dpo.margin, 100 * r.dpo.reward_accuracy,
+                   100 * r.dpo.likelihood_accuracy, 100 * r.dpo.reference_accuracy);
+        } else if (!o->quiet) {
+            printf("validation loss over the whole val split: %.4f\n", vl);
+        }
     }
-    if (!st) {
+    if (!st && r.lora) {
+        st = lm_lora_state_export(r.lora, r.arch, o->out_path, err);
+    } else if (!st) {
         st = lm_train_export(r.template_path, &r.shape, lm_trm_layout_f32(r.model), lm_trm_params_f32(r.model),
                              o->chat_template, o->out_path, err);
     }
     if (!st && r.n_curve) st = lm_write_loss_curve(o->out_path, r.curve, r.n_curve, err);
     if (!st && !o->quiet) printf("wrote %s (and %s.loss.csv, %s.loss.svg)\n", o->out_path, o->out_path, o->out_path);
     if (r.json) fclose(r.json);
+    lm_lora_state_free(r.lora);
+    free(r.pairs);
+    free(r.ref_train);
+    free(r.ref_val);
     free(r.curve);
     free(r.m);
     free(r.v);

@@ -1,6 +1,8 @@
 /* libFuzzer target for the model loader: any bytes -> GGUF parse -> every
- * metadata getter -> model + tokenizer load -> a short forward pass and a
- * tokenizer round trip. Nothing may crash, leak or read out of bounds. */
+ * metadata getter -> LoRA adapter read -> model + tokenizer load -> a short
+ * forward pass and a tokenizer round trip. Nothing may crash, leak or read
+ * out of bounds. */
+#include "llmos/lora.h"
 #include "llmos/model.h"
 
 #include <stdlib.h>
@@ -31,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lm_error err;
     if (lm_gguf_open_memory(copy, size, &g, &err) == LM_OK) {
         touch_metadata(g);
+        lm_lora *lora;
+        if (lm_lora_read_gguf(g, &lora, &err) == LM_OK) lm_lora_free(lora);
         lm_model *m;
         if (lm_model_load_gguf(g, &m, &err) == LM_OK) {
             const lm_model_config *c = lm_model_get_config(m);
