@@ -5,42 +5,73 @@
 #include "llmos/chat_template.h"
 #include "test.h"
 
-/* ---- templates (public; copied from each model's tokenizer_config.json) ---- */
+/* ---- templates (public; each model's tokenizer_config.json "chat_template") ----
+ *
+ * The texts are byte for byte the published ones. Where the JSON has an
+ * escaped "\\n" the template holds a backslash-n escape inside a Jinja string
+ * literal (written "\\n" here); where it has a plain "\n" the template holds a
+ * real newline (written "\n" here). Both render the same; the bytes differ.
+ * Checked against copies vendored by other projects, cited per template; the
+ * expected renderings below were checked with Python's jinja2 3.1 configured
+ * as transformers' apply_chat_template configures it (sandboxed, trim_blocks,
+ * lstrip_blocks, raise_exception, tojson with ensure_ascii=False). */
 
-/* ChatML as llama.cpp and many fine-tunes (e.g. teknium/OpenHermes-2.5) write it. */
+/* ChatML, teknium/OpenHermes-2.5-Mistral-7B (Apache-2.0). Source: ggml-org/llama.cpp
+ * tests/chat/templates/teknium-OpenHermes-2.5-Mistral-7B.jinja (commit 2eb29bf8, fetched from the
+ * Hub by its scripts; llama.cpp is MIT); same text in abetlen/llama-cpp-python
+ * llama_cpp/llama_chat_format.py (MIT). */
 static const char *CHATML =
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
-    "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' +"
+    " '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-/* meta-llama/Llama-2-7b-chat-hf */
+/* meta-llama/Llama-2-7b-chat-hf (Llama 2 Community License). No copy fetched from the Hub was
+ * at hand: this is the text that several unrelated projects quote verbatim as that model's
+ * template (training scripts' DEFAULT_CHAT_TEMPLATE, a Jinja test generator), with "<<SYS>>\\n"
+ * escaped in the JSON; llama.cpp's bofenghuang/vigogne-2-70b-chat case (tests/test-chat-template.cpp)
+ * extends the same text. Unchanged: it already matched. */
 static const char *LLAMA2 =
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
-    "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif "
-    "%}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ "
-    "raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if "
-    "loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + "
-    "'\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if "
-    "message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] "
-    "== 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message ="
+    " messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif"
+    " %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{"
+    " raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if"
+    " loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message +"
+    " '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if"
+    " message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role']"
+    " == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
 
-/* meta-llama/Meta-Llama-3-8B-Instruct */
+/* meta-llama/Meta-Llama-3-8B-Instruct (Meta Llama 3 Community License), the revision with the
+ * add_generation_prompt condition (the first release always appended the header). Source:
+ * abetlen/llama-cpp-python llama_cpp/llama_chat_format.py LLAMA3_INSTRUCT_CHAT_TEMPLATE (MIT). */
 static const char *LLAMA3 =
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
-    "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == "
-    "0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt "
-    "%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' +"
+    " message['role'] + '<|end_header_id|>\n"
+    "\n"
+    "'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content"
+    " %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{"
+    " '<|start_header_id|>assistant<|end_header_id|>\n"
+    "\n"
+    "' }}{% endif %}";
 
-/* mistralai/Mistral-7B-Instruct-v0.1 (no system role) */
+/* mistralai/Mistral-7B-Instruct-v0.1 (Apache-2.0), the original revision: no system role, and
+ * eos_token + ' ' after each answer. Source: abetlen/llama-cpp-python llama_cpp/llama_chat_format.py
+ * MISTRAL_INSTRUCT_CHAT_TEMPLATE (MIT); huggingface/huggingface.js packages/jinja/test/templates.test.js
+ * ("TheBloke/Mistral-7B-Instruct-v0.1-GPTQ", MIT). The original Mixtral-8x7B-Instruct-v0.1 /
+ * Mistral-7B-Instruct-v0.2 template is the same without the ' '. On the Hub these were later
+ * replaced by the "v1" template below (seen for Mixtral-8x7B-Instruct-v0.1 and v0.2; not checked
+ * for v0.1). */
 static const char *MISTRAL_V01 =
-    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ "
-    "raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if "
-    "message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == "
-    "'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles "
-    "are supported!') }}{% endif %}{% endfor %}";
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{"
+    " raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if"
+    " message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] =="
+    " 'assistant' %}{{ message['content'] + eos_token + ' ' }}{% else %}{{ raise_exception('Only user and assistant"
+    " roles are supported!') }}{% endif %}{% endfor %}";
 
-/* mistralai/Mistral-7B-Instruct-v0.3, the text-only part (the system prompt
- * goes into the last user turn); multi-line with whitespace control. */
-static const char *MISTRAL_V03 =
+/* The "v1" template with a system prompt, which replaced the above on the Hub:
+ * mistralai/Mixtral-8x7B-Instruct-v0.1 and Mistral-7B-Instruct-v0.2 (Apache-2.0). Source:
+ * ggml-org/llama.cpp tests/chat/templates/mistralai-Mixtral-8x7B-Instruct-v0.1.jinja (commit
+ * eaca756e, fetched from the Hub; MIT), identical to the "Mistral-7B-Instruct-v0.2 (mistralai 'v1'
+ * template with a system prompt)" case in llama.cpp tests/test-chat-template.cpp. */
+static const char *MISTRAL_V1 =
     "{%- if messages[0]['role'] == 'system' %}\n"
     "    {%- set system_message = messages[0]['content'] %}\n"
     "    {%- set loop_messages = messages[1:] %}\n"
@@ -51,41 +82,147 @@ static const char *MISTRAL_V03 =
     "{{- bos_token }}\n"
     "{%- for message in loop_messages %}\n"
     "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}\n"
-    "        {{- raise_exception('After the optional system message, conversation roles must alternate "
-    "user/assistant/user/assistant/...') }}\n"
+    "        {{- raise_exception('After the optional system message, conversation roles must alternate"
+    " user/assistant/user/assistant/...') }}\n"
     "    {%- endif %}\n"
     "    {%- if message['role'] == 'user' %}\n"
-    "        {%- if loop.last and system_message is defined %}\n"
-    "            {{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}\n"
+    "        {%- if loop.first and system_message is defined %}\n"
+    "            {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}\n"
     "        {%- else %}\n"
-    "            {{- '[INST] ' + message['content'] + '[/INST]' }}\n"
+    "            {{- ' [INST] ' + message['content'] + ' [/INST]' }}\n"
     "        {%- endif %}\n"
     "    {%- elif message['role'] == 'assistant' %}\n"
     "        {{- ' ' + message['content'] + eos_token}}\n"
     "    {%- else %}\n"
-    "        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial "
-    "optional system message!') }}\n"
+    "        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial"
+    " optional system message!') }}\n"
     "    {%- endif %}\n"
     "{%- endfor %}\n";
 
-/* google/gemma-7b-it (assistant is "model"; no system role) */
+/* mistralai/Mistral-7B-Instruct-v0.3 (Apache-2.0): the "v3" template, with tool calling; the
+ * system prompt goes into the last user turn. Source: ggml-org/llama.cpp tests/test-chat-template.cpp
+ * (early-2025 versions, case "Mistral-Large-Instruct-2407 (mistralai 'v3' template ...)", MIT); the
+ * same text is quoted as Mistral 7B Instruct v0.3's by another project's Jinja test generator. Uses selectattr, list, dict.items(), `for k, v in ... if ...`. */
+static const char *MISTRAL_V03 =
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages #}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_calls is defined"
+    " and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must alternate"
+    " user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS] [\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {%- set tool = tool.function %}\n"
+    "                {{- '{\"type\": \"function\", \"function\": {' }}\n"
+    "                {%- for key, val in tool.items() if key != \"return\" %}\n"
+    "                    {%- if val is string %}\n"
+    "                        {{- '\"' + key + '\": \"' + val + '\"' }}\n"
+    "                    {%- else %}\n"
+    "                        {{- '\"' + key + '\": ' + val|tojson }}\n"
+    "                    {%- endif %}\n"
+    "                    {%- if not loop.last %}\n"
+    "                        {{- \", \" }}\n"
+    "                    {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "                {{- \"}}\" }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- else %}\n"
+    "                    {{- \"]\" }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "            {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message.tool_calls is defined and message.tool_calls is not none %}\n"
+    "        {{- \"[TOOL_CALLS] [\" }}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- set out = tool_call.function|tojson %}\n"
+    "            {{- out[:-1] }}\n"
+    "            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}\n"
+    "                {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "            {%- endif %}\n"
+    "            {{- ', \"id\": \"' + tool_call.id + '\"}' }}\n"
+    "            {%- if not loop.last %}\n"
+    "                {{- \", \" }}\n"
+    "            {%- else %}\n"
+    "                {{- \"]\" + eos_token }}\n"
+    "            {%- endif %}\n"
+    "        {%- endfor %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {{- \" \" + message[\"content\"]|trim + eos_token}}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {%- if message.content is defined and message.content.content is defined %}\n"
+    "            {%- set content = message.content.content %}\n"
+    "        {%- else %}\n"
+    "            {%- set content = message.content %}\n"
+    "        {%- endif %}\n"
+    "        {{- '[TOOL_RESULTS] {\"content\": ' + content|string + \", \" }}\n"
+    "        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}\n"
+    "            {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\"call_id\": \"' + message.tool_call_id + '\"}[/TOOL_RESULTS]' }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception of an initial"
+    " optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+
+/* google/gemma-7b-it (Gemma Terms of Use): assistant is "model"; no system role. Source:
+ * ggml-org/llama.cpp tests/chat/templates/google-gemma-7b-it.jinja (commit 2eb29bf8, fetched from the
+ * Hub; MIT). */
 static const char *GEMMA =
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% "
-    "endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ "
-    "raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if "
-    "(message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif "
-    "%}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if "
-    "add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{%"
+    " endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{"
+    " raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if"
+    " (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif"
+    " %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if"
+    " add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
 
-/* microsoft/Phi-3-mini-4k-instruct */
+/* microsoft/Phi-3-mini-4k-instruct (MIT), the revision with a system role. Source: ggml-org/llama.cpp
+ * tests/chat/templates/microsoft-Phi-3-mini-4k-instruct.jinja (commit 8f46558a, fetched from the Hub;
+ * MIT). */
 static const char *PHI3 =
-    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + "
-    "'<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif "
-    "message['role'] == 'assistant' %}{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor "
-    "%}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n"
+    "' + message['content'] + '<|end|>\n"
+    "'}}{% elif message['role'] == 'user' %}{{'<|user|>\n"
+    "' + message['content'] + '<|end|>\n"
+    "'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n"
+    "' + message['content'] + '<|end|>\n"
+    "'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n"
+    "' }}{% else %}{{ eos_token }}{% endif %}";
 
-/* Qwen/Qwen2.5-7B-Instruct: ChatML with a default system prompt, and the
- * Hermes-style tool block (tools as JSON lines inside <tools></tools>). */
+/* Qwen/Qwen2.5-7B-Instruct (Apache-2.0): ChatML with a default system prompt, and the Hermes-style
+ * tool block (tools as JSON lines inside <tools></tools>); the tool-use template of these tests.
+ * Source: ggml-org/llama.cpp tests/chat/templates/Qwen-Qwen2.5-7B-Instruct.jinja (commit eaca756e,
+ * fetched from the Hub; MIT). */
 static const char *QWEN25 =
     "{%- if tools %}\n"
     "    {{- '<|im_start|>system\\n' }}\n"
@@ -94,26 +231,26 @@ static const char *QWEN25 =
     "    {%- else %}\n"
     "        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}\n"
     "    {%- endif %}\n"
-    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are "
-    "provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    "    {{- \"\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are"
+    " provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
     "    {%- for tool in tools %}\n"
     "        {{- \"\\n\" }}\n"
     "        {{- tool | tojson }}\n"
     "    {%- endfor %}\n"
-    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
-    "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": "
-    "<args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
+    "    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within"
+    " <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\":"
+    " <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n"
     "{%- else %}\n"
     "    {%- if messages[0]['role'] == 'system' %}\n"
     "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
     "    {%- else %}\n"
-    "        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
-    "assistant.<|im_end|>\\n' }}\n"
+    "        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful"
+    " assistant.<|im_end|>\\n' }}\n"
     "    {%- endif %}\n"
     "{%- endif %}\n"
     "{%- for message in messages %}\n"
-    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or (message.role == "
-    "\"assistant\" and not message.tool_calls) %}\n"
+    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or (message.role =="
+    " \"assistant\" and not message.tool_calls) %}\n"
     "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
     "    {%- elif message.role == \"assistant\" %}\n"
     "        {{- '<|im_start|>' + message.role }}\n"
@@ -247,14 +384,23 @@ static void test_families(void) {
     snprintf(buf, sizeof buf, "%s<|start_header_id|>assistant<|end_header_id|>\n\n", llama3);
     check_render("llama3", LLAMA3, CONV, 4, 1, "<|begin_of_text|>", "<|eot_id|>", NULL, buf);
 
-    /* Mistral: <s>[INST] {user} [/INST]{answer}</s>[INST] {user} [/INST] (v0.1, no system role) */
+    /* Mistral v0.1 (original): <s>[INST] {user} [/INST]{answer}</s> [INST] {user} [/INST], no system role */
     check_render("mistral v0.1", MISTRAL_V01, CONV + 1, 3, 1, "<s>", "</s>", NULL,
-                 "<s>[INST] Hello! [/INST]Hi! How can I help?</s>[INST] What is 2+2? [/INST]");
+                 "<s>[INST] Hello! [/INST]Hi! How can I help?</s> [INST] What is 2+2? [/INST]");
+    /* The "v1" template now on the Hub: a space before [INST] and each answer; the system prompt
+     * goes into the first user turn. */
+    check_render("mistral v1", MISTRAL_V1, CONV, 4, 1, "<s>", "</s>", NULL,
+                 "<s> [INST] You are a helpful assistant.\n\nHello! [/INST] Hi! How can I help?</s>"
+                 " [INST] What is 2+2? [/INST]");
+    check_render("mistral v1 without system", MISTRAL_V1, CONV + 1, 3, 0, "<s>", "</s>", NULL,
+                 "<s> [INST] Hello! [/INST] Hi! How can I help?</s> [INST] What is 2+2? [/INST]");
     /* v0.3: the system prompt goes into the last user turn. */
     const char *mistral3 = "<s>[INST] Hello![/INST] Hi! How can I help?</s>"
                            "[INST] You are a helpful assistant.\n\nWhat is 2+2?[/INST]";
     check_render("mistral v0.3", MISTRAL_V03, CONV, 4, 0, "<s>", "</s>", NULL, mistral3);
     check_render("mistral v0.3", MISTRAL_V03, CONV, 4, 1, "<s>", "</s>", NULL, mistral3);
+    check_render("mistral v0.3 without system", MISTRAL_V03, CONV + 1, 3, 1, "<s>", "</s>", NULL,
+                 "<s>[INST] Hello![/INST] Hi! How can I help?</s>[INST] What is 2+2?[/INST]");
 
     /* Gemma: <start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n... */
     const char *gemma = "<bos><start_of_turn>user\nHello!<end_of_turn>\n"
@@ -281,6 +427,51 @@ static void test_families(void) {
                  "<|im_start|>user\nHello!<|im_end|>\n"
                  "<|im_start|>assistant\nHi! How can I help?<|im_end|>\n"
                  "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n");
+}
+
+/* llama.cpp's goldens: the files in tests/chat/goldens/ of ggml-org/llama.cpp (MIT; formerly
+ * ggerganov/llama.cpp; commits 68dd2f75, 8f46558a, 2eb29bf8, f5b78255), rendered by its
+ * tests/update_jinja_goldens.py with Python jinja2 from the contexts tests/chat/contexts/simple.json
+ * and system.json (add_generation_prompt true, bos "<|startoftext|>", eos "<|endoftext|>"). */
+static void test_llama_cpp_goldens(void) {
+    const char *bos = "<|startoftext|>", *eos = "<|endoftext|>";
+    const lm_chat_message simple[] = {
+        {"user", "What's your favourite LLM framework?"},
+        {"assistant", "llama.cpp!"},
+    };
+    const lm_chat_message system[] = {
+        {"system", "You only tell the truth."},
+        {"user", "What's your favourite LLM framework?"},
+        {"assistant", "llama.cpp!"},
+    };
+    /* teknium-OpenHermes-2.5-Mistral-7B-system.txt */
+    check_render("golden chatml system", CHATML, system, 3, 1, bos, eos, NULL,
+                 "<|im_start|>system\nYou only tell the truth.<|im_end|>\n<|im_start|>user\nWhat's your favourite "
+                 "LLM framework?<|im_end|>\n<|im_start|>assistant\nllama.cpp!<|im_end|>\n<|im_start|>assistant\n");
+    /* Qwen-Qwen2.5-7B-Instruct-simple.txt */
+    check_render("golden qwen2.5 simple", QWEN25, simple, 2, 1, bos, eos, NULL,
+                 "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                 "<|im_start|>user\nWhat's your favourite LLM framework?<|im_end|>\n<|im_start|>assistant\n"
+                 "llama.cpp!<|im_end|>\n<|im_start|>assistant\n");
+    /* microsoft-Phi-3-mini-4k-instruct-simple.txt */
+    check_render("golden phi3 simple", PHI3, simple, 2, 1, bos, eos, NULL,
+                 "<|user|>\nWhat's your favourite LLM framework?<|end|>\n<|assistant|>\nllama.cpp!<|end|>\n"
+                 "<|assistant|>\n");
+    /* mistralai-Mistral-7B-Instruct-v0.2-simple.txt and -system.txt (the v1 template) */
+    check_render("golden mistral v1 simple", MISTRAL_V1, simple, 2, 1, bos, eos, NULL,
+                 "<|startoftext|> [INST] What's your favourite LLM framework? [/INST] llama.cpp!<|endoftext|>");
+    check_render("golden mistral v1 system", MISTRAL_V1, system, 3, 1, bos, eos, NULL,
+                 "<|startoftext|> [INST] You only tell the truth.\n\nWhat's your favourite LLM framework? [/INST] "
+                 "llama.cpp!<|endoftext|>");
+    /* google-gemma-7b-it-system.txt: the script first folds the system prompt into the first
+     * user turn (Gemma has no system role), so render that conversation. */
+    const lm_chat_message folded[] = {
+        {"user", "You only tell the truth.\nWhat's your favourite LLM framework?"},
+        {"assistant", "llama.cpp!"},
+    };
+    check_render("golden gemma system", GEMMA, folded, 2, 1, bos, eos, NULL,
+                 "<|startoftext|><start_of_turn>user\nYou only tell the truth.\nWhat's your favourite LLM "
+                 "framework?<end_of_turn>\n<start_of_turn>model\nllama.cpp!<end_of_turn>\n<start_of_turn>model\n");
 }
 
 /* Qwen 2.5's tool block: the tools as JSON (json.dumps layout) one per
@@ -310,6 +501,15 @@ static void test_tools(void) {
         "<|im_start|>user\n<tool_response>\n18C, sunny\n</tool_response><|im_end|>\n"
         "<|im_start|>assistant\n";
     check_render("qwen2.5 tools", QWEN25, conv, 3, 1, NULL, "<|im_end|>", tools, want);
+
+    /* Mistral v0.3 lists the tools before the last user turn, each function's keys but "return"
+     * (strings written unescaped, as the upstream template does). */
+    check_render("mistral v0.3 tools", MISTRAL_V03, CONV, 4, 1, "<s>", "</s>", tools,
+                 "<s>[INST] Hello![/INST] Hi! How can I help?</s>[AVAILABLE_TOOLS] [{\"type\": \"function\", "
+                 "\"function\": {\"name\": \"get_weather\", \"description\": \"Get the weather \xc3\xa0 \"city\"\", "
+                 "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, "
+                 "\"required\": [\"city\"]}}}][/AVAILABLE_TOOLS][INST] You are a helpful assistant.\n\nWhat is "
+                 "2+2?[/INST]");
 
     /* tojson with an indent, as json.dumps(indent=2) writes it. */
     check_render("tojson indent", "{{ tools | tojson(indent=2) }}", NULL, 0, 0, NULL, NULL,
@@ -474,6 +674,26 @@ static void test_expressions(void) {
         {"{{ messages | length }}{{ add_generation_prompt }}{{ bos_token }}{{ eos_token }}", "0False"},
         {"{{ 'x' if 1 else 'y' if 2 else 'z' }}{{ 'x' if 0 else 'y' if 0 else 'z' }}", "xz"},
         {"{{ [1, 2] + [3] }}{{ {'a': 1} == {'a': 1} }}{{ 1 == true }}{{ none == false }}", "[1, 2, 3]TrueTrueFalse"},
+        /* selectattr / rejectattr / list, dict items/keys/values, for-if and unpacking (outputs as
+         * Python's jinja2 3.1 gives them) */
+        {"{% set m = [{'role': 'system', 'content': 'S'}, {'role': 'user', 'content': 'U1'}, {'role': 'assistant', "
+         "'content': ''}, {'role': 'user', 'content': 'U2'}] %}"
+         "{{ m | selectattr('role', 'equalto', 'user') | list | length }}|"
+         "{{ (m | selectattr('role', 'equalto', 'user') | list)[-1].content }}|"
+         "{% for x in m | rejectattr('role', 'equalto', 'user') %}{{ x.role }};{% endfor %}|"
+         "{% for x in m | selectattr('content') %}{{ loop.index }}{% endfor %}|"
+         "{% for x in m | selectattr('role', 'ne', 'system') %}{{ x.role[0] }}{% endfor %}|"
+         "{{ m | selectattr('nope', 'undefined') | list | length }}{{ m | selectattr('role', 'string') | list | length }}",
+         "2|U2|system;assistant;|123|uau|44"},
+        {"{{ 'h\xc3\xa9!' | list }}|{{ {'a': 1, 'b': 2} | list }}|{{ [1, 2] | list }}|{{ x | list }}",
+         "['h', '\xc3\xa9', '!']|['a', 'b']|[1, 2]|[]"},
+        {"{% for x in [1, 2, 3, 4] if x % 2 == 0 %}{{ loop.index }}:{{ x }}{% if not loop.last %},{% endif %}{% endfor %}"
+         "|{% for x in [1, 2] if x > 5 %}a{% else %}empty{% endfor %}",
+         "1:2,2:4|empty"},
+        {"{% for k, v in {'a': 1, 'b': 2, 'c': 3}.items() if k != 'b' %}{{ k }}={{ v }};{{ loop.length }}{% endfor %}"
+         "|{% for a, b in [[1, 2], [3, 4]] %}{{ a + b }}{% endfor %}|{{ {'a': 1, 'b': [2]}.keys() | list }}"
+         "{{ {'a': 1, 'b': [2]}.values() | list }}",
+         "a=1;2c=3;2|37|['a', 'b'][1, [2]]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];
@@ -520,7 +740,8 @@ static void test_errors(void) {
     expect_compile_error("{{ 1.5 }}", LM_ERR_FORMAT, "float", NULL);
     expect_compile_error("{{ 4 / 2 }}", LM_ERR_FORMAT, "operator '/'", NULL);
     expect_compile_error("{% set x %}a{% endset %}", LM_ERR_FORMAT, "block assignment", NULL);
-    expect_compile_error("{% for x in y if x %}{% endfor %}", LM_ERR_FORMAT, "for ... if", NULL);
+    expect_compile_error("{% for x in y recursive %}{% endfor %}", LM_ERR_FORMAT, "for ... recursive", NULL);
+    expect_compile_error("{% for a, 1 in y %}{% endfor %}", LM_ERR_FORMAT, "expected a loop variable", NULL);
     expect_compile_error("{# never closed", LM_ERR_FORMAT, "unterminated comment", NULL);
 
     /* raise_exception surfaces its message; Mistral v0.1 refuses a system turn. */
@@ -530,6 +751,14 @@ static void test_errors(void) {
     expect_render_error(GEMMA, CONV, 4, NULL, LM_ERR_ARG, "System role not supported");
     const lm_chat_message twice[] = {{"user", "a"}, {"user", "b"}};
     expect_render_error(LLAMA2, twice, 2, NULL, LM_ERR_ARG, "Conversation roles must alternate");
+    expect_render_error(MISTRAL_V1, twice, 2, NULL, LM_ERR_ARG, "After the optional system message");
+    expect_render_error(MISTRAL_V03, twice, 2, NULL, LM_ERR_ARG, "After the optional system message");
+    expect_render_error(MISTRAL_V1, with_tool, 2, NULL, LM_ERR_ARG, "with the exception of an initial optional");
+    expect_render_error("{% for a, b in [[1, 2], [3]] %}{% endfor %}", NULL, 0, NULL, LM_ERR_ARG, "cannot unpack");
+    expect_render_error("{% for a, b in ['xy'] %}{% endfor %}", NULL, 0, NULL, LM_ERR_ARG, "cannot unpack string");
+    expect_render_error("{{ [1] | selectattr('a', 'divisibleby', 3) }}", NULL, 0, NULL, LM_ERR_ARG, "unsupported test");
+    expect_render_error("{{ 5 | list }}", NULL, 0, NULL, LM_ERR_ARG, "list needs");
+    expect_render_error("{{ 'x'.items() }}", NULL, 0, NULL, LM_ERR_ARG, "needs a dict");
 
     expect_render_error("{{ 1 + 'a' }}", NULL, 0, NULL, LM_ERR_ARG, "cannot add integer and string");
     expect_render_error("{{ x + 'a' }}", NULL, 0, NULL, LM_ERR_ARG, "cannot add undefined and string");
@@ -606,6 +835,7 @@ static void test_errors(void) {
 
 int main(void) {
     test_families();
+    test_llama_cpp_goldens();
     test_tools();
     test_segments();
     test_expressions();

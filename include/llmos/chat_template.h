@@ -19,7 +19,8 @@
  * Supported subset (anything else is a compile error that names the
  * construct and gives line:column):
  *   tags     {{ expr }}; {% if %} {% elif %} {% else %} {% endif %};
- *            {% for x in expr %} ... [{% else %}] {% endfor %};
+ *            {% for x in expr [if cond] %} ... [{% else %}] {% endfor %},
+ *            also {% for k, v in d.items() %} (not `recursive`);
  *            {% set name = expr %}; {% set ns.attr = expr %}
  *   loop     loop.index loop.index0 loop.first loop.last loop.length
  *            loop.revindex loop.revindex0 loop.previtem loop.nextitem
@@ -32,10 +33,12 @@
  *   tests    x is [not] defined / undefined / none / string / number /
  *            integer / boolean / mapping / sequence / iterable / true / false
  *   filters  trim, tojson[(indent=N)], length, count, upper, lower,
- *            default(v[, true]) / d, string, join([sep]), first, last
+ *            default(v[, true]) / d, string, join([sep]), first, last, list,
+ *            selectattr / rejectattr(attr[, test[, value]]) with the tests
+ *            above and equalto / eq / == / ne / !=
  *   methods  strings: strip lstrip rstrip ([chars]), startswith endswith,
  *            upper lower, split([sep[, maxsplit]]), replace(old, new);
- *            dicts: get(key[, default])
+ *            dicts: get(key[, default]), items(), keys(), values()
  *   calls    raise_exception(msg) (render fails with msg), range([a,] b[, step]),
  *            namespace(name=value, ...)
  * Variables: messages (a list of dicts with 'role' and 'content'), bos_token,

@@ -156,9 +156,11 @@ enum nkind {
 
 enum binop { B_ADD, B_SUB, B_MUL, B_MOD, B_CAT, B_EQ, B_NE, B_LT, B_GT, B_LE, B_GE, B_AND, B_OR, B_IN, B_NOTIN };
 
-enum { F_TRIM, F_TOJSON, F_LENGTH, F_UPPER, F_LOWER, F_DEFAULT, F_STRING, F_JOIN, F_FIRST, F_LAST };
+enum { F_TRIM, F_TOJSON, F_LENGTH, F_UPPER, F_LOWER, F_DEFAULT, F_STRING, F_JOIN, F_FIRST, F_LAST, F_LIST,
+       F_SELECTATTR, F_REJECTATTR };
 enum { T_DEFINED, T_UNDEFINED, T_NONE, T_STRING, T_NUMBER, T_INTEGER, T_BOOLEAN, T_MAPPING, T_SEQUENCE, T_TRUE, T_FALSE };
-enum { M_STRIP, M_LSTRIP, M_RSTRIP, M_STARTSWITH, M_ENDSWITH, M_UPPER, M_LOWER, M_SPLIT, M_REPLACE, M_GET };
+enum { M_STRIP, M_LSTRIP, M_RSTRIP, M_STARTSWITH, M_ENDSWITH, M_UPPER, M_LOWER, M_SPLIT, M_REPLACE, M_GET, M_ITEMS,
+       M_KEYS, M_VALUES };
 enum { FN_RAISE, FN_RANGE, FN_NAMESPACE };
 
 typedef struct named {
@@ -169,6 +171,7 @@ typedef struct named {
 static const named filters[] = {{"trim", F_TRIM},       {"tojson", F_TOJSON}, {"length", F_LENGTH}, {"count", F_LENGTH},
                                 {"upper", F_UPPER},     {"lower", F_LOWER},   {"default", F_DEFAULT}, {"d", F_DEFAULT},
                                 {"string", F_STRING},   {"join", F_JOIN},     {"first", F_FIRST},   {"last", F_LAST},
+                                {"list", F_LIST},       {"selectattr", F_SELECTATTR}, {"rejectattr", F_REJECTATTR},
                                 {NULL, 0}};
 static const named tests[] = {{"defined", T_DEFINED}, {"undefined", T_UNDEFINED}, {"none", T_NONE},
                               {"string", T_STRING},   {"number", T_NUMBER},       {"integer", T_INTEGER},
@@ -178,7 +181,8 @@ static const named tests[] = {{"defined", T_DEFINED}, {"undefined", T_UNDEFINED}
 static const named methods[] = {{"strip", M_STRIP},   {"lstrip", M_LSTRIP}, {"rstrip", M_RSTRIP},
                                 {"startswith", M_STARTSWITH}, {"endswith", M_ENDSWITH}, {"upper", M_UPPER},
                                 {"lower", M_LOWER},   {"split", M_SPLIT},   {"replace", M_REPLACE},
-                                {"get", M_GET},       {NULL, 0}};
+                                {"get", M_GET},       {"items", M_ITEMS},   {"keys", M_KEYS},
+                                {"values", M_VALUES}, {NULL, 0}};
 static const named functions[] = {{"raise_exception", FN_RAISE}, {"range", FN_RANGE}, {"namespace", FN_NAMESPACE},
                                   {NULL, 0}};
 
@@ -202,6 +206,8 @@ struct node {
     size_t nargs;
     node **body, **els;     /* statements */
     size_t nbody, nels;
+    const char **targets;   /* for a, b in ...: the loop variables (NULL for one, in name) */
+    size_t ntargets;
     value lit;
 };
 
@@ -1027,9 +1033,30 @@ static node *parse_for(parser *ps, const token *kw) {
     }
     n->name = v->p;
     if (is_op(peek(ps), ",")) {
-        token *c = peek(ps);
-        perr(ps, c->line, c->col, "unpacking several loop variables is not supported");
-        return NULL;
+        /* for a, b in ...: each item is unpacked (a list of that many values). */
+        const char *names[16];
+        size_t cnt = 0;
+        names[cnt++] = v->p;
+        while (is_op(peek(ps), ",")) {
+            token *c = next(ps);
+            token *w = next(ps);
+            if (w->kind != TK_NAME) {
+                perr(ps, w->line, w->col, "expected a loop variable, found %s", tok_desc(w));
+                return NULL;
+            }
+            if (cnt == sizeof names / sizeof names[0]) {
+                perr(ps, c->line, c->col, "more than %zu loop variables", sizeof names / sizeof names[0]);
+                return NULL;
+            }
+            names[cnt++] = w->p;
+        }
+        n->targets = arena_alloc(&ps->t->ar, cnt * sizeof *n->targets);
+        if (!n->targets) {
+            nomem(ps);
+            return NULL;
+        }
+        memcpy((void *)n->targets, names, cnt * sizeof *names);
+        n->ntargets = cnt;
     }
     token *in = next(ps);
     if (!is_name(in, "in")) {
@@ -1038,8 +1065,14 @@ static node *parse_for(parser *ps, const token *kw) {
     }
     n->a = parse_or(ps);
     if (!n->a) return NULL;
+    if (is_name(peek(ps), "if")) {
+        /* for x in items if cond: the loop runs over the items that pass. */
+        next(ps);
+        n->b = parse_expr(ps);
+        if (!n->b) return NULL;
+    }
     token *x = peek(ps);
-    if (is_name(x, "if") || is_name(x, "recursive")) {
+    if (is_name(x, "recursive")) {
         perr(ps, x->line, x->col, "'for ... %s' is not supported", x->p);
         return NULL;
     }
@@ -1936,6 +1969,8 @@ static int need_str(rt *r, const node *n, value v, const char *what) {
     return 0;
 }
 
+static int eval_selectattr(rt *r, const node *n, value v, value *out);
+
 static int eval_filter(rt *r, const node *n, value *out) {
     value v, a0;
     if (eval(r, n->a, &v)) return -1;
@@ -2020,28 +2055,110 @@ static int eval_filter(rt *r, const node *n, value *out) {
             return rfail(r, n, LM_ERR_ARG, "%s needs a list, not %s", n->name, kind_name(v.k));
         }
         return 0;
+    case F_LIST: {
+        if (check_args(r, n, 0, NULL)) return -1;
+        if (v.k == V_LIST) return *out = v, 0;
+        list *l;
+        if (v.k == V_DICT) { /* the keys */
+            l = list_new(r, v.u.d->n);
+            if (!l) return -1;
+            for (size_t i = 0; i < v.u.d->n; i++) l->v[i] = v_str(v.u.d->k[i]);
+        } else if (v.k == V_STR) { /* the characters (code points) */
+            size_t cnt = 0;
+            for (size_t i = 0; i < v.u.s.len; i++) cnt += ((unsigned char)v.u.s.p[i] & 0xC0) != 0x80;
+            l = list_new(r, cnt);
+            if (!l) return -1;
+            for (size_t i = 0, k = 0; i < v.u.s.len; k++) {
+                size_t j = i + 1;
+                while (j < v.u.s.len && ((unsigned char)v.u.s.p[j] & 0xC0) == 0x80) j++;
+                l->v[k].k = V_STR;
+                if (lstr_sub(r, v.u.s, i, j - i, &l->v[k].u.s)) return -1;
+                i = j;
+            }
+        } else if (v.k == V_UNDEF) {
+            l = list_new(r, 0);
+            if (!l) return -1;
+        } else {
+            return rfail(r, n, LM_ERR_ARG, "list needs a list, dict or string, not %s", kind_name(v.k));
+        }
+        return *out = v_list(l), 0;
+    }
+    case F_SELECTATTR:
+    case F_REJECTATTR: return eval_selectattr(r, n, v, out);
     }
     return rfail(r, n, LM_ERR_ARG, "bad filter");
+}
+
+static int test_value(int id, value v) {
+    switch (id) {
+    case T_DEFINED: return v.k != V_UNDEF;
+    case T_UNDEFINED: return v.k == V_UNDEF;
+    case T_NONE: return v.k == V_NONE;
+    case T_STRING: return v.k == V_STR;
+    case T_NUMBER: return v.k == V_INT || v.k == V_BOOL;
+    case T_INTEGER: return v.k == V_INT;
+    case T_BOOLEAN: return v.k == V_BOOL;
+    case T_MAPPING: return v.k == V_DICT;
+    case T_SEQUENCE: return v.k == V_LIST || v.k == V_STR || v.k == V_DICT;
+    case T_TRUE: return v.k == V_BOOL && v.u.b;
+    case T_FALSE: return v.k == V_BOOL && !v.u.b;
+    }
+    return 0;
 }
 
 static int eval_test(rt *r, const node *n, value *out) {
     value v;
     if (eval(r, n->a, &v)) return -1;
-    int res = 0;
-    switch (n->op) {
-    case T_DEFINED: res = v.k != V_UNDEF; break;
-    case T_UNDEFINED: res = v.k == V_UNDEF; break;
-    case T_NONE: res = v.k == V_NONE; break;
-    case T_STRING: res = v.k == V_STR; break;
-    case T_NUMBER: res = v.k == V_INT || v.k == V_BOOL; break;
-    case T_INTEGER: res = v.k == V_INT; break;
-    case T_BOOLEAN: res = v.k == V_BOOL; break;
-    case T_MAPPING: res = v.k == V_DICT; break;
-    case T_SEQUENCE: res = v.k == V_LIST || v.k == V_STR || v.k == V_DICT; break;
-    case T_TRUE: res = v.k == V_BOOL && v.u.b; break;
-    case T_FALSE: res = v.k == V_BOOL && !v.u.b; break;
-    }
+    int res = test_value(n->op, v);
     *out = v_bool(n->negate ? !res : res);
+    return 0;
+}
+
+/* selectattr / rejectattr: the items of a list whose attribute (a dotted
+ * path of dict keys) passes a test: truthiness without a test name, else
+ * equalto / eq / == / ne / != against the test's argument, or one of the
+ * `is` tests without an argument. */
+static int eval_selectattr(rt *r, const node *n, value v, value *out) {
+    value a0, a1, a2;
+    if (check_args(r, n, 3, NULL) || arg(r, n, 0, NULL, &a0) || arg(r, n, 1, NULL, &a1) || arg(r, n, 2, NULL, &a2))
+        return -1;
+    if (need_str(r, n, a0, n->name)) return -1;
+    if (a1.k != V_UNDEF && need_str(r, n, a1, "the test name")) return -1;
+    int op = -1, tid = -1; /* op: 0 ==, 1 != */
+    if (a1.k == V_STR) {
+        if (lstr_eqz(a1.u.s, "equalto") || lstr_eqz(a1.u.s, "eq") || lstr_eqz(a1.u.s, "==")) op = 0;
+        else if (lstr_eqz(a1.u.s, "ne") || lstr_eqz(a1.u.s, "!=")) op = 1;
+        else {
+            char nm[32];
+            if (a1.u.s.len < sizeof nm) {
+                memcpy(nm, a1.u.s.p, a1.u.s.len);
+                nm[a1.u.s.len] = '\0';
+                tid = lookup_named(tests, nm);
+            }
+            if (tid < 0 || a2.k != V_UNDEF)
+                return rfail(r, n, LM_ERR_ARG, "%s: unsupported test '%.*s'", n->name,
+                             (int)(a1.u.s.len > 40 ? 40 : a1.u.s.len), a1.u.s.p);
+        }
+    }
+    if (v.k != V_LIST && v.k != V_UNDEF)
+        return rfail(r, n, LM_ERR_ARG, "%s needs a list, not %s", n->name, kind_name(v.k));
+    size_t total = v.k == V_LIST ? v.u.l->n : 0;
+    list *l = list_new(r, total);
+    if (!l) return -1;
+    size_t cnt = 0;
+    for (size_t i = 0; i < total; i++) {
+        value x = v.u.l->v[i];
+        lstr path = a0.u.s;
+        for (size_t at = 0, j; at <= path.len; at = j + 1) {
+            for (j = at; j < path.len && path.p[j] != '.'; j++) {}
+            x = get_attr(x, plain(path.p + at, j - at));
+        }
+        int pass = op == 0 ? values_equal(x, a2, 0) : op == 1 ? !values_equal(x, a2, 0)
+                 : tid >= 0 ? test_value(tid, x) : truthy(x);
+        if (pass == (n->op == F_SELECTATTR)) l->v[cnt++] = v.u.l->v[i];
+    }
+    l->n = cnt;
+    *out = v_list(l);
     return 0;
 }
 
@@ -2055,6 +2172,29 @@ static int eval_method(rt *r, const node *n, value *out) {
         if (a1.k == V_UNDEF) a1.k = V_NONE;
         *out = found ? *found : a1;
         return 0;
+    }
+    if (n->op == M_ITEMS || n->op == M_KEYS || n->op == M_VALUES) {
+        /* items() gives [key, value] lists (for k, v in d.items() unpacks them). */
+        if (obj.k != V_DICT)
+            return rfail(r, n, LM_ERR_ARG, "method '%s' needs a dict, not %s", n->name, kind_name(obj.k));
+        if (check_args(r, n, 0, NULL)) return -1;
+        const dict *d = obj.u.d;
+        list *l = list_new(r, d->n);
+        if (!l) return -1;
+        for (size_t i = 0; i < d->n; i++) {
+            if (n->op == M_KEYS) {
+                l->v[i] = v_str(d->k[i]);
+            } else if (n->op == M_VALUES) {
+                l->v[i] = d->v[i];
+            } else {
+                list *kv = list_new(r, 2);
+                if (!kv) return -1;
+                kv->v[0] = v_str(d->k[i]);
+                kv->v[1] = d->v[i];
+                l->v[i] = v_list(kv);
+            }
+        }
+        return *out = v_list(l), 0;
     }
     if (obj.k != V_STR)
         return rfail(r, n, LM_ERR_ARG, "method '%s' needs a string, not %s", n->name, kind_name(obj.k));
@@ -2275,6 +2415,18 @@ static int eval(rt *r, const node *n, value *out) {
 
 static int exec_body(rt *r, node *const *body, size_t n);
 
+/* Binds a for loop's variable(s) to one item: `for a, b in` unpacks a list
+ * of exactly that many values. */
+static int bind_targets(rt *r, const node *s, frame *f, value item) {
+    if (!s->targets) return frame_set(r, f, s->name, item);
+    if (item.k != V_LIST || item.u.l->n != s->ntargets)
+        return rfail(r, s, LM_ERR_ARG, "cannot unpack %s%s into %zu loop variables", kind_name(item.k),
+                     item.k == V_LIST ? " of another length" : "", s->ntargets);
+    for (size_t k = 0; k < s->ntargets; k++)
+        if (frame_set(r, f, s->targets[k], item.u.l->v[k])) return -1;
+    return 0;
+}
+
 static int exec_stmt(rt *r, const node *s) {
     switch (s->kind) {
     case S_TEXT:
@@ -2315,6 +2467,32 @@ static int exec_stmt(rt *r, const node *s) {
         } else {
             return rfail(r, s, LM_ERR_ARG, "cannot loop over %s", kind_name(it.k));
         }
+        if (items && s->b) {
+            /* for ... if cond: keep the items that pass (loop.* count only
+             * those); the condition sees the loop variables, not `loop`. */
+            list *kept = list_new(r, items->n);
+            if (!kept) return -1;
+            size_t cnt = 0;
+            frame *saved = r->top;
+            frame *f = frame_push(r);
+            if (!f) return -1;
+            int rc = 0;
+            for (size_t i = 0; i < items->n && rc == 0; i++) {
+                if (++r->iters > LM_CHAT_TEMPLATE_MAX_ITERATIONS) {
+                    rc = rfail(r, s, LM_ERR_LIMIT, "more than %d loop iterations", LM_CHAT_TEMPLATE_MAX_ITERATIONS);
+                    break;
+                }
+                value c;
+                f->n = 0;
+                rc = bind_targets(r, s, f, items->v[i]);
+                if (rc == 0) rc = eval(r, s->b, &c);
+                if (rc == 0 && truthy(c)) kept->v[cnt++] = items->v[i];
+            }
+            r->top = saved;
+            if (rc) return rc;
+            kept->n = cnt;
+            items = kept;
+        }
         if (!items || items->n == 0) return exec_body(r, s->els, s->nels);
         loopst *lp = ralloc(r, sizeof *lp);
         if (!lp) return -1;
@@ -2336,7 +2514,7 @@ static int exec_stmt(rt *r, const node *s) {
             }
             lp->i = (int64_t)i;
             f->n = 0;
-            if (frame_set(r, f, "loop", lv) || frame_set(r, f, s->name, items->v[i])) rc = -1;
+            if (frame_set(r, f, "loop", lv) || bind_targets(r, s, f, items->v[i])) rc = -1;
             else rc = exec_body(r, s->body, s->nbody);
         }
         r->top = saved;
