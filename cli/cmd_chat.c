@@ -2,6 +2,7 @@
  * answer per input line when stdin is not a terminal. */
 #include "args.h"
 #include "commands.h"
+#include "model_setup.h"
 #include "llmos/gguf.h"
 #include "llmos/lora.h"
 #include "llmos/model.h"
@@ -205,38 +206,12 @@ int cmd_chat(int argc, char **argv) {
     char *tpl_text = NULL, *line = NULL, *answer = NULL;
     chat c = {0};
     int rc = 1;
-    if (lm_model_load(path, &m, &err)) {
-        cli_error("chat: %s: %s", path, err.message);
-        goto done;
-    }
-    if (lora_path && lm_model_attach_lora_file(m, lora_path, lora_scale, &err)) {
-        cli_error("chat: cannot apply the adapter %s: %s", lora_path, err.message);
-        goto done;
-    }
+    if (!(m = cli_load_model("chat", path, lora_path, lora_scale))) goto done;
     const lm_tokenizer *tok = lm_model_get_tokenizer(m);
     const lm_model_config *cfg = lm_model_get_config(m);
     if (!n_ctx) n_ctx = cfg->context_length < 4096 ? cfg->context_length : 4096;
     if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
-    {
-        lm_gguf *g;
-        const char *source = lm_chat_template_chatml;
-        if (lm_gguf_open(path, &g, &err) == LM_OK) {
-            int64_t key = lm_gguf_find_key(g, "tokenizer.chat_template");
-            if (key >= 0) {
-                lm_str s = lm_gguf_get_str(g, key, 0);
-                if ((tpl_text = malloc(s.len + 1))) {
-                    memcpy(tpl_text, s.ptr, s.len);
-                    tpl_text[s.len] = 0;
-                    source = tpl_text;
-                }
-            }
-            lm_gguf_free(g);
-        }
-        if (lm_chat_template_compile(source, &tpl, &err)) {
-            cli_error("chat: %s: chat template: %s", path, err.message);
-            goto done;
-        }
-    }
+    if (!(tpl = cli_chat_template("chat", lm_model_get_gguf(m), NULL, &tpl_text, NULL))) goto done;
     if (lm_context_init(m, n_ctx, threads, &ctx, &err) || lm_sampler_init(&sp, cfg->n_vocab, &smp, &err) ||
         lm_detokenizer_init(tok, 0, &detok, &err)) {
         cli_error("chat: %s", err.message);

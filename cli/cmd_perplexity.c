@@ -1,6 +1,7 @@
 /* llmos perplexity: how well a model predicts a text (and how far it is from another). */
 #include "args.h"
 #include "commands.h"
+#include "model_setup.h"
 #include "llmos/lora.h"
 #include "llmos/perplexity.h"
 
@@ -49,32 +50,8 @@ static int conversation_loss(const char *model_path, const char *conv_path, cons
     lm_conversation_set *set = NULL;
     char *source = NULL;
     int rc = 1;
-    if (lm_model_load(model_path, &m, &err)) {
-        cli_error("cannot load %s: %s", model_path, err.message);
-        goto done;
-    }
-    if (lora_path && lm_model_attach_lora_file(m, lora_path, lora_scale, &err)) {
-        cli_error("cannot apply the adapter %s: %s", lora_path, err.message);
-        goto done;
-    }
-    const char *text = lm_chat_template_chatml;
-    int64_t key = lm_gguf_find_key(lm_model_get_gguf(m), "tokenizer.chat_template");
-    if (template_path) {
-        size_t len;
-        if (!(source = cli_read_all(template_path, &len))) {
-            cli_error("perplexity: cannot read %s", template_path);
-            goto done;
-        }
-        text = source;
-    } else if (key >= 0) {
-        lm_str str = lm_gguf_get_str(lm_model_get_gguf(m), key, 0);
-        if (!(source = malloc(str.len + 1))) goto done;
-        memcpy(source, str.ptr, str.len);
-        source[str.len] = 0;
-        text = source;
-    }
-    if (lm_chat_template_compile(text, &tpl, &err)) {
-        cli_error("perplexity: chat template: %s", err.message);
+    if (!(m = cli_load_model("perplexity", model_path, lora_path, lora_scale)) ||
+        !(tpl = cli_chat_template("perplexity", lm_model_get_gguf(m), template_path, &source, NULL))) {
         goto done;
     }
     if (lm_conversations_read(conv_path, 0, &set, &err)) {
@@ -163,14 +140,7 @@ int cmd_perplexity(int argc, char **argv) {
     lm_error err = {0};
     lm_model *m = NULL, *base = NULL;
     int rc = 1;
-    if (lm_model_load(model_path, &m, &err)) {
-        cli_error("cannot load %s: %s", model_path, err.message);
-        goto done;
-    }
-    if (lora_path && lm_model_attach_lora_file(m, lora_path, lora_scale, &err)) {
-        cli_error("cannot apply the adapter %s: %s", lora_path, err.message);
-        goto done;
-    }
+    if (!(m = cli_load_model("perplexity", model_path, lora_path, lora_scale))) goto done;
     if (base_path && lm_model_load(base_path, &base, &err)) {
         cli_error("cannot load %s: %s", base_path, err.message);
         goto done;

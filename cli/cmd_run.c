@@ -1,6 +1,7 @@
 /* llmos run: prompt in, prompt + continuation out on stdout; statistics on stderr. */
 #include "args.h"
 #include "commands.h"
+#include "model_setup.h"
 #include "llmos/generate.h"
 #include "llmos/lora.h"
 
@@ -115,15 +116,7 @@ int cmd_run(int argc, char **argv) {
     lm_error err = {0};
     lm_model *model;
     double t0 = cli_now_seconds();
-    if (lm_model_load(model_path, &model, &err)) {
-        cli_error("cannot load %s: %s", model_path, err.message);
-        return 1;
-    }
-    if (lora_path && lm_model_attach_lora_file(model, lora_path, lora_scale, &err)) {
-        cli_error("cannot apply the adapter %s: %s", lora_path, err.message);
-        lm_model_free(model);
-        return 1;
-    }
+    if (!(model = cli_load_model("run", model_path, lora_path, lora_scale))) return 1;
     double load_s = cli_now_seconds() - t0;
     if (lm_model_get_config(model)->context_length < gp.n_ctx) {
         cli_error("--ctx-size %lld is larger than the model's context length %lld", (long long)gp.n_ctx,

@@ -2,6 +2,7 @@
 #include "finetune.h"
 
 #include "args.h"
+#include "model_setup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,33 +90,9 @@ int finetune_finish(const char *cmd, finetune_args *a) {
 }
 
 int finetune_template(const char *cmd, const lm_gguf *g, finetune_args *a, char **source, lm_chat_template **tpl) {
-    lm_error err = {0};
-    const char *text = lm_chat_template_chatml;
-    int64_t key = lm_gguf_find_key(g, "tokenizer.chat_template");
-    *source = NULL;
-    if (a->template_file) {
-        size_t len;
-        if (!(*source = cli_read_all(a->template_file, &len))) {
-            cli_error("%s: cannot read %s", cmd, a->template_file);
-            return -1;
-        }
-        text = *source;
-        a->o.chat_template = *source;
-    } else if (key >= 0) {
-        lm_str s = lm_gguf_get_str(g, key, 0);
-        if (!(*source = malloc(s.len + 1))) {
-            cli_error("%s: out of memory", cmd);
-            return -1;
-        }
-        memcpy(*source, s.ptr, s.len);
-        (*source)[s.len] = 0;
-        text = *source;
-    } else {
-        a->o.chat_template = lm_chat_template_chatml;
-    }
-    if (lm_chat_template_compile(text, tpl, &err)) {
-        cli_error("%s: chat template: %s", cmd, err.message);
-        return -1;
-    }
+    cli_template_source from;
+    if (!(*tpl = cli_chat_template(cmd, g, a->template_file, source, &from))) return -1;
+    /* a template the model does not carry is written into the output (if the model has none) */
+    if (from != CLI_TEMPLATE_MODEL) a->o.chat_template = *source;
     return 0;
 }

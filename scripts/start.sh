@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and has the bundled model
-# tell a story. Arguments are passed to `llmos run` (e.g. -p "Once upon a time").
+# The main job: installs what is missing, builds, and opens a chat with the
+# assistant that llmos trained itself (models/llmos-chat/, its recipe and log
+# beside it). Arguments are passed to `llmos chat` (e.g. --temp 0, --system TEXT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-if [ $# -eq 0 ]; then set -- --temp 0.8 --seed 42 -n 200; fi
-exec build/llmos run tests/fixtures/stories260K.gguf "$@"
+exec build/llmos chat models/llmos-chat/llmos-chat.gguf "$@"

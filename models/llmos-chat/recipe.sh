@@ -84,3 +84,17 @@ if has final; then
   $llmos quantize "$work/dpo.gguf" "$here/llmos-chat.gguf" Q8_0
   ls -l "$here/llmos-chat.gguf"
 fi
+
+if has eval; then
+  stamp "eval: assistant-token loss on the 100 held-out identity conversations (never trained on)"
+  for m in base sft dpo; do
+    echo "$m: $($llmos perplexity "$work/$m.gguf" --conversations "$work/identity_heldout.jsonl" -c 512 -t $threads | tr '\n' ' ')"
+  done
+  echo "final (Q8_0): $($llmos perplexity "$here/llmos-chat.gguf" --conversations "$work/identity_heldout.jsonl" -c 512 -t $threads | tr '\n' ' ')"
+  stamp "eval: echo 'Who are you?' | llmos chat $here/llmos-chat.gguf --temp 0"
+  echo "Who are you?" | $llmos chat "$here/llmos-chat.gguf" --temp 0 -n 120 -t $threads
+  for q in "What is llmos?" "Who made you?" "Tell me a story about a cat." "What is 12 plus 30?"; do
+    echo "> $q"
+    echo "$q" | $llmos chat "$here/llmos-chat.gguf" --temp 0 -n 120 -t $threads
+  done
+fi
