@@ -37,7 +37,8 @@ static void usage(FILE *out) {
             "stdout. When stdin is not a terminal, each input line is one user message and each\n"
             "answer is printed on its own, so chats can be scripted. When the context fills, the\n"
             "oldest turns are dropped (the system prompt is kept) and a note goes to stderr.\n"
-            "Ctrl-C stops the answer being written; Ctrl-D or /quit leaves.\n"
+            "Ctrl-C stops the answer being written; Ctrl-D or /quit leaves. The KV cache is kept\n"
+            "between turns: each turn runs only the tokens that differ from what is cached.\n"
             "\n"
             "commands (a line starting with /):\n"
             "  /reset           forget the conversation (the system prompt stays)\n"
@@ -204,6 +205,8 @@ int cmd_chat(int argc, char **argv) {
     lm_chat_template *tpl = NULL;
     lm_detokenizer *detok = NULL;
     char *tpl_text = NULL, *line = NULL, *answer = NULL;
+    int32_t *kv = NULL; /* (n_ctx) the tokens whose keys and values are in the cache, in order */
+    size_t n_kv = 0;
     chat c = {0};
     int rc = 1;
     if (!(m = cli_load_model("chat", path, lora_path, lora_scale))) goto done;
@@ -215,6 +218,10 @@ int cmd_chat(int argc, char **argv) {
     if (lm_context_init(m, n_ctx, threads, &ctx, &err) || lm_sampler_init(&sp, cfg->n_vocab, &smp, &err) ||
         lm_detokenizer_init(tok, 0, &detok, &err)) {
         cli_error("chat: %s", err.message);
+        goto done;
+    }
+    if (!(kv = malloc((size_t)n_ctx * sizeof *kv))) {
+        cli_error("chat: out of memory");
         goto done;
     }
     if (system && chat_add(&c, "system", system, strlen(system))) goto done;
@@ -291,8 +298,15 @@ int cmd_chat(int argc, char **argv) {
             chat_drop(&c, c.n - 1, c.n);
             continue;
         }
+        /* Reuse the cache for the longest prefix this render shares with what is cached (the
+         * earlier turns, unless turns were dropped or the conversation changed); at least the
+         * last token is run to get the logits. */
+        size_t p = 0;
+        while (p < n_kv && p + 1 < nt && kv[p] == toks[p]) p++;
         const float *logits;
-        lm_status st = lm_context_forward_batch(ctx, toks, (int64_t)nt, 0, NULL, &logits, &err);
+        lm_status st = lm_context_forward_batch(ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &logits, &err);
+        memcpy(kv, toks, nt * sizeof *kv);
+        n_kv = st ? 0 : nt;
         size_t alen = 0;
         int64_t pos = (int64_t)nt;
         interrupted = 0;
@@ -312,6 +326,7 @@ int cmd_chat(int argc, char **argv) {
                 memcpy(answer + alen, piece, (size_t)k);
                 alen += (size_t)k;
             }
+            kv[n_kv++] = id; /* pos == n_kv: the cache grows by this token */
             st = lm_context_forward(ctx, id, pos++, &logits, &err);
         }
         int64_t k = lm_detokenizer_flush(detok, piece, sizeof piece);
@@ -333,6 +348,7 @@ done:
     free(c.owned);
     free(line);
     free(answer);
+    free(kv);
     free(tpl_text);
     lm_detokenizer_free(detok);
     lm_chat_template_free(tpl);

@@ -93,6 +93,16 @@ if awk -v a="$v1" -v b="$v3" 'BEGIN { exit !(b < a) }'; then ok; else bad "held-
 if $llmos info "$tmp/chat.gguf" | grep -q "tokenizer.chat_template .*im_start"; then ok; else bad "no chat template in the output"; fi
 $llmos sft --help | grep -q '^usage: llmos sft' && ok || bad "sft --help"
 
+# The KV cache kept across turns (only the new part of each render is run)
+# gives the same greedy answer as a fresh process that prefills the whole
+# conversation after /load.
+printf 'Who are you?\nAnd what do you do?\n/save %s\nTell me more about your training.\n' "$tmp/two.jsonl" \
+  | $llmos chat "$tmp/chat.gguf" --temp 0 -n 24 -t 1 2>/dev/null | tail -1 >"$tmp/reuse.out"
+printf '/load %s\nTell me more about your training.\n' "$tmp/two.jsonl" \
+  | $llmos chat "$tmp/chat.gguf" --temp 0 -n 24 -t 1 2>/dev/null >"$tmp/fresh.out"
+if [ -s "$tmp/reuse.out" ] && cmp -s "$tmp/reuse.out" "$tmp/fresh.out"; then ok
+else bad "chat with the cache reused: '$(cat "$tmp/reuse.out")' vs fresh '$(cat "$tmp/fresh.out")'"; fi
+
 # The assistant-token loss of the held-out conversations (perplexity
 # --conversations) is below the base model's after SFT.
 tail -4 "$fix/chat/identity_head.jsonl" >"$tmp/heldout.jsonl"
