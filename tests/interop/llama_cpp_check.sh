@@ -9,6 +9,8 @@
 #      llama.cpp's 46 test strings exactly as `llmos tokenize` does;
 #   3. loads a model that `llmos train` wrote and continues a prompt greedily
 #      exactly as `llmos run --temp 0` does.
+#   4. applies a LoRA adapter that `llmos sft --lora-rank` wrote exactly as
+#      `llmos run --lora` does.
 #
 # Usage: tests/interop/llama_cpp_check.sh [CACHE_DIR]   (run from the repo root after scripts/build.sh)
 set -euo pipefail
@@ -67,5 +69,27 @@ else
   echo "llama.cpp and llmos continue the trained model differently:" >&2
   echo "llama.cpp: $(cat "$cache/trained_llama.txt")" >&2
   echo "llmos:     $(cat "$cache/trained_llmos.txt")" >&2
+  exit 1
+fi
+
+# 4. A LoRA adapter trained by `llmos sft --lora-rank 8` on that model (the
+# vocabulary kept as is): llama.cpp loads it as an adapter, and its greedy
+# continuation with the adapter equals `llmos run --lora`'s (and differs from
+# the model's own, so the adapter is really applied).
+cp "$here/lora_complete.mjs" "$cache/lora_complete.mjs"
+rm -rf "$cache/adapter.gguf.ckpt"
+"$root/build/llmos" sft "$cache/trained.gguf" "$root/tests/fixtures/chat/identity_head.jsonl" --no-grow --lora-rank 8 \
+  --context 128 --batch 4 --max-steps 20 --lr 1e-2 -q -o "$cache/adapter.gguf" >/dev/null
+(cd "$cache" && timeout 120 node lora_complete.mjs "$cache/trained.gguf" "$cache/adapter.gguf" "Once upon a time" 40) \
+  >"$cache/lora_llama.txt"
+"$root/build/llmos" run "$cache/trained.gguf" --lora "$cache/adapter.gguf" -p "Once upon a time" -n 40 --temp 0 2>/dev/null \
+  >"$cache/lora_llmos.txt"
+if cmp -s "$cache/lora_llama.txt" "$cache/lora_llmos.txt" && ! cmp -s "$cache/lora_llmos.txt" "$cache/trained_llmos.txt"; then
+  echo "llama.cpp applies an llmos-trained LoRA adapter exactly as llmos does: $(head -c 80 "$cache/lora_llmos.txt")"
+else
+  echo "llama.cpp and llmos differ with the adapter (or it changes nothing):" >&2
+  echo "llama.cpp: $(cat "$cache/lora_llama.txt")" >&2
+  echo "llmos:     $(cat "$cache/lora_llmos.txt")" >&2
+  echo "no adapter: $(cat "$cache/trained_llmos.txt")" >&2
   exit 1
 fi
