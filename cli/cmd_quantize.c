@@ -4,6 +4,7 @@
 #include "llmos/quantize.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 static void usage(FILE *out) {
@@ -21,7 +22,7 @@ static void usage(FILE *out) {
             "\n"
             "options:\n"
             "  -t, --threads N   threads (default: all cores)\n"
-            "  -q, --quiet       no progress on stderr\n"
+            "  -q, --quiet       no progress bar on stderr (it is shown on a terminal only)\n"
             "  -h, --help        this help\n");
 }
 
@@ -60,7 +61,7 @@ int cmd_quantize(int argc, char **argv) {
         return 2;
     }
     p.scheme = pos[2];
-    if (!quiet) p.progress = show;
+    if (!quiet && isatty(2)) p.progress = show; /* a bar redrawn with \r only makes sense on a terminal */
     lm_quantize_stats stats;
     lm_error err = {0};
     double t0 = cli_now_seconds();
