@@ -191,6 +191,10 @@ rc=$?
 if [ "$rc" -eq 2 ] && grep -q 'even' "$tmp/err"; then ok; else bad "dpo odd batch: exit $rc"; fi
 $llmos dpo --help | grep -q '^usage: llmos dpo' && ok || bad "dpo --help"
 
+# The bundled assistant (models/llmos-chat) knows whose it is.
+echo "Who are you?" | $llmos chat "$fix/../../models/llmos-chat/llmos-chat.gguf" --temp 0 -n 40 -t 2 >"$tmp/who.out" 2>&1
+if grep -q 'llmos' "$tmp/who.out"; then ok; else bad "the bundled assistant: $(cat "$tmp/who.out")"; fi
+
 # Clean failures: a message and exit 1 (bad input) or 2 (bad arguments).
 $llmos train --help | grep -q '^usage: llmos train' && ok || bad "train --help"
 $llmos train --data "$tmp/nowhere" --tokenizer "$fix/stories260K.gguf" --dim 32 --layers 1 --heads 4 --ffn 64 --max-steps 1 \
