@@ -144,6 +144,7 @@ static void chat_load(chat *c, const char *path) {
 
 /* Drops messages [from, to). */
 static void chat_drop(chat *c, size_t from, size_t to) {
+    if (to <= from) return; /* also keeps memmove away from the NULL arrays of an empty chat */
     for (size_t i = from; i < to; i++) free(c->owned[i]);
     memmove(c->msgs + from, c->msgs + to, (c->n - to) * sizeof *c->msgs);
     memmove(c->owned + from, c->owned + to, (c->n - to) * sizeof *c->owned);
