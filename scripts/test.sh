@@ -34,14 +34,18 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 record $? "sanitizer tests"
 set -e
 
-step "fuzzing the GGUF loader and the tokenizers"
+step "fuzzing the GGUF loader, the tokenizers and the conversation reader"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMOS_SANITIZE=ON -DLLMOS_FUZZ=ON -DLLMOS_TESTS=ON >/dev/null
-cmake --build build-fuzz -j "$jobs" --target fuzz_gguf fuzz_tokenizer test_gguf_corrupt
+cmake --build build-fuzz -j "$jobs" --target fuzz_gguf fuzz_tokenizer fuzz_conversation test_gguf_corrupt
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus/gguf" "$corpus/text"
+mkdir -p "$corpus/gguf" "$corpus/text" "$corpus/conv"
 build-fuzz/tests/test_gguf_corrupt --write-seed "$corpus/gguf/seed.gguf"
 cp tests/fixtures/vocab/ggml-vocab-gpt-2.gguf.inp "$corpus/text/"
+head -3 tests/fixtures/chat/identity_head.jsonl >"$corpus/conv/identity.jsonl"
+printf '%s\n' '{"prompt": "Hi", "chosen": "Hello!", "rejected": {"role": "assistant", "content": "Go away."}}' \
+  '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}, {"role": "tool", "tool_call_id": "1", "content": "2"}]}' \
+  >"$corpus/conv/pairs_and_tools.jsonl"
 # fuzz TARGET RUNS MAX_LEN CORPUS: a fixed budget; crashes are kept under build-fuzz/.
 fuzz() {
   set +e
@@ -52,6 +56,7 @@ fuzz() {
 }
 fuzz fuzz_gguf "${FUZZ_RUNS:-200000}" 8192 "$corpus/gguf"
 fuzz fuzz_tokenizer "${FUZZ_TOKENIZER_RUNS:-20000}" 512 "$corpus/text"
+fuzz fuzz_conversation "${FUZZ_CONVERSATION_RUNS:-30000}" 4096 "$corpus/conv"
 
 echo
 echo "$passed passed, $failed failed"

@@ -1,0 +1,72 @@
+/* libFuzzer target: conversation and preference-pair JSONL (untrusted files
+ * for sft and dpo) through the reader, then each conversation rendered with
+ * ChatML, whose segments must cover the rendering exactly. */
+#include "llmos/chat_template.h"
+#include "llmos/conversation.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char path[64];
+static lm_chat_template *chatml;
+
+static void render_all(const lm_conversation_set *set) {
+    for (int64_t c = 0; c < set->n; c++) {
+        const lm_conversation *conv = &set->items[c];
+        lm_chat_message *msgs = calloc((size_t)conv->n_messages + 1, sizeof *msgs);
+        if (!msgs) return;
+        for (int32_t i = 0; i < conv->n_messages; i++) {
+            msgs[i].role = lm_chat_role_name(conv->messages[i].role);
+            msgs[i].content = conv->messages[i].content ? conv->messages[i].content : "";
+        }
+        size_t n = (size_t)conv->n_messages;
+        if (conv->chosen) msgs[n++] = (lm_chat_message){"assistant", conv->chosen};
+        char *out = NULL;
+        size_t len = 0, n_seg = 0;
+        lm_chat_segment *seg = NULL;
+        lm_error err = {0};
+        if (lm_chat_template_render(chatml, msgs, n, NULL, &out, &len, &seg, &n_seg, &err) == LM_OK) {
+            /* the segments tile the output in order */
+            size_t at = 0;
+            for (size_t s = 0; s < n_seg; s++) {
+                if (seg[s].offset != at) __builtin_trap();
+                at += seg[s].length;
+            }
+            if (at != len) __builtin_trap();
+            free(out);
+            free(seg);
+        }
+        free(msgs);
+    }
+}
+
+static void remove_file(void) { unlink(path); }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!chatml) {
+        lm_error err = {0};
+        atexit(remove_file);
+        snprintf(path, sizeof path, "/tmp/llmos_fuzz_conv_%d.jsonl", (int)getpid());
+        if (lm_chat_template_compile(lm_chat_template_chatml, &chatml, &err)) __builtin_trap();
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    fwrite(data, 1, size, f);
+    fclose(f);
+    for (int pairs = 0; pairs < 2; pairs++) {
+        lm_conversation_read_options o;
+        memset(&o, 0, sizeof o);
+        o.pairs = pairs;
+        o.max_line_bytes = 1 << 16;
+        lm_conversation_set *set = NULL;
+        lm_error err = {0};
+        if (lm_conversations_read_ex(path, &o, &set, &err) == LM_OK) {
+            render_all(set);
+            lm_conversation_set_free(set);
+        }
+    }
+    return 0;
+}
