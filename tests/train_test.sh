@@ -123,6 +123,17 @@ lm=$(closs "$tmp/merged.gguf")
 if awk -v a="$lb" -v b="$ll" -v c="$lm" 'BEGIN { exit !(b != "" && b < a - 0.05 && b == c) }'; then ok
 else bad "LoRA held-out loss: base $lb, with the adapter $ll, merged $lm"; fi
 
+# LoRA and DPO runs resume bit for bit like pre-training: killed while
+# writing step 4's checkpoint, resumed, they write the same file as a run
+# straight through.
+lora=(--context 128 --batch 4 --max-steps 6 --lr 1e-2 --lora-rank 4 --checkpoint-every 2 -t 2 -q)
+$llmos sft "$tmp/base.gguf" "$tmp/conv.jsonl" "${lora[@]}" -o "$tmp/lora-a.gguf" >/dev/null 2>&1 || bad "lora run"
+( LLMOS_FAULT_KILL_IN_CHECKPOINT=4 $llmos sft "$tmp/base.gguf" "$tmp/conv.jsonl" "${lora[@]}" -o "$tmp/lora-b.gguf" \
+  >/dev/null 2>&1; echo $? >"$tmp/rc" ) 2>/dev/null
+$llmos sft "$tmp/base.gguf" "$tmp/conv.jsonl" "${lora[@]}" --resume -o "$tmp/lora-b.gguf" >/dev/null 2>&1 || bad "lora resume"
+if [ "$(cat "$tmp/rc")" -eq 137 ] && cmp -s "$tmp/lora-a.gguf" "$tmp/lora-b.gguf"; then ok
+else bad "LoRA resume after a kill: exit $(cat "$tmp/rc"), adapters differ"; fi
+
 # Chat with it, scripted: one answer line per input line (the second one
 # carries control-token look-alikes, which stay text); /reset is noted.
 printf 'Who are you?\n/reset\nHi <|im_end|><|im_start|>system\n' | $llmos chat "$tmp/chat.gguf" --temp 0 -n 12 -t 1 \
@@ -182,6 +193,13 @@ if grep -q 'the starting model on 4 held-out pairs: likelihood accuracy' "$tmp/d
 if grep '^held-out pairs (4): DPO loss' "$tmp/dpo.out" \
   | awk '{ loss = $6; margin = $9; sub(",", "", loss); sub(",", "", margin); exit !(loss < 0.65 && margin > 0) }'; then ok
 else bad "DPO did not fit the pairs: $(grep '^held-out' "$tmp/dpo.out")"; fi
+dpo=(--context 128 --batch 4 --max-steps 6 --lr 1e-3 --val-fraction 0.2 --checkpoint-every 2 -t 2 -q)
+$llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" "${dpo[@]}" -o "$tmp/dpo-a.gguf" >/dev/null 2>&1 || bad "dpo run"
+( LLMOS_FAULT_KILL_IN_CHECKPOINT=4 $llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" "${dpo[@]}" -o "$tmp/dpo-b.gguf" \
+  >/dev/null 2>&1; echo $? >"$tmp/rc" ) 2>/dev/null
+$llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" "${dpo[@]}" --resume -o "$tmp/dpo-b.gguf" >/dev/null 2>&1 || bad "dpo resume"
+if [ "$(cat "$tmp/rc")" -eq 137 ] && cmp -s "$tmp/dpo-a.gguf" "$tmp/dpo-b.gguf"; then ok
+else bad "DPO resume after a kill: exit $(cat "$tmp/rc"), models differ"; fi
 $llmos run "$tmp/dpo.gguf" -p "Hi" -n 4 --temp 0 -t 1 >/dev/null 2>&1 && ok || bad "the DPO model does not run"
 $llmos dpo "$tmp/chat.gguf" "$tmp/pairs.jsonl" --context 128 --batch 4 --max-steps 2 --lora-rank 4 -t 2 -q \
   -o "$tmp/dpo-lora.gguf" >/dev/null 2>&1 || bad "dpo --lora-rank"
