@@ -11,9 +11,13 @@
 #   libutf8proc-dev  utf8proc: Unicode normalisation, case and categories for WordPiece
 #   libcjson-dev     cJSON: JSON parsing (conversations; later the server and tool calls)
 #   libedit-dev      libedit: line editing and history in `llmos chat`
+#   liblua5.4-dev    Lua 5.4: the sandboxed interpreter of the `code` tool
+#   libsqlite3-dev   SQLite (with FTS5): the full-text index of the `search` tool
+#   bc               an independent arbitrary-precision calculator the calculator tool's tests compare with
 set -euo pipefail
 
-packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libedit-dev)
+packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libedit-dev
+          liblua5.4-dev libsqlite3-dev bc)
 
 missing=()
 for p in "${packages[@]}"; do
