@@ -21,6 +21,7 @@ static const command commands[] = {
     {"train", cmd_train, "pre-train a model on token shards (AdamW, checkpoints, resume)"},
     {"chat", cmd_chat, "chat with a model through its chat template (one answer per line when piped)"},
     {"sft", cmd_sft, "fine-tune on conversations, the loss on the assistant's tokens"},
+    {"tool", cmd_tool, "list the tools (calculator, code, search) or call one on JSON arguments"},
     {"dpo", cmd_dpo, "preference-tune on chosen/rejected answer pairs (direct preference optimisation)"},
     {"lora", cmd_lora, "merge a LoRA adapter into its base model (lora merge), describe one (lora info)"},
     {"bench", cmd_bench, "prompt and generation speed against the machine's limits"},

@@ -187,5 +187,18 @@ if [ -e "$tmp/x.gguf" ]; then bad "a failed conversion left its output"; else ok
 long_prompt=$(printf 'once upon a time %.0s' $(seq 1 400))
 expect_fail 1 "prompt longer than the context" -- $llmos run "$fix/stories260K.gguf" -c 64 -p "$long_prompt"
 
+# llmos tool: the three tools called by hand; refusals are one "llmos:" line and exit 1.
+[ "$($llmos tool call calculator '{"expression": "2^100 / 4 - 1"}')" = "316912650057057350374175801343" ] && ok \
+  || bad "tool call calculator"
+[ "$($llmos tool call code '{"code": "return 6 * 7"}')" = "value: 42" ] && ok || bad "tool call code"
+mkdir -p "$tmp/docs" && echo "The assistant was trained on two CPU cores." >"$tmp/docs/a.md" && echo "Cats sleep." >"$tmp/docs/b.txt"
+$llmos tool call search '{"query": "cores"}' --folder "$tmp/docs" | grep -q '^\[1\] a.md (passage 1)' && ok || bad "tool call search"
+expect_fail 1 "calculator: division by zero" -- $llmos tool call calculator '{"expression": "1/0"}'
+expect_fail 1 "code: os.execute" -- $llmos tool call code '{"code": "os.execute(\"ls\")"}'
+expect_fail 1 "tool: bad JSON" -- $llmos tool call calculator '{"expression": '
+expect_fail 1 "tool: unknown tool" -- $llmos tool call shell '{}'
+expect_fail 1 "search without a folder" -- $llmos tool call search '{"query": "x"}'
+$llmos tool --help | grep -q '^usage: llmos tool' && ok || bad "tool --help"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
