@@ -2,6 +2,7 @@
  * answer per input line when stdin is not a terminal. */
 #include "args.h"
 #include "commands.h"
+#include "chat_tools.h"
 #include "model_setup.h"
 #include "llmos/gguf.h"
 #include "llmos/lora.h"
@@ -54,6 +55,11 @@ static void usage(FILE *out) {
             "      --top-p P            (default 0.95)\n"
             "      --seed S             sampling seed (default 1)\n"
             "  -n N                     at most N tokens per answer (default 256)\n"
+            "      --tools LIST         enable tools (comma-separated: calculator, code, search): when the\n"
+            "                           model writes <tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call>,\n"
+            "                           the call is checked against the tool's schema and run, logged to\n"
+            "                           stderr, its result added as a tool message, and the answer goes on\n"
+            "      --tool-folder DIR    the documents of the search tool\n"
             "  -c, --ctx N              context size (default: the model's, at most 4096)\n"
             "  -t, --threads N          threads (default: all cores)\n"
             "      --lora FILE          apply a LoRA adapter (GGUF) at run time\n"
@@ -142,6 +148,19 @@ static void chat_load(chat *c, const char *path) {
     lm_conversation_set_free(set);
 }
 
+/* Appends k bytes to the answer buffer; 0, or -1 when out of memory. */
+static int answer_add(char **answer, size_t *alen, size_t *cap, const char *piece, size_t k) {
+    if (*alen + k + 1 > *cap) {
+        size_t ncap = (*alen + k + 1) * 2;
+        char *na = realloc(*answer, ncap);
+        if (!na) return -1;
+        *answer = na, *cap = ncap;
+    }
+    memcpy(*answer + *alen, piece, k);
+    *alen += k;
+    return 0;
+}
+
 /* Drops messages [from, to). */
 static void chat_drop(chat *c, size_t from, size_t to) {
     if (to <= from) return; /* also keeps memmove away from the NULL arrays of an empty chat */
@@ -152,7 +171,7 @@ static void chat_drop(chat *c, size_t from, size_t to) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *path = NULL, *system = NULL, *lora_path = NULL;
+    const char *path = NULL, *system = NULL, *lora_path = NULL, *tool_list = NULL, *tool_folder = NULL;
     float lora_scale = 1.0f;
     lm_sampler_params sp = lm_sampler_default_params();
     sp.temperature = 0.7f, sp.top_k = 40, sp.top_p = 0.95f, sp.seed = 1;
@@ -181,6 +200,10 @@ int cmd_chat(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 16, 1 << 20, &n_ctx)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &threads)) return 2;
+        } else if (arg_is(a, NULL, "--tools")) {
+            if (!(tool_list = arg_value(argc, argv, &i))) return 2;
+        } else if (arg_is(a, NULL, "--tool-folder")) {
+            if (!(tool_folder = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, NULL, "--lora")) {
             if (!(lora_path = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, NULL, "--lora-scale")) {
@@ -207,6 +230,8 @@ int cmd_chat(int argc, char **argv) {
     lm_detokenizer *detok = NULL;
     char *tpl_text = NULL, *line = NULL, *answer = NULL;
     int32_t *kv = NULL; /* (n_ctx) the tokens whose keys and values are in the cache, in order */
+    chat_tools tools = {0};
+    int tools_on = 0;
     size_t n_kv = 0;
     chat c = {0};
     int rc = 1;
@@ -225,6 +250,8 @@ int cmd_chat(int argc, char **argv) {
         cli_error("chat: out of memory");
         goto done;
     }
+    if (tool_list && chat_tools_init(&tools, tool_list, tool_folder)) goto done;
+    tools_on = tool_list != NULL;
     if (system && chat_add(&c, "system", system, strlen(system))) goto done;
     int tty = isatty(0);
     void (*old_int)(int) = signal(SIGINT, on_sigint);
@@ -277,69 +304,101 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         if (chat_add(&c, "user", line, (size_t)got)) goto done;
-        /* Render; drop the oldest turns while it does not fit with room to answer. */
-        int32_t *toks = NULL;
-        size_t nt = 0;
-        for (;;) {
-            if (lm_chat_tokenize(tok, tpl, c.msgs, c.n, 1, &toks, &nt, &err)) {
+        /* One answer, or with tools up to CHAT_MAX_CALLS_PER_TURN rounds of: the answer up to a
+         * tool call, the call run, its result added as a `tool` message, and generation again. */
+        for (int round = 0;; round++) {
+            /* Render; drop the oldest turns while it does not fit with room to answer. */
+            int32_t *toks = NULL;
+            size_t nt = 0;
+            for (;;) {
+                if (lm_chat_tokenize_tools(tok, tpl, c.msgs, c.n, 1, tools_on ? tools.tools_json : NULL, &toks, &nt, &err)) {
+                    cli_error("chat: %s", err.message);
+                    goto done;
+                }
+                size_t first = c.n && strcmp(c.msgs[0].role, "system") == 0;
+                if ((int64_t)nt + n_predict <= n_ctx || c.n - first <= 1) break;
+                free(toks);
+                size_t drop = first + 1;
+                while (drop < c.n - 1 && strcmp(c.msgs[drop].role, "user") != 0) drop++; /* a whole turn */
+                chat_drop(&c, first, drop);
+                fprintf(stderr, "(the context is full: the oldest turn was dropped)\n");
+            }
+            if ((int64_t)nt >= n_ctx) {
+                free(toks);
+                fprintf(stderr, "(the message does not fit in the context of %lld tokens)\n", (long long)n_ctx);
+                if (round == 0) chat_drop(&c, c.n - 1, c.n);
+                break;
+            }
+            /* Reuse the cache for the longest prefix this render shares with what is cached (the
+             * earlier turns, unless turns were dropped or the conversation changed); at least the
+             * last token is run to get the logits. */
+            size_t p = 0;
+            while (p < n_kv && p + 1 < nt && kv[p] == toks[p]) p++;
+            const float *logits;
+            lm_status st = lm_context_forward_batch(ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &logits, &err);
+            memcpy(kv, toks, nt * sizeof *kv);
+            n_kv = st ? 0 : nt;
+            free(toks);
+            size_t alen = 0;
+            int64_t pos = (int64_t)nt;
+            interrupted = 0;
+            if (tools_on && chat_tools_begin(&tools)) goto done;
+            for (int64_t i = 0; !st && i < n_predict && pos < n_ctx && !interrupted; i++) {
+                int32_t id = lm_sampler_sample(smp, logits, NULL, 0);
+                int64_t k;
+                if (lm_tokenizer_is_eog(tok, id) || lm_tokenizer_token_type(tok, id) == LM_TOKEN_CONTROL) {
+                    /* a control token ends the answer, unless it is a tool-call tag of the vocabulary */
+                    lm_str tag = lm_tokenizer_token_text(tok, id);
+                    int is_tag = tools_on && ((tag.len == 11 && memcmp(tag.ptr, "<tool_call>", 11) == 0) ||
+                                              (tag.len == 12 && memcmp(tag.ptr, "</tool_call>", 12) == 0));
+                    if (!is_tag) break;
+                    k = lm_detokenizer_flush(detok, piece, sizeof piece);
+                    if (k > 0 && answer_add(&answer, &alen, &cap_answer, piece, (size_t)k)) break;
+                    if (k > 0 && tools_on && chat_tools_push(&tools, piece, (size_t)k)) break;
+                    memcpy(piece, tag.ptr, tag.len);
+                    k = (int64_t)tag.len;
+                } else {
+                    k = lm_detokenizer_push(detok, id, piece, sizeof piece);
+                }
+                if (k > 0) {
+                    if (answer_add(&answer, &alen, &cap_answer, piece, (size_t)k)) break;
+                    if (!tools_on) {
+                        fwrite(piece, 1, (size_t)k, stdout);
+                        fflush(stdout);
+                    } else if (chat_tools_push(&tools, piece, (size_t)k)) {
+                        break;
+                    }
+                }
+                kv[n_kv++] = id; /* pos == n_kv: the cache grows by this token */
+                st = lm_context_forward(ctx, id, pos++, &logits, &err);
+                if (tools_on && tools.call) break; /* the call is complete: run it before going on */
+            }
+            int64_t k = lm_detokenizer_flush(detok, piece, sizeof piece);
+            if (k > 0 && !answer_add(&answer, &alen, &cap_answer, piece, (size_t)k)) {
+                if (!tools_on) fwrite(piece, 1, (size_t)k, stdout);
+                else chat_tools_push(&tools, piece, (size_t)k);
+            }
+            int called = tools_on && tools.call && round < CHAT_MAX_CALLS_PER_TURN;
+            if (tools_on && !called) chat_tools_end(&tools);
+            if (!called) {
+                fputc('\n', stdout);
+                fflush(stdout);
+            }
+            if (st) {
                 cli_error("chat: %s", err.message);
                 goto done;
             }
-            size_t first = c.n && strcmp(c.msgs[0].role, "system") == 0;
-            if ((int64_t)nt + n_predict <= n_ctx || c.n - first <= 1) break;
-            free(toks);
-            size_t drop = first + 1;
-            while (drop < c.n - 1 && strcmp(c.msgs[drop].role, "user") != 0) drop++; /* a whole turn */
-            chat_drop(&c, first, drop);
-            fprintf(stderr, "(the context is full: the oldest turn was dropped)\n");
-        }
-        if ((int64_t)nt >= n_ctx) {
-            free(toks);
-            fprintf(stderr, "(the message does not fit in the context of %lld tokens)\n", (long long)n_ctx);
-            chat_drop(&c, c.n - 1, c.n);
-            continue;
-        }
-        /* Reuse the cache for the longest prefix this render shares with what is cached (the
-         * earlier turns, unless turns were dropped or the conversation changed); at least the
-         * last token is run to get the logits. */
-        size_t p = 0;
-        while (p < n_kv && p + 1 < nt && kv[p] == toks[p]) p++;
-        const float *logits;
-        lm_status st = lm_context_forward_batch(ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &logits, &err);
-        memcpy(kv, toks, nt * sizeof *kv);
-        n_kv = st ? 0 : nt;
-        size_t alen = 0;
-        int64_t pos = (int64_t)nt;
-        interrupted = 0;
-        for (int64_t i = 0; !st && i < n_predict && pos < n_ctx && !interrupted; i++) {
-            int32_t id = lm_sampler_sample(smp, logits, NULL, 0);
-            if (lm_tokenizer_is_eog(tok, id) || lm_tokenizer_token_type(tok, id) == LM_TOKEN_CONTROL) break;
-            int64_t k = lm_detokenizer_push(detok, id, piece, sizeof piece);
-            if (k > 0) {
-                fwrite(piece, 1, (size_t)k, stdout);
-                fflush(stdout);
-                if (alen + (size_t)k + 1 > cap_answer) {
-                    size_t ncap = (alen + (size_t)k + 1) * 2;
-                    char *na = realloc(answer, ncap);
-                    if (!na) break;
-                    answer = na, cap_answer = ncap;
-                }
-                memcpy(answer + alen, piece, (size_t)k);
-                alen += (size_t)k;
+            if (chat_add(&c, "assistant", answer ? answer : "", alen)) goto done;
+            if (!called) break;
+            /* The result goes back as a `tool` message: untrusted content, never parsed for calls
+             * or control tokens. */
+            char *result = chat_tools_run(&tools);
+            if (!result || chat_add(&c, "tool", result, strlen(result))) {
+                free(result);
+                goto done;
             }
-            kv[n_kv++] = id; /* pos == n_kv: the cache grows by this token */
-            st = lm_context_forward(ctx, id, pos++, &logits, &err);
+            free(result);
         }
-        int64_t k = lm_detokenizer_flush(detok, piece, sizeof piece);
-        if (k > 0) fwrite(piece, 1, (size_t)k, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
-        free(toks);
-        if (st) {
-            cli_error("chat: %s", err.message);
-            goto done;
-        }
-        if (chat_add(&c, "assistant", answer ? answer : "", alen)) goto done;
     }
     rc = 0;
     signal(SIGINT, old_int);
@@ -350,6 +409,7 @@ done:
     free(line);
     free(answer);
     free(kv);
+    chat_tools_free(&tools);
     free(tpl_text);
     lm_detokenizer_free(detok);
     lm_chat_template_free(tpl);

@@ -34,6 +34,11 @@ void lm_sft_example_free(lm_sft_example *e);
  * generation prompt if asked, no mask. *tokens is malloc'd. */
 lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
                            int add_generation_prompt, int32_t **tokens, size_t *n_tokens, lm_error *err);
+/* The same with the template's `tools` variable set from tools_json (an
+ * OpenAI-style tools array, lm_tools_json), or undefined when NULL. */
+lm_status lm_chat_tokenize_tools(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
+                                 size_t n, int add_generation_prompt, const char *tools_json, int32_t **tokens,
+                                 size_t *n_tokens, lm_error *err);
 
 /* The control strings a chat template writes, found by rendering sample
  * conversations (system, user, assistant; with and without the generation

@@ -39,7 +39,8 @@ static char *token_string(const lm_tokenizer *tok, int32_t id) {
 /* Both entry points: render (with or without the generation prompt), then
  * tokenize segment by segment with the train flags of lm_sft_tokenize. */
 static lm_status tokenize_conversation(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
-                                       size_t n, int add_generation_prompt, lm_sft_example *out, lm_error *err) {
+                                       size_t n, int add_generation_prompt, const char *tools_json,
+                                       lm_sft_example *out, lm_error *err) {
     memset(out, 0, sizeof *out);
     char *bos = token_string(tok, lm_tokenizer_bos(tok)), *eos = token_string(tok, lm_tokenizer_eos(tok));
     char *text = NULL;
@@ -47,7 +48,7 @@ static lm_status tokenize_conversation(const lm_tokenizer *tok, const lm_chat_te
     lm_chat_segment *seg = NULL;
     lm_status st = LM_OK;
     if (!bos || !eos) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-    lm_chat_render_options ro = {add_generation_prompt != 0, bos, eos, NULL, 0};
+    lm_chat_render_options ro = {add_generation_prompt != 0, bos, eos, tools_json, 0};
     if (!st) st = lm_chat_template_render(tpl, msgs, n, &ro, &text, &len, &seg, &n_seg, err);
     int64_t cap = 0;
     int closing = 0; /* after an assistant content: train the template text up to a control token */
@@ -85,13 +86,19 @@ static lm_status tokenize_conversation(const lm_tokenizer *tok, const lm_chat_te
 
 lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
                           lm_sft_example *out, lm_error *err) {
-    return tokenize_conversation(tok, tpl, msgs, n, 0, out, err);
+    return tokenize_conversation(tok, tpl, msgs, n, 0, NULL, out, err);
 }
 
 lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
                            int add_generation_prompt, int32_t **tokens, size_t *n_tokens, lm_error *err) {
+    return lm_chat_tokenize_tools(tok, tpl, msgs, n, add_generation_prompt, NULL, tokens, n_tokens, err);
+}
+
+lm_status lm_chat_tokenize_tools(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
+                                 size_t n, int add_generation_prompt, const char *tools_json, int32_t **tokens,
+                                 size_t *n_tokens, lm_error *err) {
     lm_sft_example e;
-    lm_status st = tokenize_conversation(tok, tpl, msgs, n, add_generation_prompt, &e, err);
+    lm_status st = tokenize_conversation(tok, tpl, msgs, n, add_generation_prompt, tools_json, &e, err);
     if (st) return st;
     free(e.train);
     *tokens = e.tokens;
