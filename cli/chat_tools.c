@@ -18,6 +18,10 @@ int chat_tools_init(chat_tools *t, const char *list, const char *folder) {
         const char *end = strchr(at, ',');
         size_t len = end ? (size_t)(end - at) : strlen(at);
         lm_status st = LM_OK;
+        if (len == 0) {
+            cli_error("chat: --tools: an empty tool name (the list is comma-separated: calculator,code,search)");
+            return -1;
+        }
         if (t->n == CHAT_MAX_TOOLS) {
             cli_error("chat: --tools: at most %d tools", CHAT_MAX_TOOLS);
             return -1;
@@ -50,6 +54,10 @@ int chat_tools_init(chat_tools *t, const char *list, const char *folder) {
         }
         t->n++;
         at = end ? end + 1 : at + len;
+    }
+    if (t->n == 0) {
+        cli_error("chat: --tools: no tool named (calculator, code, search)");
+        return -1;
     }
     if (lm_tools_json(t->tools, t->n, &t->tools_json, &err)) {
         cli_error("chat: %s", err.message);

@@ -235,6 +235,8 @@ if [ "$(grep -c '^\[tool\] ' "$tmp/t.err")" -eq 1 ] && grep -q '^\[tool\] search
 else bad "injection through a searched document: $(cat "$tmp/t.err")"; fi
 echo "hi" | $llmos chat "$tmp/tools.gguf" --tools shell -t 1 >/dev/null 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q "unknown tool 'shell'" "$tmp/err" && ok || bad "chat --tools with an unknown tool"
+echo "hi" | $llmos chat "$tmp/tools.gguf" --tools ",code" -t 1 >/dev/null 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "empty tool name" "$tmp/err" && ok || bad "chat --tools with an empty name"
 
 # The bundled assistant (models/llmos-chat) knows whose it is.
 echo "Who are you?" | $llmos chat "$fix/../../models/llmos-chat/llmos-chat.gguf" --temp 0 -n 40 -t 2 >"$tmp/who.out" 2>&1
