@@ -135,19 +135,17 @@ int cmd_dpo(int argc, char **argv) {
     }
     inputs = malloc((size_t)set->n * 2 * row_bytes);
     targets = malloc((size_t)set->n * 2 * row_bytes);
-    int32_t max_msgs = 0;
-    for (int64_t c = 0; c < set->n; c++) max_msgs = set->items[c].n_messages > max_msgs ? set->items[c].n_messages : max_msgs;
-    msgs = calloc((size_t)max_msgs + 1, sizeof *msgs);
-    if (!inputs || !targets || !msgs) {
+    if (!inputs || !targets) {
         cli_error("dpo: out of memory for %lld pairs", (long long)set->n);
         goto done;
     }
     int32_t pad = lm_tokenizer_eos(tok) >= 0 ? lm_tokenizer_eos(tok) : 0;
     for (int64_t c = 0; c < set->n; c++) {
         const lm_conversation *conv = &set->items[c];
-        for (int32_t m = 0; m < conv->n_messages; m++) {
-            msgs[m].role = lm_chat_role_name(conv->messages[m].role);
-            msgs[m].content = conv->messages[m].content ? conv->messages[m].content : "";
+        free(msgs);
+        if (lm_conversation_messages(conv, &msgs, &err)) {
+            cli_error("dpo: %s", err.message);
+            goto done;
         }
         const char *why = NULL;
         int32_t *in = inputs + 2 * n_pairs * T, *tg = targets + 2 * n_pairs * T;

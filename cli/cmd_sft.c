@@ -144,6 +144,7 @@ int cmd_sft(int argc, char **argv) {
     lm_conversation_set *set = NULL;
     lm_sft_example *ex = NULL;
     char *source = NULL;
+    int warned_calls = 0;
     int32_t *tin = NULL, *ttg = NULL, *vin = NULL, *vtg = NULL;
     size_t n_ex = 0;
     char grown[4096];
@@ -168,13 +169,19 @@ int cmd_sft(int argc, char **argv) {
     if (!ex) goto done;
     for (int64_t c = 0; c < set->n; c++) {
         const lm_conversation *conv = &set->items[c];
-        lm_chat_message *msgs = calloc((size_t)conv->n_messages, sizeof *msgs);
-        if (!msgs) goto done;
-        for (int32_t m = 0; m < conv->n_messages; m++) {
-            msgs[m].role = lm_chat_role_name(conv->messages[m].role);
-            msgs[m].content = conv->messages[m].content ? conv->messages[m].content : "";
+        lm_chat_message *msgs;
+        if (lm_conversation_messages(conv, &msgs, &err)) {
+            cli_error("sft: %s", err.message);
+            goto done;
         }
-        lm_status st = lm_sft_tokenize(tok, tpl, msgs, (size_t)conv->n_messages, &ex[n_ex], &err);
+        int has_calls = 0;
+        for (int32_t m = 0; m < conv->n_messages; m++) has_calls |= conv->messages[m].n_tool_calls > 0;
+        if (has_calls && !warned_calls && !strstr(source ? source : "", "tool_calls")) {
+            fprintf(stderr, "sft: warning: %s has tool calls the chat template does not render (it never reads "
+                            "message.tool_calls); give a template that does with --template\n", data);
+            warned_calls = 1;
+        }
+        lm_status st = lm_sft_tokenize_tools(tok, tpl, msgs, (size_t)conv->n_messages, conv->tools_json, &ex[n_ex], &err);
         free(msgs);
         if (st) {
             fprintf(stderr, "%s:%lld: skipped: %s\n", data, (long long)conv->line, err.message);

@@ -11,7 +11,7 @@
 
 /* The flags below, as shown in both commands' --help. */
 #define FINETUNE_FLAGS_HELP                                                                                        \
-    "      --template FILE      a Jinja chat template to use (and write into OUT if the model has none)\n"       \
+    "      --template FILE      a Jinja chat template to train with (written into OUT)\n"              \
     "      --val-fraction F     held-out part of the data (default 0.1)\n"                                       \
     "      --strict             a bad line is an error (default: reported and skipped)\n"                        \
     "      --context T          tokens per row (default 512, at most the model's context)\n"                     \

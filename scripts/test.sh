@@ -44,7 +44,7 @@ build-fuzz/tests/test_gguf_corrupt --write-seed "$corpus/gguf/seed.gguf"
 cp tests/fixtures/vocab/ggml-vocab-gpt-2.gguf.inp "$corpus/text/"
 head -3 tests/fixtures/chat/identity_head.jsonl >"$corpus/conv/identity.jsonl"
 printf '%s\n' '{"prompt": "Hi", "chosen": "Hello!", "rejected": {"role": "assistant", "content": "Go away."}}' \
-  '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}, {"role": "tool", "tool_call_id": "1", "content": "2"}]}' \
+  '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}, {"role": "tool", "tool_call_id": "1", "content": "2"}], "tools": [{"type": "function", "function": {"name": "f"}}]}' \
   >"$corpus/conv/pairs_and_tools.jsonl"
 # fuzz TARGET RUNS MAX_LEN CORPUS: a fixed budget; crashes are kept under build-fuzz/.
 fuzz() {

@@ -294,6 +294,40 @@ int main(void) {
     printf("trained: %s\n", buf);
     CHECK(strcmp(buf, "Hello there.<|im_end|>It is sunny.<|im_end|>") == 0);
 
+    /* Tool calls (the bundled assistant's template): what the model writes is trained, the
+     * template's <tool_call> wrapper included, from where the answer starts to its end marker;
+     * the tool's result is not. */
+    {
+        FILE *f = fopen(LLMOS_SOURCE_DIR "/models/llmos-chat/chat_template.jinja", "rb");
+        REQUIRE(f != NULL);
+        static char src[1 << 16];
+        src[fread(src, 1, sizeof src - 1, f)] = 0;
+        fclose(f);
+        lm_chat_template *bt;
+        REQUIRE(lm_chat_template_compile(src, &bt, &err) == LM_OK);
+        const lm_chat_tool_call call = {"call_1", "calculator", "{\"expression\": \"2 + 2\"}"};
+        const lm_chat_message tm[] = {{"user", "What is 2 + 2?"},
+                                      {"assistant", "", &call, 1, NULL},
+                                      {"tool", "4", NULL, 0, "call_1"},
+                                      {"assistant", "2 + 2 = 4."}};
+        lm_sft_example te;
+        REQUIRE(lm_sft_tokenize_tools(tok, bt, tm, 4, "[{\"type\": \"function\", \"function\": {\"name\": "
+                                      "\"calculator\"}}]", &te, &err) == LM_OK);
+        trained_text(tok, &te, buf, sizeof buf);
+        printf("trained (tool call): %s\n", buf);
+        CHECK(strcmp(buf, "<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2 + 2\"}}\n"
+                          "</tool_call><|im_end|>2 + 2 = 4.<|im_end|>") == 0);
+        lm_sft_example_free(&te);
+        /* The same with the call's text as content and plain ChatML: unchanged from before. */
+        const lm_chat_message inline_msgs[] = {{"user", "What is 2 + 2?"}, {"assistant", "<tool_call>x</tool_call>"},
+                                               {"tool", "4"}, {"assistant", "4."}};
+        REQUIRE(lm_sft_tokenize(tok, tpl, inline_msgs, 4, &te, &err) == LM_OK);
+        trained_text(tok, &te, buf, sizeof buf);
+        CHECK(strcmp(buf, "<tool_call>x</tool_call><|im_end|>4.<|im_end|>") == 0);
+        lm_sft_example_free(&te);
+        lm_chat_template_free(bt);
+    }
+
     /* Packing: rows of T + 1 tokens hold whole examples; targets are -1
      * except where the next token is trained. */
     lm_chat_message short_msgs[] = {{"user", "Hi"}, {"assistant", "Hello there."}};

@@ -5,6 +5,7 @@
 #include "llmos/code_tool.h"
 #include "llmos/search.h"
 #include "llmos/tool_call.h"
+#include "llmos/toolbox.h"
 #include "test.h"
 
 #include <cJSON.h>
@@ -297,9 +298,48 @@ static void test_validate(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* The toolbox: enabling tools by name, and a call run from its JSON to the tool message. */
+static void test_toolbox(void) {
+    lm_toolbox tb;
+    lm_error err = {0};
+    CHECK(lm_toolbox_init(&tb, "calculator,shell", NULL, &err) == LM_ERR_ARG && strstr(err.message, "'shell'"));
+    CHECK(tb.n == 0 && tb.tools_json == NULL);
+    CHECK(lm_toolbox_init(&tb, "calculator,,code", NULL, &err) == LM_ERR_ARG && strstr(err.message, "empty"));
+    CHECK(lm_toolbox_init(&tb, "code,code", NULL, &err) == LM_ERR_ARG && strstr(err.message, "twice"));
+    CHECK(lm_toolbox_init(&tb, "search", NULL, &err) == LM_ERR_ARG && strstr(err.message, "folder"));
+    REQUIRE(lm_toolbox_init(&tb, "calculator,code", NULL, &err) == LM_OK);
+    CHECK(tb.n == 2 && lm_toolbox_find(&tb, "code") && !lm_toolbox_find(&tb, "search"));
+    CHECK(strstr(tb.tools_json, "\"name\":\"calculator\"") != NULL);
+    static const struct {
+        const char *call, *name, *result;
+        int is_error;
+    } cases[] = {
+        {"{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2^70\"}}", "calculator", "1180591620717411303424", 0},
+        {"{\"name\": \"calculator\", \"arguments\": \"{\\\"expression\\\": \\\"7 / 0\\\"}\"}", "calculator",
+         "error: division by zero", 1},
+        {"{\"name\": \"code\", \"arguments\": {\"code\": \"return 6 * 7\"}}", "code", "value: 42", 0},
+        {"{\"name\": \"calculator\", \"arguments\": {\"expr\": \"1\"}}", "calculator", "error: ", 1},
+        {"{\"name\": \"search\", \"arguments\": {\"query\": \"x\"}}", "search", "error: no tool named 'search' is enabled", 1},
+        {"{\"name\": calculator}", NULL, "error: ", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *name, *args, *result;
+        int is_error;
+        REQUIRE(lm_toolbox_run(&tb, cases[i].call, strlen(cases[i].call), &name, &args, &result, &is_error, &err) == LM_OK);
+        CHECKF((name == NULL) == (cases[i].name == NULL) && (!name || strcmp(name, cases[i].name) == 0) &&
+                   strncmp(result, cases[i].result, strlen(cases[i].result)) == 0 && is_error == cases[i].is_error,
+               "case %zu: %s -> %s (error %d)", i, name ? name : "(no name)", result, is_error);
+        if (cases[i].result[0] != 'e') CHECK(strstr(result, cases[i].result) != NULL);
+        free(name), free(args), free(result);
+    }
+    lm_toolbox_free(&tb);
+    CHECK(tb.n == 0);
+}
+
 int main(void) {
     test_scanner();
     test_parse();
     test_validate();
+    test_toolbox();
     TEST_END();
 }

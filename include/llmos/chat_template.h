@@ -41,7 +41,8 @@
  *            dicts: get(key[, default]), items(), keys(), values()
  *   calls    raise_exception(msg) (render fails with msg), range([a,] b[, step]),
  *            namespace(name=value, ...)
- * Variables: messages (a list of dicts with 'role' and 'content'), bos_token,
+ * Variables: messages (a list of dicts with 'role' and 'content', and
+ * 'tool_calls' and 'tool_call_id' where the message has them), bos_token,
  * eos_token, add_generation_prompt, and tools (a list parsed from the
  * options' tools_json, undefined when not given). A for loop body is a new
  * scope per iteration (sets in it do not leak out; use a namespace).
@@ -56,8 +57,11 @@
  * Segments. A render returns, besides the text, a list of segments that
  * cover the output exactly once, in order, without gaps: each segment is
  * either LM_CHAT_SEG_TEMPLATE (bytes the template wrote: its literal text,
- * bos/eos tokens, roles, numbers, tools) or LM_CHAT_SEG_CONTENT with the
- * index of the message whose content value the bytes came from. Content
+ * bos/eos tokens, roles, numbers) or LM_CHAT_SEG_CONTENT with the index of
+ * the message whose content value the bytes came from. The strings of a
+ * message's tool calls (id, name, argument keys and values) and its
+ * tool_call_id count as that message's content; the strings of tools count
+ * as content of the pseudo-message n (one past the last message). Content
  * bytes keep their mark through concatenation, `set`, trim/strip, slicing,
  * upper/lower, and tojson (where the escaped characters of the string are
  * marked, not the quotes). Adjacent segments of the same kind and message
@@ -79,9 +83,22 @@ extern "C" {
 #define LM_CHAT_TEMPLATE_MAX_ITERATIONS 1000000        /* loop iterations per render */
 #define LM_CHAT_TEMPLATE_MAX_SOURCE ((size_t)1 << 20)  /* template source, bytes */
 
+/* An OpenAI-style tool call of an assistant message. */
+typedef struct lm_chat_tool_call {
+    const char *id;        /* may be NULL */
+    const char *name;      /* the function's name */
+    const char *arguments; /* JSON text of the arguments (an object) */
+} lm_chat_tool_call;
+
 typedef struct lm_chat_message {
     const char *role;    /* "system", "user", "assistant" or "tool" */
-    const char *content; /* NUL-terminated UTF-8; untrusted */
+    const char *content; /* NUL-terminated UTF-8; untrusted ("" for none) */
+    /* Assistant messages: the calls, seen by the template as message.tool_calls =
+     * [{"id", "type": "function", "function": {"name", "arguments"}}] (arguments a dict
+     * when their JSON parses, else the string); absent when n_tool_calls is 0. */
+    const lm_chat_tool_call *tool_calls;
+    size_t n_tool_calls;
+    const char *tool_call_id; /* tool messages: message.tool_call_id; NULL: absent */
 } lm_chat_message;
 
 typedef struct lm_chat_render_options {

@@ -1,7 +1,8 @@
 /* Conversations: chat data for fine-tuning, read from JSONL.
  *
  * Each non-blank line of the file is one conversation, in either form:
- *   {"messages": [{"role": "user", "content": "..."}, ...], ...}   (OpenAI; other keys ignored)
+ *   {"messages": [{"role": "user", "content": "..."}, ...], "tools": [...]}
+ *                                       (OpenAI; "tools" optional, other keys ignored)
  *   [{"role": "user", "content": "..."}, ...]                      (a bare array of messages)
  * Roles are "system", "user", "assistant" and "tool". An assistant message may
  * carry OpenAI-style tool calls,
@@ -74,6 +75,7 @@ typedef struct lm_conversation {
                                   (preference pairs: the prompt, no assistant message needed) */
     int32_t n_messages;
     char *chosen, *rejected;   /* preference pairs only: the two answers to the prompt; else NULL */
+    char *tools_json; /* the object form's "tools" (OpenAI tool objects) as compact JSON, or NULL */
     int64_t line; /* 1-based line of the file it came from */
 } lm_conversation;
 
@@ -126,6 +128,13 @@ lm_status lm_conversations_read_ex(const char *path, const lm_conversation_read_
                                    lm_conversation_set **out, lm_error *err);
 
 void lm_conversation_set_free(lm_conversation_set *set);
+
+/* The conversation's messages as chat-template messages (n_messages of them, plus
+ * one zeroed slot for a caller's answer), tool calls and tool_call_ids included;
+ * a null content becomes "". The strings are c's: *out (one malloc'd block, free
+ * it) is valid while c is. */
+struct lm_chat_message;
+lm_status lm_conversation_messages(const lm_conversation *c, struct lm_chat_message **out, lm_error *err);
 
 #ifdef __cplusplus
 }

@@ -22,12 +22,20 @@ typedef struct lm_sft_example {
 /* Renders msgs (no generation prompt; BOS/EOS strings from the tokenizer)
  * and tokenizes the result segment by segment: the template's own text with
  * special-token parsing (its control tokens count), message contents as plain
- * text (a "<|im_start|>" typed by a user stays text). train marks the tokens
- * of assistant contents and, after each, the template's tokens up to and
- * including the first control token (the end-of-turn marker the model must
- * learn to emit). */
+ * text (a "<|im_start|>" typed by a user stays text). train marks what the
+ * model writes in each assistant turn: from where the answer starts (the end
+ * of the render of the earlier messages with the generation prompt, when the
+ * full render begins with it; else the message's first content) up to and
+ * including the first control token after it that is not a tool-call tag (the
+ * end-of-turn marker the model must learn to emit). So an assistant message's
+ * tool calls, template text around them included, are trained; tool results
+ * and everything else are not. Segments are cut where an answer starts, so
+ * the answer is tokenized as the model generates it after the prompt. */
 lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
                           lm_sft_example *out, lm_error *err);
+/* The same with the template's `tools` set from tools_json (NULL: undefined). */
+lm_status lm_sft_tokenize_tools(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
+                                size_t n, const char *tools_json, lm_sft_example *out, lm_error *err);
 void lm_sft_example_free(lm_sft_example *e);
 
 /* The same rendering and tokenization for inference (chat): with the
@@ -44,7 +52,8 @@ lm_status lm_chat_tokenize_tools(const lm_tokenizer *tok, const lm_chat_template
  * conversations (system, user, assistant; with and without the generation
  * prompt; without the system message if the template refuses one) and
  * scanning only the template's own text (never message contents) for
- * markers: <|name|> (name: 1..64 bytes, no '|', '<', '>' or white space),
+ * markers (a sample with a tool call, its result and a tool list too, where
+ * the template renders it): <|name|> (name: 1..64 bytes, no '|', '<', '>' or white space),
  * <name> and </name> (name: a lowercase letter, then up to 63 lowercase
  * letters, digits or '_'), [NAME] and [/NAME] (an uppercase letter, then 1..63
  * uppercase letters, digits or '_'). Only markers that are not tokens of tok

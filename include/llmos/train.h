@@ -49,7 +49,7 @@ typedef struct lm_train_options {
     int quiet;              /* no progress bar or step lines */
     int bf16;               /* weight products in bf16 (AVX-512 BF16), f32 master weights */
     const lm_train_rows *rows_train, *rows_val; /* instead of data_dir: random rows (SFT); val rows may be NULL */
-    const char *chat_template; /* written into the output as tokenizer.chat_template if the model has none */
+    const char *chat_template; /* written into the output as tokenizer.chat_template (replacing the model's); NULL: kept */
     double dpo_beta;        /* > 0: direct preference optimisation with this beta; rows_train and rows_val hold
                                pairs: row 2i the prompt with the chosen answer, row 2i + 1 with the rejected one,
                                only the answers scored. The reference model is the starting model. */

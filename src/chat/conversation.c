@@ -3,6 +3,7 @@
  * would accept or silently truncate), cJSON for the structure, and the checks
  * of the message shape. Bad lines are skipped and recorded, or fail the read. */
 #include "llmos/conversation.h"
+#include "llmos/chat_template.h"
 
 #include "../base/checked.h"
 
@@ -51,6 +52,8 @@ static void conversation_free(lm_conversation *c) {
     free(c->messages);
     free(c->chosen);
     free(c->rejected);
+    free(c->tools_json);
+    c->tools_json = NULL;
     c->messages = NULL;
     c->chosen = c->rejected = NULL;
     c->n_messages = 0;
@@ -307,6 +310,26 @@ static int parse_message(const cJSON *obj, int mi, lm_conv_message *m, char *rea
 static int parse_messages(const cJSON *msgs, const limits *lim, int need_assistant, lm_conversation *conv,
                           char *reason, size_t rcap);
 
+/* "tools": an array of OpenAI tool objects, {"type": "function", "function": {"name": ...}},
+ * kept as compact JSON text for the chat template. */
+static int parse_tools(const cJSON *root, lm_conversation *conv, char *reason, size_t rcap) {
+    const cJSON *tools;
+    MEMBER(tools, root, "tools", "\"tools\" appears twice");
+    if (!tools || cJSON_IsNull(tools)) return LINE_OK;
+    if (!cJSON_IsArray(tools)) return bad(reason, rcap, "\"tools\" is %s, not an array", type_name(tools));
+    int k = 0;
+    for (const cJSON *t = tools->child; t; t = t->next, k++) {
+        const cJSON *fn = cJSON_IsObject(t) ? cJSON_GetObjectItemCaseSensitive(t, "function") : NULL;
+        const cJSON *name = cJSON_IsObject(fn) ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
+        if (!cJSON_IsString(name) || !name->valuestring[0])
+            return bad(reason, rcap, "tool %d: not {\"type\": \"function\", \"function\": {\"name\": ...}}", k);
+    }
+    char *text = cJSON_PrintUnformatted(tools); /* cJSON's allocator: copied into ours */
+    if (text) conv->tools_json = dup_str(text);
+    cJSON_free(text);
+    return conv->tools_json ? LINE_OK : LINE_NOMEM;
+}
+
 static int parse_conversation(const cJSON *root, const limits *lim, lm_conversation *conv, char *reason,
                               size_t rcap) {
     const cJSON *msgs;
@@ -316,6 +339,8 @@ static int parse_conversation(const cJSON *root, const limits *lim, lm_conversat
         MEMBER(msgs, root, "messages", "\"messages\" appears twice");
         if (!msgs) return bad(reason, rcap, "object has no \"messages\"");
         if (!cJSON_IsArray(msgs)) return bad(reason, rcap, "\"messages\" is %s, not an array", type_name(msgs));
+        int r = parse_tools(root, conv, reason, rcap);
+        if (r != LINE_OK) return r;
     } else {
         return bad(reason, rcap, "line is %s, not an object or an array of messages", type_name(root));
     }
@@ -619,5 +644,38 @@ done:
         return st;
     }
     *out = set;
+    return LM_OK;
+}
+
+lm_status lm_conversation_messages(const lm_conversation *c, lm_chat_message **out, lm_error *err) {
+    *out = NULL;
+    size_t n_calls = 0, bytes;
+    for (int32_t i = 0; i < c->n_messages; i++) n_calls += (size_t)c->messages[i].n_tool_calls;
+    /* One block: the messages, then their calls. */
+    size_t n_msgs = (size_t)c->n_messages, calls_bytes;
+    if (lm_mul_overflow_size(n_msgs + 1, sizeof(lm_chat_message), &bytes) ||
+        lm_mul_overflow_size(n_calls, sizeof(lm_chat_tool_call), &calls_bytes) ||
+        lm_add_overflow_size(bytes, calls_bytes, &bytes))
+        return lm_error_set(err, LM_ERR_LIMIT, "conversation too large");
+    lm_chat_message *m = calloc(1, bytes);
+    if (!m) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    lm_chat_tool_call *calls = (lm_chat_tool_call *)(m + n_msgs + 1);
+    for (int32_t i = 0; i < c->n_messages; i++) {
+        const lm_conv_message *cm = &c->messages[i];
+        m[i].role = lm_chat_role_name(cm->role);
+        m[i].content = cm->content ? cm->content : "";
+        m[i].tool_call_id = cm->tool_call_id;
+        if (cm->n_tool_calls > 0) {
+            m[i].tool_calls = calls;
+            m[i].n_tool_calls = (size_t)cm->n_tool_calls;
+            for (int32_t k = 0; k < cm->n_tool_calls; k++) {
+                calls->id = cm->tool_calls[k].id;
+                calls->name = cm->tool_calls[k].name;
+                calls->arguments = cm->tool_calls[k].arguments;
+                calls++;
+            }
+        }
+    }
+    *out = m;
     return LM_OK;
 }

@@ -3,6 +3,7 @@
 
 #include "../base/checked.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,46 +37,104 @@ static char *token_string(const lm_tokenizer *tok, int32_t id) {
     return out;
 }
 
+/* 1 when token id is a control token that ends an answer: any control token
+ * but the tool-call tags, which an answer may contain. */
+static int ends_answer(const lm_tokenizer *tok, int32_t id) {
+    if (lm_tokenizer_token_type(tok, id) != LM_TOKEN_CONTROL) return 0;
+    lm_str t = lm_tokenizer_token_text(tok, id);
+    return !((t.len == 11 && memcmp(t.ptr, "<tool_call>", 11) == 0) || (t.len == 12 && memcmp(t.ptr, "</tool_call>", 12) == 0));
+}
+
+/* Where each assistant message's answer starts in the full render (text, len):
+ * the length of the render of the messages before it with the generation
+ * prompt, when the full render begins with exactly that text (so the template's
+ * text that the model writes itself, e.g. a <tool_call> wrapper, is trained);
+ * SIZE_MAX when it does not (or that render fails), and the answer then starts
+ * at the message's first content. starts[i] is set for assistant messages only. */
+static lm_status answer_starts(const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
+                               const lm_chat_render_options *full, const char *text, size_t len, size_t *starts,
+                               lm_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        starts[i] = SIZE_MAX;
+        if (strcmp(msgs[i].role, "assistant") != 0) continue;
+        lm_chat_render_options ro = *full;
+        ro.add_generation_prompt = 1;
+        char *prefix = NULL;
+        size_t plen = 0;
+        lm_error ignored = {0};
+        lm_status st = lm_chat_template_render(tpl, msgs, i, &ro, &prefix, &plen, NULL, NULL, &ignored);
+        if (st == LM_ERR_NOMEM) {
+            free(prefix);
+            return lm_error_set(err, st, "out of memory");
+        }
+        if (!st && plen <= len && memcmp(prefix, text, plen) == 0) starts[i] = plen;
+        free(prefix);
+    }
+    return LM_OK;
+}
+
 /* Both entry points: render (with or without the generation prompt), then
- * tokenize segment by segment with the train flags of lm_sft_tokenize. */
+ * tokenize segment by segment (each cut where an answer starts) with the
+ * train flags of lm_sft_tokenize when mask is set. */
 static lm_status tokenize_conversation(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
-                                       size_t n, int add_generation_prompt, const char *tools_json,
+                                       size_t n, int add_generation_prompt, const char *tools_json, int mask,
                                        lm_sft_example *out, lm_error *err) {
     memset(out, 0, sizeof *out);
     char *bos = token_string(tok, lm_tokenizer_bos(tok)), *eos = token_string(tok, lm_tokenizer_eos(tok));
     char *text = NULL;
-    size_t len = 0, n_seg = 0;
+    size_t len = 0, n_seg = 0, *starts = NULL;
     lm_chat_segment *seg = NULL;
     lm_status st = LM_OK;
     if (!bos || !eos) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     lm_chat_render_options ro = {add_generation_prompt != 0, bos, eos, tools_json, 0};
     if (!st) st = lm_chat_template_render(tpl, msgs, n, &ro, &text, &len, &seg, &n_seg, err);
+    if (!st && mask && n) {
+        if (!(starts = malloc(n * sizeof *starts))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        if (!st) st = answer_starts(tpl, msgs, n, &ro, text, len, starts, err);
+    }
     int64_t cap = 0;
-    int closing = 0; /* after an assistant content: train the template text up to a control token */
+    size_t next = 0;   /* the next assistant message whose answer start is still ahead */
+    int training = 0;  /* inside an answer: trained up to and including its end marker */
     for (size_t i = 0; i < n_seg && !st; i++) {
         const lm_chat_segment *s = &seg[i];
-        int is_content = s->kind == LM_CHAT_SEG_CONTENT;
-        int32_t *toks = NULL;
-        size_t nt = 0;
-        st = lm_tokenizer_encode(tok, text + s->offset, s->length, is_content ? 0 : LM_ENCODE_PARSE_SPECIAL, &toks, &nt, err);
-        if (st) break;
-        if (is_content) {
-            int assistant = s->message >= 0 && (size_t)s->message < n && strcmp(msgs[s->message].role, "assistant") == 0;
-            st = append(out, &cap, toks, nt, (uint8_t)assistant, err);
-            closing = assistant;
-        } else if (closing) {
-            /* Train up to and including the first control token. */
-            size_t k = 0;
-            while (k < nt && lm_tokenizer_token_type(tok, toks[k]) != LM_TOKEN_CONTROL) k++;
-            size_t trained = k < nt ? k + 1 : nt;
-            st = append(out, &cap, toks, trained, 1, err);
-            if (!st) st = append(out, &cap, toks + trained, nt - trained, 0, err);
-            closing = k >= nt; /* no end marker yet: keep going into the next template text */
-        } else {
-            st = append(out, &cap, toks, nt, 0, err);
+        size_t at = s->offset, end = s->offset + s->length;
+        while (at < end && !st) {
+            /* Cut the segment where an answer starts (the answer is tokenized as the model writes it). */
+            while (starts && next < n && (starts[next] == SIZE_MAX || starts[next] < at)) next++;
+            size_t cut = end;
+            if (starts && next < n && starts[next] < end) {
+                if (starts[next] == at) {
+                    training = 1;
+                    next++;
+                    continue;
+                }
+                cut = starts[next];
+            }
+            int is_content = s->kind == LM_CHAT_SEG_CONTENT;
+            int32_t *toks = NULL;
+            size_t nt = 0;
+            st = lm_tokenizer_encode(tok, text + at, cut - at, is_content ? 0 : LM_ENCODE_PARSE_SPECIAL, &toks, &nt, err);
+            if (st) break;
+            if (is_content) {
+                int assistant = s->message >= 0 && (size_t)s->message < n && strcmp(msgs[s->message].role, "assistant") == 0;
+                if (assistant) training = 1; /* also where the answer's start was not found */
+                else training = 0;
+                st = append(out, &cap, toks, nt, (uint8_t)(mask && training), err);
+            } else if (training) {
+                size_t k = 0;
+                while (k < nt && !ends_answer(tok, toks[k])) k++;
+                size_t trained = k < nt ? k + 1 : nt;
+                st = append(out, &cap, toks, trained, (uint8_t)(mask != 0), err);
+                if (!st) st = append(out, &cap, toks + trained, nt - trained, 0, err);
+                training = k >= nt; /* no end marker yet: keep going into the next piece */
+            } else {
+                st = append(out, &cap, toks, nt, 0, err);
+            }
+            free(toks);
+            at = cut;
         }
-        free(toks);
     }
+    free(starts);
     free(text);
     free(seg);
     free(bos);
@@ -86,7 +145,12 @@ static lm_status tokenize_conversation(const lm_tokenizer *tok, const lm_chat_te
 
 lm_status lm_sft_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
                           lm_sft_example *out, lm_error *err) {
-    return tokenize_conversation(tok, tpl, msgs, n, 0, NULL, out, err);
+    return lm_sft_tokenize_tools(tok, tpl, msgs, n, NULL, out, err);
+}
+
+lm_status lm_sft_tokenize_tools(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs,
+                                size_t n, const char *tools_json, lm_sft_example *out, lm_error *err) {
+    return tokenize_conversation(tok, tpl, msgs, n, 0, tools_json, 1, out, err);
 }
 
 lm_status lm_chat_tokenize(const lm_tokenizer *tok, const lm_chat_template *tpl, const lm_chat_message *msgs, size_t n,
@@ -98,7 +162,7 @@ lm_status lm_chat_tokenize_tools(const lm_tokenizer *tok, const lm_chat_template
                                  size_t n, int add_generation_prompt, const char *tools_json, int32_t **tokens,
                                  size_t *n_tokens, lm_error *err) {
     lm_sft_example e;
-    lm_status st = tokenize_conversation(tok, tpl, msgs, n, add_generation_prompt, tools_json, &e, err);
+    lm_status st = tokenize_conversation(tok, tpl, msgs, n, add_generation_prompt, tools_json, 0, &e, err);
     if (st) return st;
     free(e.train);
     *tokens = e.tokens;
@@ -191,22 +255,33 @@ lm_status lm_chat_missing_controls(const lm_tokenizer *tok, const lm_chat_templa
     out->end_of_turn = -1;
     static const lm_chat_message sample[] = {
         {"system", "You are a helpful assistant."}, {"user", "Hello."}, {"assistant", "Hi there."}, {"user", "Thanks."}};
-    /* (first message, count, generation prompt): with the system message, then without it. */
-    static const int cases[4][3] = {{0, 3, 0}, {0, 4, 1}, {1, 2, 0}, {1, 3, 1}};
+    /* A tool call and its result, with a tool list: the markers a template writes around calls. */
+    static const lm_chat_tool_call call = {"call_1", "calculator", "{\"expression\": \"2 + 2\"}"};
+    static const lm_chat_message tool_sample[] = {{"user", "What is 2 + 2?"},
+                                                  {"assistant", "", &call, 1, NULL},
+                                                  {"tool", "4", NULL, 0, "call_1"},
+                                                  {"assistant", "4."}};
+    static const char tools_json[] = "[{\"type\": \"function\", \"function\": {\"name\": \"calculator\", "
+                                     "\"description\": \"Exact arithmetic.\", \"parameters\": {\"type\": "
+                                     "\"object\", \"properties\": {\"expression\": {\"type\": \"string\"}}}}}]";
+    /* (first message, count, generation prompt): with the system message, then without it; the
+     * tool-call sample last (a template without tool support may refuse it). */
+    static const int cases[5][3] = {{0, 3, 0}, {0, 4, 1}, {1, 2, 0}, {1, 3, 1}, {0, 4, 0}};
     char *bos = token_string(tok, lm_tokenizer_bos(tok)), *eos = token_string(tok, lm_tokenizer_eos(tok));
     lm_status st = bos && eos ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     lm_status first_failure = LM_OK;
     lm_error render_err = {0};
     int rendered = 0, eot_done = 0;
-    for (int k = 0; k < 4 && !st; k++) {
-        lm_chat_render_options ro = {cases[k][2] != 0, bos, eos, NULL, 0};
+    for (int k = 0; k < 5 && !st; k++) {
+        int tools = k == 4;
+        lm_chat_render_options ro = {cases[k][2] != 0, bos, eos, tools ? tools_json : NULL, 0};
         char *text = NULL;
         size_t len = 0, n_seg = 0;
         lm_chat_segment *seg = NULL;
-        lm_status rs = lm_chat_template_render(tpl, sample + cases[k][0], (size_t)cases[k][1], &ro, &text, &len, &seg,
-                                               &n_seg, first_failure ? NULL : &render_err);
+        lm_status rs = lm_chat_template_render(tpl, (tools ? tool_sample : sample) + cases[k][0], (size_t)cases[k][1],
+                                               &ro, &text, &len, &seg, &n_seg, first_failure || tools ? NULL : &render_err);
         if (rs) {
-            if (!first_failure) first_failure = rs;
+            if (!first_failure && !tools) first_failure = rs;
             continue;
         }
         rendered = 1;

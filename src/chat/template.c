@@ -2532,11 +2532,21 @@ static int exec_body(rt *r, node *const *body, size_t n) {
 
 /* ------------------------------------------------------------------ JSON for tools */
 
+/* Marks all of s as bytes of message msg's content (untrusted). */
+static int mark_content(rt *r, lstr *s, int32_t msg) {
+    span *sp = ralloc(r, sizeof *sp);
+    if (!sp) return -1;
+    sp->off = 0, sp->len = s->len, sp->msg = msg;
+    s->sp = sp, s->nsp = 1;
+    return 0;
+}
+
 typedef struct jp {
     rt *r;
     const char *s;
     size_t n, i;
     const char *why;
+    int32_t msg; /* >= 0: strings (keys and values) are marked as that message's content */
 } jp;
 
 static void jws(jp *j) {
@@ -2620,6 +2630,7 @@ static int jstring(jp *j, lstr *out) {
     j->i++;
     buf[k] = '\0';
     *out = plain(buf, k);
+    if (j->msg >= 0 && k) return mark_content(j->r, out, j->msg) ? (j->why = "out of memory", -1) : 0;
     return 0;
 }
 
@@ -2726,6 +2737,45 @@ static int jvalue(jp *j, value *out, int depth) {
 
 /* ------------------------------------------------------------------ render */
 
+/* s (NUL-terminated) as a string value marked as message msg's content. */
+static int tainted(rt *r, const char *s, int32_t msg, lstr *out) {
+    *out = plain(s, strlen(s));
+    return out->len ? mark_content(r, out, msg) : 0; /* ralloc has set r->st on failure */
+}
+
+/* message.tool_calls, OpenAI's shape: [{"id", "type": "function", "function": {"name", "arguments"}}].
+ * The arguments are a dict when their JSON parses (what Hugging Face templates expect, e.g.
+ * `tool_call.arguments | tojson`), else the string as given. Every string is the message's content. */
+static int add_tool_calls(rt *r, dict *d, const lm_chat_message *m, int32_t msg) {
+    if (!m->tool_calls) return rfail(r, NULL, LM_ERR_ARG, "message %d: tool_calls is NULL", (int)msg);
+    list *l = list_new(r, m->n_tool_calls);
+    if (!l) return -1;
+    for (size_t k = 0; k < m->n_tool_calls; k++) {
+        const lm_chat_tool_call *tc = &m->tool_calls[k];
+        if (!tc->name || !tc->arguments)
+            return rfail(r, NULL, LM_ERR_ARG, "message %d: tool call %zu has no name or arguments", (int)msg, k);
+        dict *call = dict_new(r, 3), *fn = dict_new(r, 2);
+        lstr name, id, text;
+        if (!call || !fn || tainted(r, tc->name, msg, &name) || tainted(r, tc->arguments, msg, &text)) return -1;
+        value args = v_str(text);
+        jp j = {r, tc->arguments, strlen(tc->arguments), 0, NULL, msg};
+        value parsed;
+        if (jvalue(&j, &parsed, 1) == 0) {
+            jws(&j);
+            if (j.i == j.n && parsed.k == V_DICT) args = parsed;
+        }
+        if (r->st != LM_OK) return -1;
+        if (dict_set(r, fn, plain("name", 4), v_str(name)) || dict_set(r, fn, plain("arguments", 9), args)) return -1;
+        if (tc->id && (tainted(r, tc->id, msg, &id) || dict_set(r, call, plain("id", 2), v_str(id)))) return -1;
+        value fv = {V_DICT, {.d = fn}};
+        if (dict_set(r, call, plain("type", 4), v_str(plain("function", 8))) || dict_set(r, call, plain("function", 8), fv))
+            return -1;
+        l->v[k].k = V_DICT;
+        l->v[k].u.d = call;
+    }
+    return dict_set(r, d, plain("tool_calls", 10), v_list(l));
+}
+
 static int valid_role(const char *role) {
     return role && (!strcmp(role, "system") || !strcmp(role, "user") || !strcmp(role, "assistant") ||
                     !strcmp(role, "tool"));
@@ -2767,17 +2817,19 @@ lm_status lm_chat_template_render(const lm_chat_template *t, const lm_chat_messa
             rfail(&r, NULL, LM_ERR_ARG, "message %zu: content is NULL", i);
             goto done;
         }
-        dict *d = dict_new(&r, 2);
-        span *sp = ralloc(&r, sizeof *sp);
-        if (!d || !sp) goto done;
-        size_t clen = strlen(msgs[i].content);
-        sp->off = 0;
-        sp->len = clen;
-        sp->msg = (int32_t)i;
-        lstr content = {msgs[i].content, clen, clen ? sp : NULL, clen ? 1 : 0};
-        if (dict_set(&r, d, plain("role", 4), v_str(plain(msgs[i].role, strlen(msgs[i].role)))) ||
+        dict *d = dict_new(&r, 4);
+        if (!d) goto done;
+        lstr content;
+        if (tainted(&r, msgs[i].content, (int32_t)i, &content) ||
+            dict_set(&r, d, plain("role", 4), v_str(plain(msgs[i].role, strlen(msgs[i].role)))) ||
             dict_set(&r, d, plain("content", 7), v_str(content)))
             goto done;
+        if (msgs[i].n_tool_calls && add_tool_calls(&r, d, &msgs[i], (int32_t)i)) goto done;
+        if (msgs[i].tool_call_id) {
+            lstr id;
+            if (tainted(&r, msgs[i].tool_call_id, (int32_t)i, &id) || dict_set(&r, d, plain("tool_call_id", 12), v_str(id)))
+                goto done;
+        }
         ml->v[i].k = V_DICT;
         ml->v[i].u.d = d;
     }
@@ -2788,7 +2840,9 @@ lm_status lm_chat_template_render(const lm_chat_template *t, const lm_chat_messa
         frame_set(&r, g, "add_generation_prompt", v_bool(opts->add_generation_prompt)))
         goto done;
     if (opts->tools_json) {
-        jp j = {&r, opts->tools_json, strlen(opts->tools_json), 0, NULL};
+        /* The tools' names, descriptions and schemas may come from a client: untrusted, marked as
+         * content of the pseudo-message n. */
+        jp j = {&r, opts->tools_json, strlen(opts->tools_json), 0, NULL, (int32_t)n};
         value tools;
         if (jvalue(&j, &tools, 0) == 0) {
             jws(&j);

@@ -28,23 +28,20 @@ lm_status lm_chat_loss(const lm_model *m, const lm_chat_template *tpl, const lm_
     lm_status st = lm_context_init(m, n_ctx, n_threads, &ctx, err);
     if (st) return st;
     float *logits = malloc((size_t)CHUNK * (size_t)V * sizeof *logits);
-    int32_t max_msgs = 0;
-    for (int64_t c = 0; c < set->n; c++) max_msgs = set->items[c].n_messages > max_msgs ? set->items[c].n_messages : max_msgs;
-    lm_chat_message *msgs = calloc((size_t)max_msgs + 1, sizeof *msgs);
-    if (!logits || !msgs) {
+    if (!logits) {
         st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
         goto done;
     }
     double total = 0;
     for (int64_t c = 0; c < set->n && !st; c++) {
         const lm_conversation *conv = &set->items[c];
-        for (int32_t i = 0; i < conv->n_messages; i++) {
-            msgs[i].role = lm_chat_role_name(conv->messages[i].role);
-            msgs[i].content = conv->messages[i].content ? conv->messages[i].content : "";
-        }
         lm_sft_example ex = {0};
         lm_error e2 = {0};
-        if (lm_sft_tokenize(tok, tpl, msgs, (size_t)conv->n_messages, &ex, &e2)) {
+        lm_chat_message *msgs;
+        if ((st = lm_conversation_messages(conv, &msgs, err))) break;
+        lm_status ts = lm_sft_tokenize_tools(tok, tpl, msgs, (size_t)conv->n_messages, conv->tools_json, &ex, &e2);
+        free(msgs);
+        if (ts) {
             r->n_skipped++;
             continue;
         }
@@ -71,7 +68,6 @@ lm_status lm_chat_loss(const lm_model *m, const lm_chat_template *tpl, const lm_
     r->loss = r->n_scored ? total / (double)r->n_scored : NAN;
 done:
     free(logits);
-    free(msgs);
     lm_context_free(ctx);
     return st;
 }

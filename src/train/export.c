@@ -55,9 +55,11 @@ lm_status lm_train_export(const char *template_path, const lm_train_shape *s, co
     for (int64_t i = 0; i < lm_gguf_kv_count(g) && !st; i++) {
         const char *key = lm_gguf_key(g, i);
         if (strcmp(key, "general.name") == 0 || strcmp(key, "general.file_type") == 0) continue;
+        /* The template the model was fine-tuned with replaces the one it came with. */
+        if (chat_template && strcmp(key, "tokenizer.chat_template") == 0) continue;
         st = lm_gguf_writer_copy_kv(w, g, i, err);
     }
-    if (!st && chat_template && lm_gguf_find_key(g, "tokenizer.chat_template") < 0) {
+    if (!st && chat_template) {
         st = lm_gguf_writer_set_str(w, "tokenizer.chat_template", chat_template, err);
     }
     if (!st) st = lm_gguf_writer_set_str(w, "general.name", "llmos-trained", err);

@@ -13,7 +13,7 @@ void lm_train_params_from_model(const lm_model *m, const lm_train_layout *l, flo
 /* Writes params as an F32 GGUF: every key of template_path (architecture,
  * hyperparameters, tokenizer) except general.name / general.file_type, and
  * the tensors under llama.cpp's names; chat_template (may be NULL) becomes
- * tokenizer.chat_template when the template file has none. Written
+ * tokenizer.chat_template, replacing the template file's. Written
  * atomically. */
 lm_status lm_train_export(const char *template_path, const lm_train_shape *s, const lm_train_layout *l,
                           const float *params, const char *chat_template, const char *out_path, lm_error *err);

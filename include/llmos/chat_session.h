@@ -1,0 +1,92 @@
+/* A chat session: a conversation with a model, kept as messages (tool calls
+ * included), rendered through the chat template, and answered with the tool
+ * loop. The KV cache is reused between turns for the longest prefix a new
+ * render shares with what is cached, so each turn runs only the new tokens.
+ *
+ * The tool loop (when a toolbox is given): the assistant's answer streams out
+ * until the model opens a tool call. With the tags <tool_call> and
+ * </tool_call> as control tokens of the vocabulary, only those tokens open and
+ * close a call (the same text written as ordinary tokens, e.g. copied from a
+ * document, is plain text); without them the tags are found in the text
+ * (lm_tool_call_scanner). When the call closes, generation stops, the call is
+ * run (lm_toolbox_run: parsed, checked against the tool's schema, run with its
+ * limits), the assistant message is stored with the call in its tool_calls
+ * (or, for a template that never reads tool_calls, with the call's text in its
+ * content), the result is added as a `tool` message (untrusted content: it is
+ * tokenized as plain text, never scanned for calls or control tokens), and
+ * the answer goes on, up to LM_CHAT_MAX_CALLS_PER_REPLY calls per reply.
+ *
+ * A session borrows its model, context, sampler, template and toolbox, which
+ * must outlive it; one thread at a time. */
+#ifndef LLMOS_CHAT_SESSION_H
+#define LLMOS_CHAT_SESSION_H
+
+#include "llmos/base.h"
+#include "llmos/chat_template.h"
+#include "llmos/model.h"
+#include "llmos/sampler.h"
+#include "llmos/toolbox.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LM_CHAT_MAX_CALLS_PER_REPLY 8
+
+typedef struct lm_chat_session lm_chat_session;
+
+typedef struct lm_chat_reply_hooks {
+    /* The answer's text as it is generated (never a call's text); a non-LM_OK
+     * status stops the reply with that status. May be NULL. */
+    lm_status (*on_text)(void *user, const char *text, size_t n);
+    /* After each call ran: its name and arguments (NULL when the call did not
+     * parse), the result text and whether it is an error. May be NULL. */
+    void (*on_tool)(void *user, const char *name, const char *arguments, const char *result, int is_error);
+    /* Notes for the user ("the oldest turn was dropped"). May be NULL. */
+    void (*on_note)(void *user, const char *note);
+    /* Polled once per token; non-zero ends the answer there (Ctrl-C). May be NULL. */
+    int (*should_stop)(void *user);
+    void *user;
+} lm_chat_reply_hooks;
+
+/* template_source (the template's text) tells whether the template renders
+ * tool calls; tools may be NULL (no tool loop, no tools in the prompt). */
+lm_status lm_chat_session_init(lm_chat_session **out, const lm_model *m, lm_context *ctx, lm_sampler *smp,
+                               const lm_chat_template *tpl, const char *template_source, const lm_toolbox *tools,
+                               lm_error *err);
+void lm_chat_session_free(lm_chat_session *s);
+
+/* Appends a message (role system, user, assistant or tool). */
+lm_status lm_chat_session_add(lm_chat_session *s, const char *role, const char *content, lm_error *err);
+/* Sets (or replaces) the system prompt, the first message. */
+lm_status lm_chat_session_set_system(lm_chat_session *s, const char *content, lm_error *err);
+/* Forgets the messages, the system prompt too unless keep_system. */
+void lm_chat_session_reset(lm_chat_session *s, int keep_system);
+size_t lm_chat_session_count(const lm_chat_session *s);
+/* Message i's role and content (NULL past the end). */
+const char *lm_chat_session_role(const lm_chat_session *s, size_t i);
+const char *lm_chat_session_content(const lm_chat_session *s, size_t i);
+
+/* Writes the conversation as one JSONL line, {"messages": [...]} with OpenAI's
+ * tool_calls and tool_call_id, atomically. */
+lm_status lm_chat_session_save(const lm_chat_session *s, const char *path, lm_error *err);
+/* Replaces the conversation with the first one of a conversations file
+ * (conversation.h; tool calls included). */
+lm_status lm_chat_session_load(lm_chat_session *s, const char *path, lm_error *err);
+
+/* Answers the conversation: renders it with the generation prompt (dropping
+ * the oldest turns, never the system prompt, while it does not fit with
+ * room for max_tokens more), generates at most max_tokens per answer round
+ * with the tool loop above, and appends the assistant's message(s) and the
+ * tool messages. LM_ERR_LIMIT when the last message alone does not fit (it
+ * is then removed if it is the user's). */
+lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *hooks,
+                                lm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

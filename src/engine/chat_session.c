@@ -1,0 +1,453 @@
+/* A conversation with a model and the tool loop (llmos/chat_session.h). */
+#include "llmos/chat_session.h"
+
+#include "llmos/conversation.h"
+#include "llmos/file.h"
+#include "llmos/sft.h"
+#include "llmos/tokenizer.h"
+#include "llmos/tool_call.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lm_chat_session {
+    const lm_model *model;
+    const lm_tokenizer *tok;
+    lm_context *ctx;
+    lm_sampler *smp;
+    const lm_chat_template *tpl;
+    const lm_toolbox *tools;
+    int template_has_calls; /* the template reads message.tool_calls */
+    int32_t open_tag, close_tag; /* <tool_call> and </tool_call> as control tokens, or -1 */
+    int64_t n_ctx;
+    lm_detokenizer *detok;
+    lm_conv_message *msgs; /* the conversation; strings owned */
+    size_t n, cap;
+    int32_t *kv; /* (n_ctx) the tokens whose keys and values are in the cache, in order */
+    size_t n_kv;
+    int64_t calls; /* tool calls so far: ids call_1, call_2, ... */
+};
+
+/* ---- growable text ---- */
+
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static int text_add(text *t, const char *s, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *p = realloc(t->p, cap);
+        if (!p) return -1;
+        t->p = p, t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = 0;
+    return 0;
+}
+
+static char *text_take(text *t) {
+    char *p = t->p ? t->p : calloc(1, 1);
+    memset(t, 0, sizeof *t);
+    return p;
+}
+
+/* ---- messages ---- */
+
+static void message_clear(lm_conv_message *m) {
+    free(m->content);
+    for (int32_t i = 0; i < m->n_tool_calls; i++) {
+        free(m->tool_calls[i].id);
+        free(m->tool_calls[i].name);
+        free(m->tool_calls[i].arguments);
+    }
+    free(m->tool_calls);
+    free(m->tool_call_id);
+    memset(m, 0, sizeof *m);
+}
+
+/* Appends a message taking ownership of content (and of call, one tool call, when not NULL). */
+static lm_status push_owned(lm_chat_session *s, lm_chat_role role, char *content, lm_conv_tool_call *call,
+                            char *tool_call_id, lm_error *err) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        lm_conv_message *m = realloc(s->msgs, cap * sizeof *m);
+        if (!m) goto nomem;
+        s->msgs = m, s->cap = cap;
+    }
+    lm_conv_message *m = &s->msgs[s->n];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    m->content = content;
+    m->content_len = content ? strlen(content) : 0;
+    m->tool_call_id = tool_call_id;
+    if (call) {
+        m->tool_calls = call;
+        m->n_tool_calls = 1;
+    }
+    s->n++;
+    return LM_OK;
+nomem:
+    free(content);
+    free(tool_call_id);
+    if (call) {
+        free(call->id), free(call->name), free(call->arguments), free(call);
+    }
+    return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+}
+
+static void drop(lm_chat_session *s, size_t from, size_t to) {
+    if (to <= from) return;
+    for (size_t i = from; i < to; i++) message_clear(&s->msgs[i]);
+    memmove(s->msgs + from, s->msgs + to, (s->n - to) * sizeof *s->msgs);
+    s->n -= to - from;
+}
+
+static int has_system(const lm_chat_session *s) { return s->n && s->msgs[0].role == LM_CHAT_SYSTEM; }
+
+lm_status lm_chat_session_add(lm_chat_session *s, const char *role, const char *content, lm_error *err) {
+    lm_chat_role r;
+    if (lm_chat_role_parse(role, strlen(role), &r))
+        return lm_error_set(err, LM_ERR_ARG, "unknown role '%.32s' (system, user, assistant, tool)", role);
+    char *copy = strdup(content);
+    if (!copy) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    return push_owned(s, r, copy, NULL, NULL, err);
+}
+
+lm_status lm_chat_session_set_system(lm_chat_session *s, const char *content, lm_error *err) {
+    if (has_system(s)) drop(s, 0, 1);
+    lm_status st = lm_chat_session_add(s, "system", content, err);
+    if (st) return st;
+    lm_conv_message m = s->msgs[s->n - 1];
+    memmove(s->msgs + 1, s->msgs, (s->n - 1) * sizeof *s->msgs);
+    s->msgs[0] = m;
+    return LM_OK;
+}
+
+void lm_chat_session_reset(lm_chat_session *s, int keep_system) { drop(s, keep_system && has_system(s), s->n); }
+
+size_t lm_chat_session_count(const lm_chat_session *s) { return s->n; }
+
+const char *lm_chat_session_role(const lm_chat_session *s, size_t i) {
+    return i < s->n ? lm_chat_role_name(s->msgs[i].role) : NULL;
+}
+
+const char *lm_chat_session_content(const lm_chat_session *s, size_t i) {
+    return i < s->n ? (s->msgs[i].content ? s->msgs[i].content : "") : NULL;
+}
+
+/* ---- init ---- */
+
+static int32_t control_token(const lm_tokenizer *tok, const char *s) {
+    int32_t id = lm_tokenizer_find(tok, s, strlen(s));
+    return id >= 0 && lm_tokenizer_token_type(tok, id) == LM_TOKEN_CONTROL ? id : -1;
+}
+
+lm_status lm_chat_session_init(lm_chat_session **out, const lm_model *m, lm_context *ctx, lm_sampler *smp,
+                               const lm_chat_template *tpl, const char *template_source, const lm_toolbox *tools,
+                               lm_error *err) {
+    *out = NULL;
+    lm_chat_session *s = calloc(1, sizeof *s);
+    if (!s) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    s->model = m, s->ctx = ctx, s->smp = smp, s->tpl = tpl, s->tools = tools && tools->n ? tools : NULL;
+    s->tok = lm_model_get_tokenizer(m);
+    s->n_ctx = lm_context_size(ctx);
+    s->template_has_calls = template_source && strstr(template_source, "tool_calls") != NULL;
+    s->open_tag = control_token(s->tok, LM_TOOL_CALL_OPEN);
+    s->close_tag = control_token(s->tok, LM_TOOL_CALL_CLOSE);
+    if (s->open_tag < 0 || s->close_tag < 0) s->open_tag = s->close_tag = -1;
+    lm_status st = lm_detokenizer_init(s->tok, 0, &s->detok, err);
+    if (!st && !(s->kv = malloc((size_t)s->n_ctx * sizeof *s->kv))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    if (st) {
+        lm_chat_session_free(s);
+        return st;
+    }
+    *out = s;
+    return LM_OK;
+}
+
+void lm_chat_session_free(lm_chat_session *s) {
+    if (!s) return;
+    drop(s, 0, s->n);
+    free(s->msgs);
+    free(s->kv);
+    lm_detokenizer_free(s->detok);
+    free(s);
+}
+
+/* ---- save and load ---- */
+
+lm_status lm_chat_session_save(const lm_chat_session *s, const char *path, lm_error *err) {
+    cJSON *root = cJSON_CreateObject(), *arr = root ? cJSON_AddArrayToObject(root, "messages") : NULL;
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < s->n; i++) {
+        const lm_conv_message *m = &s->msgs[i];
+        cJSON *o = cJSON_CreateObject();
+        ok = o && cJSON_AddItemToArray(arr, o) && cJSON_AddStringToObject(o, "role", lm_chat_role_name(m->role));
+        if (ok) ok = m->content ? cJSON_AddStringToObject(o, "content", m->content) != NULL
+                                : cJSON_AddNullToObject(o, "content") != NULL;
+        if (ok && m->n_tool_calls) {
+            cJSON *calls = cJSON_AddArrayToObject(o, "tool_calls");
+            ok = calls != NULL;
+            for (int32_t k = 0; ok && k < m->n_tool_calls; k++) {
+                const lm_conv_tool_call *c = &m->tool_calls[k];
+                cJSON *co = cJSON_CreateObject(), *fn = NULL;
+                ok = co && cJSON_AddItemToArray(calls, co) && (!c->id || cJSON_AddStringToObject(co, "id", c->id)) &&
+                     cJSON_AddStringToObject(co, "type", "function") && (fn = cJSON_AddObjectToObject(co, "function")) &&
+                     cJSON_AddStringToObject(fn, "name", c->name) &&
+                     cJSON_AddStringToObject(fn, "arguments", c->arguments ? c->arguments : "{}");
+            }
+        }
+        if (ok && m->tool_call_id) ok = cJSON_AddStringToObject(o, "tool_call_id", m->tool_call_id) != NULL;
+    }
+    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    lm_atomic_file *f;
+    lm_status st = lm_atomic_file_open(path, &f, err);
+    if (!st) {
+        st = lm_atomic_file_write(f, json, strlen(json), err);
+        if (!st) st = lm_atomic_file_write(f, "\n", 1, err);
+        if (!st) st = lm_atomic_file_commit(f, err);
+        else lm_atomic_file_abort(f);
+    }
+    cJSON_free(json);
+    return st;
+}
+
+lm_status lm_chat_session_load(lm_chat_session *s, const char *path, lm_error *err) {
+    lm_conversation_set *set;
+    lm_status st = lm_conversations_read(path, 1, &set, err);
+    if (st) return st;
+    if (set->n < 1) {
+        lm_conversation_set_free(set);
+        return lm_error_set(err, LM_ERR_FORMAT, "%s holds no conversation", path);
+    }
+    /* Take the first conversation's messages over. */
+    lm_conversation *c = &set->items[0];
+    drop(s, 0, s->n);
+    free(s->msgs);
+    s->msgs = c->messages;
+    s->n = s->cap = (size_t)c->n_messages;
+    c->messages = NULL;
+    c->n_messages = 0;
+    lm_conversation_set_free(set);
+    return LM_OK;
+}
+
+/* ---- the reply ---- */
+
+/* Renders the conversation with the generation prompt into *toks. */
+static lm_status render(lm_chat_session *s, int32_t **toks, size_t *nt, lm_error *err) {
+    lm_conversation view = {0};
+    view.messages = s->msgs;
+    view.n_messages = (int32_t)s->n;
+    lm_chat_message *msgs;
+    lm_status st = lm_conversation_messages(&view, &msgs, err);
+    if (st) return st;
+    st = lm_chat_tokenize_tools(s->tok, s->tpl, msgs, s->n, 1, s->tools ? s->tools->tools_json : NULL, toks, nt, err);
+    free(msgs);
+    return st;
+}
+
+typedef struct scan_state {
+    const lm_chat_reply_hooks *hooks;
+    text *answer;
+    text *call;
+    int have_call;
+    lm_error *err;
+} scan_state;
+
+static lm_status show(const lm_chat_reply_hooks *h, text *answer, const char *p, size_t n, lm_error *err) {
+    if (text_add(answer, p, n)) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    lm_status st = h && h->on_text ? h->on_text(h->user, p, n) : LM_OK;
+    return st ? lm_error_set(err, st, "the reply was stopped") : LM_OK;
+}
+
+static lm_status scan_text(void *user, const char *p, size_t n) {
+    scan_state *ss = user;
+    return show(ss->hooks, ss->answer, p, n, ss->err);
+}
+
+static lm_status scan_call(void *user, const char *p, size_t n) {
+    scan_state *ss = user;
+    if (ss->have_call) return LM_OK; /* one call per round: generation stops at the first */
+    ss->have_call = 1;
+    return text_add(ss->call, p, n) ? LM_ERR_NOMEM : LM_OK;
+}
+
+/* Trims ASCII white space around t's text in place. */
+static void trim(text *t) {
+    size_t a = 0, b = t->len;
+    while (a < b && strchr(" \t\r\n", t->p[a])) a++;
+    while (b > a && strchr(" \t\r\n", t->p[b - 1])) b--;
+    memmove(t->p, t->p + a, b - a);
+    t->len = b - a;
+    t->p[t->len] = 0;
+}
+
+/* One round: generates until the end of the answer or a complete call. */
+static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, int64_t max_tokens,
+                          const lm_chat_reply_hooks *h, text *answer, text *call, int *have_call, lm_error *err) {
+    char piece[1024];
+    int token_tags = s->tools && s->open_tag >= 0, in_call = 0;
+    lm_tool_call_scanner *scanner = NULL;
+    scan_state ss = {h, answer, call, 0, err};
+    lm_status st = LM_OK;
+    if (s->tools && !token_tags) st = lm_tool_call_scanner_init(&scanner, 0, scan_text, scan_call, &ss, err);
+    int64_t pos = (int64_t)nt;
+    *have_call = 0;
+    /* Where decoded text goes: the call being written, the scanner, or the answer. */
+#define EMIT(p, n)                                                                                              \
+    do {                                                                                                        \
+        if (in_call) {                                                                                          \
+            if (call->len + (n) > LM_TOOL_CALL_MAX_BYTES) st = lm_error_set(err, LM_ERR_LIMIT, "a tool call is longer than %zu bytes", LM_TOOL_CALL_MAX_BYTES); \
+            else if (text_add(call, (p), (n))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");          \
+        } else if (scanner) {                                                                                   \
+            st = lm_tool_call_scanner_push(scanner, (p), (n), err);                                             \
+        } else {                                                                                                \
+            st = show(h, answer, (p), (n), err);                                                                \
+        }                                                                                                       \
+    } while (0)
+    for (int64_t i = 0; !st && i < max_tokens && pos < s->n_ctx; i++) {
+        if (h && h->should_stop && h->should_stop(h->user)) break;
+        int32_t id = lm_sampler_sample(s->smp, logits, NULL, 0);
+        if (token_tags && (id == s->open_tag || id == s->close_tag)) {
+            int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
+            if (k > 0) EMIT(piece, (size_t)k);
+            if (st) break;
+            if (id == s->open_tag) {
+                in_call = 1; /* a second open inside a call is ignored */
+            } else if (in_call) {
+                in_call = 0;
+                *have_call = 1;
+            }
+        } else if (lm_tokenizer_is_eog(s->tok, id) || lm_tokenizer_token_type(s->tok, id) == LM_TOKEN_CONTROL) {
+            break; /* the end of the answer (or a control token it must not contain) */
+        } else {
+            int64_t k = lm_detokenizer_push(s->detok, id, piece, sizeof piece);
+            if (k > 0) EMIT(piece, (size_t)k);
+            if (st) break;
+        }
+        s->kv[s->n_kv++] = id; /* pos == n_kv: the cache grows by this token */
+        st = lm_context_forward(s->ctx, id, pos++, &logits, err);
+        if (*have_call || ss.have_call) break; /* the call is complete: run it before going on */
+    }
+    int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
+    if (!st && k > 0) EMIT(piece, (size_t)k);
+#undef EMIT
+    if (scanner) {
+        if (!st && !ss.have_call) {
+            lm_error ferr = {0};
+            if (lm_tool_call_scanner_finish(scanner, &ferr) && h && h->on_note) h->on_note(h->user, ferr.message);
+        }
+        lm_tool_call_scanner_free(scanner);
+        *have_call = ss.have_call;
+    }
+    if (!st && in_call && h && h->on_note) h->on_note(h->user, "the answer ended inside a tool call");
+    if (in_call && !st) { /* an unclosed call stays in the answer as text */
+        if (text_add(answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(answer, call->p ? call->p : "", call->len))
+            st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        call->len = 0;
+    }
+    return st;
+}
+
+/* Stores the assistant's round that ended in a call, runs the call and adds its result. */
+static lm_status run_call(lm_chat_session *s, text *answer, text *call, const lm_chat_reply_hooks *h, lm_error *err) {
+    trim(call);
+    char *name, *args, *result;
+    int is_error;
+    lm_status st = lm_toolbox_run(s->tools, call->p ? call->p : "", call->len, &name, &args, &result, &is_error, err);
+    if (st) return st;
+    if (h && h->on_tool) h->on_tool(h->user, name, args, result, is_error);
+    char id[32];
+    snprintf(id, sizeof id, "call_%lld", (long long)++s->calls);
+    lm_conv_tool_call *tc = NULL;
+    if (name && s->template_has_calls) {
+        /* The template writes "\n" between the text and the call: the text is what came before it. */
+        if (answer->len && answer->p[answer->len - 1] == '\n') answer->p[--answer->len] = 0;
+        tc = calloc(1, sizeof *tc);
+        if (tc) tc->id = strdup(id), tc->name = name, tc->arguments = args, name = args = NULL;
+        if (!tc || !tc->id) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    } else if (text_add(answer, LM_TOOL_CALL_OPEN "\n", strlen(LM_TOOL_CALL_OPEN) + 1) ||
+               text_add(answer, call->p ? call->p : "", call->len) ||
+               text_add(answer, "\n" LM_TOOL_CALL_CLOSE, strlen(LM_TOOL_CALL_CLOSE) + 1)) {
+        st = lm_error_set(err, LM_ERR_NOMEM, "out of memory"); /* a template without tool_calls: the call stays text */
+    }
+    free(name), free(args);
+    if (st) {
+        if (tc) free(tc->id), free(tc->name), free(tc->arguments), free(tc);
+        free(result);
+        return st;
+    }
+    st = push_owned(s, LM_CHAT_ASSISTANT, text_take(answer), tc, NULL, err);
+    char *tool_id = tc ? strdup(id) : NULL;
+    if (!st) st = push_owned(s, LM_CHAT_TOOL, result, NULL, tool_id, err);
+    else free(result), free(tool_id);
+    call->len = 0;
+    return st;
+}
+
+lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *h, lm_error *err) {
+    text answer = {0}, call = {0};
+    lm_status st = LM_OK;
+    for (int round = 0; !st; round++) {
+        /* Render; drop the oldest turns while it does not fit with room to answer. */
+        int32_t *toks = NULL;
+        size_t nt = 0;
+        for (;;) {
+            if ((st = render(s, &toks, &nt, err))) break;
+            size_t first = has_system(s);
+            if ((int64_t)nt + max_tokens <= s->n_ctx || s->n - first <= 1) break;
+            free(toks);
+            toks = NULL;
+            size_t upto = first + 1;
+            while (upto < s->n - 1 && s->msgs[upto].role != LM_CHAT_USER) upto++; /* a whole turn */
+            drop(s, first, upto);
+            if (h && h->on_note) h->on_note(h->user, "the context is full: the oldest turn was dropped");
+        }
+        if (st) break;
+        if ((int64_t)nt >= s->n_ctx) {
+            free(toks);
+            if (round == 0 && s->n && s->msgs[s->n - 1].role == LM_CHAT_USER) drop(s, s->n - 1, s->n);
+            st = lm_error_set(err, LM_ERR_LIMIT, "the conversation does not fit in the context of %lld tokens",
+                              (long long)s->n_ctx);
+            break;
+        }
+        /* Reuse the cache for the longest prefix shared with what is cached; at least the last
+         * token runs, for the logits. */
+        size_t p = 0;
+        while (p < s->n_kv && p + 1 < nt && s->kv[p] == toks[p]) p++;
+        const float *logits;
+        st = lm_context_forward_batch(s->ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &logits, err);
+        memcpy(s->kv, toks, nt * sizeof *s->kv);
+        s->n_kv = st ? 0 : nt;
+        free(toks);
+        if (st) break;
+        int have_call = 0;
+        st = generate(s, nt, logits, max_tokens, h, &answer, &call, &have_call, err);
+        if (st) break;
+        if (have_call && s->tools && round < LM_CHAT_MAX_CALLS_PER_REPLY) {
+            st = run_call(s, &answer, &call, h, err);
+            continue;
+        }
+        if (have_call) { /* past the calls a reply may make: the call stays in the answer as text */
+            if (text_add(&answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(&answer, call.p ? call.p : "", call.len) ||
+                text_add(&answer, LM_TOOL_CALL_CLOSE, strlen(LM_TOOL_CALL_CLOSE))) {
+                st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+                break;
+            }
+            if (h && h->on_note) h->on_note(h->user, "too many tool calls in one reply: this one was not run");
+        }
+        st = push_owned(s, LM_CHAT_ASSISTANT, text_take(&answer), NULL, NULL, err);
+        break;
+    }
+    free(answer.p);
+    free(call.p);
+    return st;
+}
