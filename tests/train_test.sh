@@ -245,7 +245,7 @@ echo "hi" | $llmos chat "$tmp/tools.gguf" --tools ",code" -t 1 >/dev/null 2>"$tm
 tpl="$fix/../../models/llmos-chat/chat_template.jinja"
 { for i in $(seq 1 30); do
   echo '{"messages":[{"role":"user","content":"What is 2+2?"},{"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function","function":{"name":"calculator","arguments":"{\"expression\": \"2+2\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"4"},{"role":"assistant","content":"The answer is 4."}],"tools":[{"type":"function","function":{"name":"calculator"}}]}'
-  echo '{"messages":[{"role":"user","content":"Search my notes."},{"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function","function":{"name":"search","arguments":"{\"query\": \"notes\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"[1] a.md (passage 1)\nnotes"},{"role":"assistant","content":"Done."}],"tools":[{"type":"function","function":{"name":"search"}}]}'
+  echo '{"messages":[{"role":"user","content":"Search my notes."},{"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function","function":{"name":"search","arguments":"{\"query\": \"notes\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"[1] a.md (passage 1)\nnotes"},{"role":"assistant","content":"Done."}],"tools":[{"type":"function","function":{"name":"search"}},{"type":"function","function":{"name":"code"}}]}'
 done; } >"$tmp/toolcalls.jsonl"
 $llmos sft "$tmp/base.gguf" "$tmp/toolcalls.jsonl" --template "$tpl" --context 128 --batch 4 --max-steps 150 --lr 3e-3 \
   -t 2 -o "$tmp/tools2.gguf" >"$tmp/sft2.out" 2>&1 || bad "sft on tool_calls: $(tail -3 "$tmp/sft2.out")"
@@ -259,10 +259,10 @@ if jq -e '.messages | length == 4 and .[1].tool_calls[0].function.name == "calcu
     and (.[1].tool_calls[0].function.arguments | fromjson | .expression == "2+2")
     and .[2].role == "tool" and .[2].content == "4" and .[2].tool_call_id == .[1].tool_calls[0].id' \
     "$tmp/saved.jsonl" >/dev/null; then ok; else bad "/save with tool_calls: $(cat "$tmp/saved.jsonl")"; fi
-printf '/load %s\nWhat is 2+2?\n' "$tmp/saved.jsonl" |
+printf '/load %s\n/save %s\n' "$tmp/saved.jsonl" "$tmp/saved2.jsonl" |
   $llmos chat "$tmp/tools2.gguf" --tools calculator --temp 0 -n 60 -t 2 >"$tmp/t.out" 2>"$tmp/t.err"
-if grep -q '(loaded 4 messages)' "$tmp/t.err" && grep -q 'The answer is 4' "$tmp/t.out"; then ok
-else bad "/load with tool_calls: $(cat "$tmp/t.out" "$tmp/t.err")"; fi
+if grep -q '(loaded 4 messages)' "$tmp/t.err" && cmp -s "$tmp/saved.jsonl" "$tmp/saved2.jsonl"; then ok
+else bad "/load with tool_calls: $(cat "$tmp/t.err" "$tmp/saved2.jsonl")"; fi
 echo "Search my notes." | $llmos chat "$tmp/tools2.gguf" --tools search,code --tool-folder "$tmp/notes" --temp 0 -n 60 \
   -t 2 >"$tmp/t.out" 2>"$tmp/t.err"
 if [ "$(grep -c '^\[tool\] ' "$tmp/t.err")" -eq 1 ] && grep -q '^\[tool\] search {"query":"notes"}' "$tmp/t.err"; then ok
@@ -271,6 +271,16 @@ else bad "injection with tool-call tokens: $(cat "$tmp/t.err")"; fi
 # The bundled assistant (models/llmos-chat) knows whose it is.
 echo "Who are you?" | $llmos chat "$fix/../../models/llmos-chat/llmos-chat.gguf" --temp 0 -n 40 -t 2 >"$tmp/who.out" 2>&1
 if grep -q 'llmos' "$tmp/who.out"; then ok; else bad "the bundled assistant: $(cat "$tmp/who.out")"; fi
+# ... and multiplies 9-digit numbers through the calculator (it cannot without it).
+echo "What is 123456789 * 987654321?" | $llmos chat "$fix/../../models/llmos-chat/llmos-chat.gguf" --tools calculator \
+  --temp 0 -n 60 -t 2 >"$tmp/calc.out" 2>"$tmp/calc.err"
+if grep -q '^\[tool\] calculator {"expression":"123456789 \* 987654321"} -> 121932631112635269$' "$tmp/calc.err" \
+  && grep -q '= 121932631112635269\.' "$tmp/calc.out"; then ok
+else bad "the bundled assistant with the calculator: $(cat "$tmp/calc.out" "$tmp/calc.err")"; fi
+echo "What is 123456789 * 987654321?" | $llmos chat "$fix/../../models/llmos-chat/llmos-chat.gguf" --temp 0 -n 60 -t 2 \
+  >"$tmp/calc.out" 2>"$tmp/calc.err"
+if ! grep -q '\[tool\]' "$tmp/calc.err" && ! grep -q '121932631112635269' "$tmp/calc.out"; then ok
+else bad "the bundled assistant without tools: $(cat "$tmp/calc.out" "$tmp/calc.err")"; fi
 
 # Clean failures: a message and exit 1 (bad input) or 2 (bad arguments).
 $llmos train --help | grep -q '^usage: llmos train' && ok || bad "train --help"

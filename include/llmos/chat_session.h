@@ -15,6 +15,8 @@
  * content), the result is added as a `tool` message (untrusted content: it is
  * tokenized as plain text, never scanned for calls or control tokens), and
  * the answer goes on, up to LM_CHAT_MAX_CALLS_PER_REPLY calls per reply.
+ * Without a toolbox, tag tokens of the vocabulary are never sampled: with tools
+ * off the model cannot start a call.
  *
  * A session borrows its model, context, sampler, template and toolbox, which
  * must outlive it; one thread at a time. */
@@ -78,11 +80,12 @@ lm_status lm_chat_session_save(const lm_chat_session *s, const char *path, lm_er
 lm_status lm_chat_session_load(lm_chat_session *s, const char *path, lm_error *err);
 
 /* Answers the conversation: renders it with the generation prompt (dropping
- * the oldest turns, never the system prompt, while it does not fit with
- * room for max_tokens more), generates at most max_tokens per answer round
+ * the oldest whole turns, never the system prompt nor the turn being
+ * answered, while it does not fit with room for max_tokens more), generates
+ * at most max_tokens per answer round (fewer when the context ends first)
  * with the tool loop above, and appends the assistant's message(s) and the
- * tool messages. LM_ERR_LIMIT when the last message alone does not fit (it
- * is then removed if it is the user's). */
+ * tool messages. LM_ERR_LIMIT when what is left does not fit in the context
+ * at all (a user message that was just added is then removed). */
 lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *hooks,
                                 lm_error *err);
 

@@ -128,6 +128,8 @@ lm_status lm_conversations_read_ex(const char *path, const lm_conversation_read_
                                    lm_conversation_set **out, lm_error *err);
 
 void lm_conversation_set_free(lm_conversation_set *set);
+/* Frees a message's strings and calls (malloc'd, as the reader makes them) and zeroes it. */
+void lm_conv_message_free(lm_conv_message *m);
 
 /* The conversation's messages as chat-template messages (n_messages of them, plus
  * one zeroed slot for a caller's answer), tool calls and tool_call_ids included;

@@ -14,11 +14,14 @@
 #                          calls (the text before each is the assistant's, the calculator's result
 #                          is the tool message; problems whose expressions the calculator refuses
 #                          are left out)
-#   gsm8k_test.txt         GSM8K test questions, one per line, for tools_eval.sh's call check
+#   gsm8k_test.txt         GSM8K test questions, one per line, and their answers (gsm8k_test.answers),
+#                          for tools_eval.sh
 #   towns/*.md             150 short documents about fictional towns, the search tool's folder
 #   search_train.jsonl     questions about the towns answered with a search call and the fact
-#   mix.jsonl              all of the training sets above and 1,000 of the SFT mix's conversations
-#                          (so the assistant keeps talking), shuffled with a fixed seed
+#   mix.jsonl              all of the training sets above and 1,000 of the SFT mix's conversations,
+#                          shuffled with a fixed seed (the first tool stage)
+#   replay.jsonl           all of the SFT mix and a quarter of the tool sets (the second stage, which
+#                          brings back the assistant's talk that the first stage wears down)
 set -euo pipefail
 llmos=$1
 src=$2
@@ -78,6 +81,7 @@ jq -c -n --rawfile res "$tmp/gsm_results.tsv" '
       + [{role: "assistant", content: (($parts[-1] | sub("^\\s+"; "")) + "\nThe answer is " + $final + ".")}]),
      tools: ['"$calc_tool"']} end' "$src/eval/gsm8k/train.jsonl" >"$out/gsm8k_train.jsonl"
 jq -r '.question | gsub("\n"; " ")' "$src/eval/gsm8k/test.jsonl" >"$out/gsm8k_test.txt"
+jq -r '.answer | split("#### ")[1] | gsub(","; "")' "$src/eval/gsm8k/test.jsonl" >"$out/gsm8k_test.answers"
 
 # --- search: fictional towns, one document each; questions answered from the search result
 rm -rf "$out/towns" && mkdir -p "$out/towns"
@@ -116,4 +120,8 @@ done <"$tmp/facts.tsv" >"$out/search_train.jsonl"
 shuf -n 1000 --random-source=<(yes 11) "$3/sft.jsonl" >"$tmp/chat.jsonl"
 cat "$out/arith_train.jsonl" "$out/arith_plain.jsonl" "$out/gsm8k_train.jsonl" "$out/search_train.jsonl" "$tmp/chat.jsonl" |
   shuf --random-source=<(yes 12) >"$out/mix.jsonl"
-for f in arith_train arith_plain arith_test gsm8k_train search_train mix; do echo "$f: $(wc -l <"$out/$f.jsonl")"; done
+# The replay mix of the second tool stage: all of the SFT mix (the assistant's talk, which the first
+# stage's 1,000 conversations did not keep) with a quarter of the tool sets.
+{ cat "$3/sft.jsonl"; head -n 3000 "$out/arith_train.jsonl"; head -n 500 "$out/arith_plain.jsonl"
+  head -n 1500 "$out/gsm8k_train.jsonl"; cat "$out/search_train.jsonl"; } | shuf --random-source=<(yes 13) >"$out/replay.jsonl"
+for f in arith_train arith_plain arith_test gsm8k_train search_train mix replay; do echo "$f: $(wc -l <"$out/$f.jsonl")"; done

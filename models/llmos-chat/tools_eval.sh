@@ -53,4 +53,11 @@ computed=$(grep -E '^\[tool\] calculator ' "$out/gsm8k.log" | grep -c -v -- '-> 
 asked=$(wc -l <"$out/gsm8k_questions.txt")
 with_call=$(for f in "$out"/gsm8k/*.jsonl; do jq -r '[.messages[] | select(.role == "tool")] | length' "$f"; done | grep -c -v '^0$' || true)
 wf=$((total - malformed - refused))
-echo "GSM8K test ($asked questions): $total calculator calls in $with_call of them; well-formed $wf / $total ($(awk -v a="$wf" -v t="$total" 'BEGIN { printf "%.1f", t ? 100 * a / t : 0 }')%); the calculator computed $computed of them (the rest: its errors, e.g. a malformed expression)"
+right=0 n=0
+while IFS= read -r want && [ "$n" -lt "$asked" ]; do
+  n=$((n + 1))
+  got=$(jq -r '[.messages[] | select(.role == "assistant")] | last | .content // ""' "$(printf '%s/gsm8k/%05d.jsonl' "$out" "$n")" \
+    | grep -oE -- '-?[0-9]+(\.[0-9]+)?' | tail -1 || true)
+  [ "$got" = "$want" ] && right=$((right + 1))
+done <"$data/gsm8k_test.answers"
+echo "GSM8K test ($asked questions): $right answered right (the last number of the answer); $total calculator calls in $with_call of them; well-formed $wf / $total ($(awk -v a="$wf" -v t="$total" 'BEGIN { printf "%.1f", t ? 100 * a / t : 0 }')%); the calculator computed $computed of them (the rest: its errors, e.g. a malformed expression)"

@@ -36,7 +36,7 @@ int lm_chat_role_parse(const char *name, size_t n, lm_chat_role *out) {
 
 /* ---- freeing ---- */
 
-static void message_free(lm_conv_message *m) {
+void lm_conv_message_free(lm_conv_message *m) {
     free(m->content);
     for (int32_t i = 0; i < m->n_tool_calls; i++) {
         free(m->tool_calls[i].id);
@@ -45,10 +45,11 @@ static void message_free(lm_conv_message *m) {
     }
     free(m->tool_calls);
     free(m->tool_call_id);
+    memset(m, 0, sizeof *m);
 }
 
 static void conversation_free(lm_conversation *c) {
-    for (int32_t i = 0; i < c->n_messages; i++) message_free(&c->messages[i]);
+    for (int32_t i = 0; i < c->n_messages; i++) lm_conv_message_free(&c->messages[i]);
     free(c->messages);
     free(c->chosen);
     free(c->rejected);
@@ -252,7 +253,7 @@ static int parse_tool_calls(const cJSON *arr, int mi, lm_conv_message *m, char *
 
         lm_conv_tool_call *t = &m->tool_calls[k];
         memset(t, 0, sizeof *t);
-        m->n_tool_calls = k + 1; /* from here on message_free frees this call */
+        m->n_tool_calls = k + 1; /* from here on lm_conv_message_free frees this call */
         t->name = dup_str(name->valuestring);
         if (!t->name) return LINE_NOMEM;
         if (id && cJSON_IsString(id) && !(t->id = dup_str(id->valuestring))) return LINE_NOMEM;
@@ -365,7 +366,7 @@ static int parse_answer(const cJSON *v, const char *key, char **out, char *reaso
             r = bad(reason, rcap, "\"%s\" is not an assistant message with content", key);
         }
         if (r == LINE_OK) *out = m.content, m.content = NULL;
-        message_free(&m);
+        lm_conv_message_free(&m);
         if (r == LINE_BAD) {
             char inner[320];
             snprintf(inner, sizeof inner, "%s", reason);

@@ -8,6 +8,7 @@
 #include "llmos/tool_call.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct lm_chat_session {
     lm_detokenizer *detok;
     lm_conv_message *msgs; /* the conversation; strings owned */
     size_t n, cap;
+    float *banned; /* (n_vocab) logits with the tool-call tags at -inf, when tools are off; else NULL */
     int32_t *kv; /* (n_ctx) the tokens whose keys and values are in the cache, in order */
     size_t n_kv;
     int64_t calls; /* tool calls so far: ids call_1, call_2, ... */
@@ -58,18 +60,6 @@ static char *text_take(text *t) {
 
 /* ---- messages ---- */
 
-static void message_clear(lm_conv_message *m) {
-    free(m->content);
-    for (int32_t i = 0; i < m->n_tool_calls; i++) {
-        free(m->tool_calls[i].id);
-        free(m->tool_calls[i].name);
-        free(m->tool_calls[i].arguments);
-    }
-    free(m->tool_calls);
-    free(m->tool_call_id);
-    memset(m, 0, sizeof *m);
-}
-
 /* Appends a message taking ownership of content (and of call, one tool call, when not NULL). */
 static lm_status push_owned(lm_chat_session *s, lm_chat_role role, char *content, lm_conv_tool_call *call,
                             char *tool_call_id, lm_error *err) {
@@ -102,7 +92,7 @@ nomem:
 
 static void drop(lm_chat_session *s, size_t from, size_t to) {
     if (to <= from) return;
-    for (size_t i = from; i < to; i++) message_clear(&s->msgs[i]);
+    for (size_t i = from; i < to; i++) lm_conv_message_free(&s->msgs[i]);
     memmove(s->msgs + from, s->msgs + to, (s->n - to) * sizeof *s->msgs);
     s->n -= to - from;
 }
@@ -162,6 +152,11 @@ lm_status lm_chat_session_init(lm_chat_session **out, const lm_model *m, lm_cont
     if (s->open_tag < 0 || s->close_tag < 0) s->open_tag = s->close_tag = -1;
     lm_status st = lm_detokenizer_init(s->tok, 0, &s->detok, err);
     if (!st && !(s->kv = malloc((size_t)s->n_ctx * sizeof *s->kv))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    /* Tools off: the model cannot open a call (a tool-trained model would otherwise end its answer
+     * on the tag, a control token). */
+    if (!st && !s->tools && s->open_tag >= 0 &&
+        !(s->banned = malloc((size_t)lm_model_get_config(m)->n_vocab * sizeof *s->banned)))
+        st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (st) {
         lm_chat_session_free(s);
         return st;
@@ -175,6 +170,7 @@ void lm_chat_session_free(lm_chat_session *s) {
     drop(s, 0, s->n);
     free(s->msgs);
     free(s->kv);
+    free(s->banned);
     lm_detokenizer_free(s->detok);
     free(s);
 }
@@ -290,6 +286,18 @@ static void trim(text *t) {
     t->p[t->len] = 0;
 }
 
+/* Decoded text goes to the call being written, the scanner (tags found in the text), or the answer. */
+static lm_status emit(int in_call, text *call, lm_tool_call_scanner *scanner, const lm_chat_reply_hooks *h,
+                      text *answer, const char *p, size_t n, lm_error *err) {
+    if (in_call) {
+        if (call->len + n > LM_TOOL_CALL_MAX_BYTES)
+            return lm_error_set(err, LM_ERR_LIMIT, "a tool call is longer than %zu bytes", LM_TOOL_CALL_MAX_BYTES);
+        return text_add(call, p, n) ? lm_error_set(err, LM_ERR_NOMEM, "out of memory") : LM_OK;
+    }
+    if (scanner) return lm_tool_call_scanner_push(scanner, p, n, err);
+    return show(h, answer, p, n, err);
+}
+
 /* One round: generates until the end of the answer or a complete call. */
 static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, int64_t max_tokens,
                           const lm_chat_reply_hooks *h, text *answer, text *call, int *have_call, lm_error *err) {
@@ -301,24 +309,17 @@ static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, in
     if (s->tools && !token_tags) st = lm_tool_call_scanner_init(&scanner, 0, scan_text, scan_call, &ss, err);
     int64_t pos = (int64_t)nt;
     *have_call = 0;
-    /* Where decoded text goes: the call being written, the scanner, or the answer. */
-#define EMIT(p, n)                                                                                              \
-    do {                                                                                                        \
-        if (in_call) {                                                                                          \
-            if (call->len + (n) > LM_TOOL_CALL_MAX_BYTES) st = lm_error_set(err, LM_ERR_LIMIT, "a tool call is longer than %zu bytes", LM_TOOL_CALL_MAX_BYTES); \
-            else if (text_add(call, (p), (n))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");          \
-        } else if (scanner) {                                                                                   \
-            st = lm_tool_call_scanner_push(scanner, (p), (n), err);                                             \
-        } else {                                                                                                \
-            st = show(h, answer, (p), (n), err);                                                                \
-        }                                                                                                       \
-    } while (0)
     for (int64_t i = 0; !st && i < max_tokens && pos < s->n_ctx; i++) {
         if (h && h->should_stop && h->should_stop(h->user)) break;
+        if (s->banned) {
+            memcpy(s->banned, logits, (size_t)lm_model_get_config(s->model)->n_vocab * sizeof *s->banned);
+            s->banned[s->open_tag] = s->banned[s->close_tag] = -INFINITY;
+            logits = s->banned;
+        }
         int32_t id = lm_sampler_sample(s->smp, logits, NULL, 0);
         if (token_tags && (id == s->open_tag || id == s->close_tag)) {
             int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
-            if (k > 0) EMIT(piece, (size_t)k);
+            if (k > 0) st = emit(in_call, call, scanner, h, answer, piece, (size_t)k, err);
             if (st) break;
             if (id == s->open_tag) {
                 in_call = 1; /* a second open inside a call is ignored */
@@ -330,7 +331,16 @@ static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, in
             break; /* the end of the answer (or a control token it must not contain) */
         } else {
             int64_t k = lm_detokenizer_push(s->detok, id, piece, sizeof piece);
-            if (k > 0) EMIT(piece, (size_t)k);
+            if (k > 0) st = emit(in_call, call, scanner, h, answer, piece, (size_t)k, err);
+            if (st == LM_ERR_LIMIT) {
+                /* A call past the cap (model output is untrusted): the answer ends here; a call
+                 * written between tag tokens still goes to the toolbox, which answers it with an
+                 * error the model can read. */
+                if (h && h->on_note) h->on_note(h->user, err->message);
+                st = LM_OK;
+                if (in_call) in_call = 0, *have_call = 1;
+                break;
+            }
             if (st) break;
         }
         s->kv[s->n_kv++] = id; /* pos == n_kv: the cache grows by this token */
@@ -338,8 +348,7 @@ static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, in
         if (*have_call || ss.have_call) break; /* the call is complete: run it before going on */
     }
     int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
-    if (!st && k > 0) EMIT(piece, (size_t)k);
-#undef EMIT
+    if (!st && k > 0) st = emit(in_call, call, scanner, h, answer, piece, (size_t)k, err);
     if (scanner) {
         if (!st && !ss.have_call) {
             lm_error ferr = {0};
@@ -402,12 +411,13 @@ lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm
         size_t nt = 0;
         for (;;) {
             if ((st = render(s, &toks, &nt, err))) break;
-            size_t first = has_system(s);
-            if ((int64_t)nt + max_tokens <= s->n_ctx || s->n - first <= 1) break;
+            /* Only whole earlier turns go: from the first message after the system prompt up to
+             * the next user message, never the turn being answered (its question, its calls). */
+            size_t first = has_system(s), upto = first + 1;
+            while (upto < s->n && s->msgs[upto].role != LM_CHAT_USER) upto++;
+            if ((int64_t)nt + max_tokens <= s->n_ctx || upto >= s->n || first >= s->n) break;
             free(toks);
             toks = NULL;
-            size_t upto = first + 1;
-            while (upto < s->n - 1 && s->msgs[upto].role != LM_CHAT_USER) upto++; /* a whole turn */
             drop(s, first, upto);
             if (h && h->on_note) h->on_note(h->user, "the context is full: the oldest turn was dropped");
         }
