@@ -151,7 +151,8 @@ static void bad_files(const char *good_path, lm_model *m) {
     size_t len;
     char *bytes = test_read_file(good_path, &len);
     REQUIRE(bytes);
-    const char *cut_path = tmp_path("cut.gguf");
+    char cut_path[128]; /* tmp_path's buffers are reused: later calls would change it */
+    snprintf(cut_path, sizeof cut_path, "%s", tmp_path("cut.gguf"));
     size_t cuts[] = {0, 3, 16, 24, 100, 400, len / 2, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
         FILE *f = fopen(cut_path, "wb");
