@@ -15,6 +15,7 @@ int cmd_sft(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
 int cmd_tool(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_lora(int argc, char **argv);

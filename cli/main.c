@@ -20,6 +20,7 @@ static const command commands[] = {
     {"init", cmd_init, "write a random-weight Llama model of any shape"},
     {"train", cmd_train, "pre-train a model on token shards (AdamW, checkpoints, resume)"},
     {"chat", cmd_chat, "chat with a model through its chat template (one answer per line when piped)"},
+    {"serve", cmd_serve, "serve a chat model over HTTP in OpenAI's dialect (chat completions, streaming, tools)"},
     {"sft", cmd_sft, "fine-tune on conversations, the loss on the assistant's tokens"},
     {"tool", cmd_tool, "list the tools (calculator, code, search) or call one on JSON arguments"},
     {"dpo", cmd_dpo, "preference-tune on chosen/rejected answer pairs (direct preference optimisation)"},

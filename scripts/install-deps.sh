@@ -13,12 +13,14 @@
 #   libedit-dev      libedit: line editing and history in `llmos chat`
 #   liblua5.4-dev    Lua 5.4: the sandboxed interpreter of the `code` tool
 #   libsqlite3-dev   SQLite (with FTS5): the full-text index of the `search` tool
+#   libmicrohttpd-dev  libmicrohttpd: the HTTP server of `llmos serve`
 #   bc               an independent arbitrary-precision calculator the calculator tool's tests compare with
 #   jq               JSON on the command line: the model recipe's data scripts, the tests' checks of saved chats
+#   curl             the HTTP client the server's tests drive it with
 set -euo pipefail
 
 packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libedit-dev
-          liblua5.4-dev libsqlite3-dev bc jq)
+          liblua5.4-dev libsqlite3-dev libmicrohttpd-dev bc jq curl)
 
 missing=()
 for p in "${packages[@]}"; do

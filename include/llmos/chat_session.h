@@ -25,6 +25,7 @@
 
 #include "llmos/base.h"
 #include "llmos/chat_template.h"
+#include "llmos/conversation.h"
 #include "llmos/model.h"
 #include "llmos/sampler.h"
 #include "llmos/toolbox.h"
@@ -39,6 +40,18 @@ extern "C" {
 #define LM_CHAT_MAX_CALLS_PER_REPLY 8
 
 typedef struct lm_chat_session lm_chat_session;
+
+typedef enum lm_finish_reason {
+    LM_FINISH_STOP = 0,      /* the model ended its turn */
+    LM_FINISH_LENGTH = 1,    /* max_tokens or the context ended it */
+    LM_FINISH_TOOL_CALLS = 2 /* it called a client's tool (lm_chat_session_set_client_tools) */
+} lm_finish_reason;
+
+typedef struct lm_chat_reply_stats {
+    int64_t prompt_tokens;     /* of the first round's render */
+    int64_t completion_tokens; /* generated, over all rounds */
+    lm_finish_reason finish;
+} lm_chat_reply_stats;
 
 typedef struct lm_chat_reply_hooks {
     /* The answer's text as it is generated (never a call's text); a non-LM_OK
@@ -71,6 +84,21 @@ size_t lm_chat_session_count(const lm_chat_session *s);
 /* Message i's role and content (NULL past the end). */
 const char *lm_chat_session_role(const lm_chat_session *s, size_t i);
 const char *lm_chat_session_content(const lm_chat_session *s, size_t i);
+
+/* Tools defined by a client (an OpenAI tools array, JSON text; NULL: none),
+ * used when the session has no toolbox: the template renders them, and a call
+ * the model writes ends the reply, stored as the assistant message's tool_calls
+ * with finish LM_FINISH_TOOL_CALLS, for the client to run and answer with a
+ * tool message. */
+lm_status lm_chat_session_set_client_tools(lm_chat_session *s, const char *tools_json, lm_error *err);
+/* Replaces the sampler (per-request sampling parameters). */
+void lm_chat_session_set_sampler(lm_chat_session *s, lm_sampler *smp);
+/* Replaces the conversation with c's messages, taking them over (c is left empty). */
+void lm_chat_session_take(lm_chat_session *s, lm_conversation *c);
+/* Message i as stored (tool calls included), or NULL past the end. */
+const lm_conv_message *lm_chat_session_message(const lm_chat_session *s, size_t i);
+/* Token counts and finish reason of the last reply. */
+const lm_chat_reply_stats *lm_chat_session_stats(const lm_chat_session *s);
 
 /* Writes the conversation as one JSONL line, {"messages": [...]} with OpenAI's
  * tool_calls and tool_call_id, atomically. */

@@ -128,6 +128,14 @@ lm_status lm_conversations_read_ex(const char *path, const lm_conversation_read_
                                    lm_conversation_set **out, lm_error *err);
 
 void lm_conversation_set_free(lm_conversation_set *set);
+/* One chat request's JSON, e.g. the body of an OpenAI chat completion request:
+ * an object with "messages" (and optionally "tools"; other keys are ignored) or
+ * a bare array of messages, checked as a file's line is, but without needing
+ * an assistant message. LM_ERR_FORMAT says what is wrong; on failure *out is
+ * empty. Free with lm_conversation_free. */
+lm_status lm_conversation_parse(const char *json, size_t n, lm_conversation *out, lm_error *err);
+void lm_conversation_free(lm_conversation *c);
+
 /* Frees a message's strings and calls (malloc'd, as the reader makes them) and zeroes it. */
 void lm_conv_message_free(lm_conv_message *m);
 

@@ -217,6 +217,7 @@ typedef struct limits {
     int64_t max_conversations;
     int64_t max_skipped;
     int pairs;
+    int request; /* a chat request: no assistant message needed */
 } limits;
 
 static int parse_tool_calls(const cJSON *arr, int mi, lm_conv_message *m, char *reason, size_t rcap) {
@@ -345,7 +346,7 @@ static int parse_conversation(const cJSON *root, const limits *lim, lm_conversat
     } else {
         return bad(reason, rcap, "line is %s, not an object or an array of messages", type_name(root));
     }
-    return parse_messages(msgs, lim, 1, conv, reason, rcap);
+    return parse_messages(msgs, lim, !lim->request, conv, reason, rcap);
 }
 
 /* A preference pair's answer: a string, an assistant message, or messages
@@ -535,6 +536,7 @@ lm_status lm_conversations_read_ex(const char *path, const lm_conversation_read_
     if (opts) o = *opts;
     else memset(&o, 0, sizeof o);
     limits lim;
+    memset(&lim, 0, sizeof lim);
     lim.max_line_bytes = o.max_line_bytes && o.max_line_bytes < LM_CONV_MAX_LINE_BYTES ? o.max_line_bytes
                                                                                        : LM_CONV_MAX_LINE_BYTES;
     lim.max_messages = o.max_messages > 0 && o.max_messages < LM_CONV_MAX_MESSAGES ? o.max_messages
@@ -680,3 +682,21 @@ lm_status lm_conversation_messages(const lm_conversation *c, lm_chat_message **o
     *out = m;
     return LM_OK;
 }
+
+lm_status lm_conversation_parse(const char *json, size_t n, lm_conversation *out, lm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (n > LM_CONV_MAX_LINE_BYTES) return lm_error_set(err, LM_ERR_LIMIT, "request of %zu bytes is too large", n);
+    char *copy = malloc(n + 1);
+    if (!copy) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    memcpy(copy, json, n);
+    copy[n] = 0;
+    limits lim = {LM_CONV_MAX_LINE_BYTES, LM_CONV_MAX_MESSAGES, 1, 0, 0, 1};
+    char reason[320];
+    int r = parse_line(copy, n, &lim, out, reason, sizeof reason);
+    free(copy);
+    if (r == LINE_NOMEM) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    if (r != LINE_OK) return lm_error_set(err, LM_ERR_FORMAT, "%s", reason);
+    return LM_OK;
+}
+
+void lm_conversation_free(lm_conversation *c) { conversation_free(c); }

@@ -30,7 +30,14 @@ struct lm_chat_session {
     int32_t *kv; /* (n_ctx) the tokens whose keys and values are in the cache, in order */
     size_t n_kv;
     int64_t calls; /* tool calls so far: ids call_1, call_2, ... */
+    char *client_tools; /* a client's tools array: rendered, calls returned to the client, not run */
+    lm_chat_reply_stats stats; /* of the last reply */
 };
+
+/* The tools array the template sees: the toolbox's, else the client's, else none. */
+static const char *tools_json(const lm_chat_session *s) {
+    return s->tools ? s->tools->tools_json : s->client_tools;
+}
 
 /* ---- growable text ---- */
 
@@ -171,8 +178,33 @@ void lm_chat_session_free(lm_chat_session *s) {
     free(s->msgs);
     free(s->kv);
     free(s->banned);
+    free(s->client_tools);
     lm_detokenizer_free(s->detok);
     free(s);
+}
+
+lm_status lm_chat_session_set_client_tools(lm_chat_session *s, const char *tools_json, lm_error *err) {
+    free(s->client_tools);
+    s->client_tools = NULL;
+    if (tools_json && !(s->client_tools = strdup(tools_json))) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    return LM_OK;
+}
+
+void lm_chat_session_set_sampler(lm_chat_session *s, lm_sampler *smp) { s->smp = smp; }
+
+void lm_chat_session_take(lm_chat_session *s, lm_conversation *c) {
+    drop(s, 0, s->n);
+    free(s->msgs);
+    s->msgs = c->messages;
+    s->n = s->cap = (size_t)c->n_messages;
+    c->messages = NULL;
+    c->n_messages = 0;
+}
+
+const lm_chat_reply_stats *lm_chat_session_stats(const lm_chat_session *s) { return &s->stats; }
+
+const lm_conv_message *lm_chat_session_message(const lm_chat_session *s, size_t i) {
+    return i < s->n ? &s->msgs[i] : NULL;
 }
 
 /* ---- save and load ---- */
@@ -223,14 +255,7 @@ lm_status lm_chat_session_load(lm_chat_session *s, const char *path, lm_error *e
         lm_conversation_set_free(set);
         return lm_error_set(err, LM_ERR_FORMAT, "%s holds no conversation", path);
     }
-    /* Take the first conversation's messages over. */
-    lm_conversation *c = &set->items[0];
-    drop(s, 0, s->n);
-    free(s->msgs);
-    s->msgs = c->messages;
-    s->n = s->cap = (size_t)c->n_messages;
-    c->messages = NULL;
-    c->n_messages = 0;
+    lm_chat_session_take(s, &set->items[0]);
     lm_conversation_set_free(set);
     return LM_OK;
 }
@@ -245,7 +270,7 @@ static lm_status render(lm_chat_session *s, int32_t **toks, size_t *nt, lm_error
     lm_chat_message *msgs;
     lm_status st = lm_conversation_messages(&view, &msgs, err);
     if (st) return st;
-    st = lm_chat_tokenize_tools(s->tok, s->tpl, msgs, s->n, 1, s->tools ? s->tools->tools_json : NULL, toks, nt, err);
+    st = lm_chat_tokenize_tools(s->tok, s->tpl, msgs, s->n, 1, tools_json(s), toks, nt, err);
     free(msgs);
     return st;
 }
@@ -302,16 +327,16 @@ static lm_status emit(int in_call, text *call, lm_tool_call_scanner *scanner, co
 static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, int64_t max_tokens,
                           const lm_chat_reply_hooks *h, text *answer, text *call, int *have_call, lm_error *err) {
     char piece[1024];
-    int token_tags = s->tools && s->open_tag >= 0, in_call = 0;
+    int calls_on = tools_json(s) != NULL, token_tags = calls_on && s->open_tag >= 0, in_call = 0;
     lm_tool_call_scanner *scanner = NULL;
     scan_state ss = {h, answer, call, 0, err};
     lm_status st = LM_OK;
-    if (s->tools && !token_tags) st = lm_tool_call_scanner_init(&scanner, 0, scan_text, scan_call, &ss, err);
+    if (calls_on && !token_tags) st = lm_tool_call_scanner_init(&scanner, 0, scan_text, scan_call, &ss, err);
     int64_t pos = (int64_t)nt;
     *have_call = 0;
     for (int64_t i = 0; !st && i < max_tokens && pos < s->n_ctx; i++) {
         if (h && h->should_stop && h->should_stop(h->user)) break;
-        if (s->banned) {
+        if (s->banned && !calls_on) {
             memcpy(s->banned, logits, (size_t)lm_model_get_config(s->model)->n_vocab * sizeof *s->banned);
             s->banned[s->open_tag] = s->banned[s->close_tag] = -INFINITY;
             logits = s->banned;
@@ -328,6 +353,7 @@ static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, in
                 *have_call = 1;
             }
         } else if (lm_tokenizer_is_eog(s->tok, id) || lm_tokenizer_token_type(s->tok, id) == LM_TOKEN_CONTROL) {
+            s->stats.finish = LM_FINISH_STOP;
             break; /* the end of the answer (or a control token it must not contain) */
         } else {
             int64_t k = lm_detokenizer_push(s->detok, id, piece, sizeof piece);
@@ -344,6 +370,7 @@ static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, in
             if (st) break;
         }
         s->kv[s->n_kv++] = id; /* pos == n_kv: the cache grows by this token */
+        s->stats.completion_tokens++;
         st = lm_context_forward(s->ctx, id, pos++, &logits, err);
         if (*have_call || ss.have_call) break; /* the call is complete: run it before going on */
     }
@@ -402,9 +429,36 @@ static lm_status run_call(lm_chat_session *s, text *answer, text *call, const lm
     return st;
 }
 
+/* Stores the round that ended in a call for the client (not run): the assistant message with the
+ * call in its tool_calls; a call that does not parse stays in the answer as text. */
+static lm_status return_call(lm_chat_session *s, text *answer, text *call, lm_error *err) {
+    trim(call);
+    char *name = NULL, *args = NULL;
+    lm_error perr = {0};
+    if (lm_tool_call_parse(call->p ? call->p : "", call->len, &name, &args, &perr)) {
+        if (text_add(answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(answer, call->p ? call->p : "", call->len) ||
+            text_add(answer, LM_TOOL_CALL_CLOSE, strlen(LM_TOOL_CALL_CLOSE)))
+            return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        return push_owned(s, LM_CHAT_ASSISTANT, text_take(answer), NULL, NULL, err);
+    }
+    if (answer->len && answer->p[answer->len - 1] == '\n') answer->p[--answer->len] = 0;
+    char id[32];
+    snprintf(id, sizeof id, "call_%lld", (long long)++s->calls);
+    lm_conv_tool_call *tc = calloc(1, sizeof *tc);
+    if (tc) tc->id = strdup(id), tc->name = name, tc->arguments = args, name = args = NULL;
+    free(name), free(args);
+    if (!tc || !tc->id) {
+        if (tc) free(tc->id), free(tc->name), free(tc->arguments), free(tc);
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    }
+    s->stats.finish = LM_FINISH_TOOL_CALLS;
+    return push_owned(s, LM_CHAT_ASSISTANT, text_take(answer), tc, NULL, err);
+}
+
 lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *h, lm_error *err) {
     text answer = {0}, call = {0};
     lm_status st = LM_OK;
+    memset(&s->stats, 0, sizeof s->stats);
     for (int round = 0; !st; round++) {
         /* Render; drop the oldest turns while it does not fit with room to answer. */
         int32_t *toks = NULL;
@@ -439,12 +493,18 @@ lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm
         s->n_kv = st ? 0 : nt;
         free(toks);
         if (st) break;
+        if (round == 0) s->stats.prompt_tokens = (int64_t)nt;
+        s->stats.finish = LM_FINISH_LENGTH; /* until an end-of-turn token says otherwise */
         int have_call = 0;
         st = generate(s, nt, logits, max_tokens, h, &answer, &call, &have_call, err);
         if (st) break;
         if (have_call && s->tools && round < LM_CHAT_MAX_CALLS_PER_REPLY) {
             st = run_call(s, &answer, &call, h, err);
             continue;
+        }
+        if (have_call && !s->tools) {
+            st = return_call(s, &answer, &call, err);
+            break;
         }
         if (have_call) { /* past the calls a reply may make: the call stays in the answer as text */
             if (text_add(&answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(&answer, call.p ? call.p : "", call.len) ||

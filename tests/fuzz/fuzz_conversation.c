@@ -1,8 +1,8 @@
 /* libFuzzer target: conversation and preference-pair JSONL (untrusted files
- * for sft and dpo) through the reader, then each conversation rendered with
- * ChatML and with the bundled assistant's tool-call template (tool_calls,
- * tool_call_id and tools included), whose segments must cover the rendering
- * exactly. */
+ * for sft and dpo) through the reader, and the same bytes as one server
+ * request; then each conversation rendered with ChatML and with the bundled
+ * assistant's tool-call template (tool_calls, tool_call_id and tools
+ * included), whose segments must cover the rendering exactly. */
 #include "llmos/chat_template.h"
 #include "llmos/conversation.h"
 
@@ -63,6 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (lm_chat_template_compile(lm_chat_template_chatml, &templates[0], &err) ||
             lm_chat_template_compile(source, &templates[1], &err))
             __builtin_trap();
+    }
+    { /* the same bytes as one chat request (the server's parser) */
+        lm_conversation req;
+        lm_error err = {0};
+        if (lm_conversation_parse((const char *)data, size, &req, &err) == LM_OK) lm_conversation_free(&req);
     }
     FILE *f = fopen(path, "wb");
     if (!f) return 0;

@@ -1,0 +1,728 @@
+/* The OpenAI-compatible HTTP server (llmos/server.h): libmicrohttpd with a
+ * thread per connection, one worker thread that owns the model's context and
+ * a chat session, and a bounded queue of jobs between them. A job is shared
+ * by the connection and the worker (reference counted); the worker writes the
+ * response (a whole JSON body, or server-sent events as they come) into the
+ * job and signals; the connection sends it. */
+#include "llmos/server.h"
+
+#include "llmos/chat_session.h"
+#include "llmos/conversation.h"
+#include "llmos/sampler.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ jobs */
+
+typedef struct job {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;      /* the connection's and the worker's */
+    int done;      /* the response is complete */
+    int cancelled; /* the client went away: stop generating */
+    int stream;
+    lm_conversation conv;
+    lm_sampler_params sp;
+    int64_t max_tokens;
+    int client_tools; /* render the request's tools */
+    int64_t created;
+    char id[48];
+    /* the response: the JSON body (status) or the SSE bytes, of which `sent` went out */
+    char *out;
+    size_t len, cap, sent;
+    unsigned status;
+} job;
+
+static void job_unref(job *j) {
+    pthread_mutex_lock(&j->mu);
+    int last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (!last) return;
+    lm_conversation_free(&j->conv);
+    free(j->out);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+/* Appends to the response (called with j->mu held). 0, or -1 when out of memory. */
+static int job_append(job *j, const char *p, size_t n) {
+    if (j->len + n + 1 > j->cap) {
+        size_t cap = (j->len + n + 1) * 2;
+        char *o = realloc(j->out, cap);
+        if (!o) return -1;
+        j->out = o, j->cap = cap;
+    }
+    memcpy(j->out + j->len, p, n);
+    j->len += n;
+    j->out[j->len] = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ server state */
+
+#define QUEUE_MAX 256
+
+typedef struct server {
+    const lm_model *model;
+    const lm_chat_template *tpl;
+    const char *tpl_src;
+    const lm_toolbox *tools;
+    lm_server_options o;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *queue[QUEUE_MAX];
+    int qhead, qlen, stopping, running;
+    /* metrics */
+    unsigned long long requests, errors, prompt_tokens, completion_tokens;
+    unsigned long long by_status[6]; /* 1xx..5xx */
+} server;
+
+static void count_status(server *s, unsigned status) {
+    pthread_mutex_lock(&s->mu);
+    s->requests++;
+    if (status >= 100 && status < 600) s->by_status[status / 100]++;
+    if (status >= 400) s->errors++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------------ responses */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, const char *body) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* OpenAI's error shape. */
+static enum MHD_Result send_error(server *s, struct MHD_Connection *c, unsigned status, const char *type,
+                                  const char *code, const char *message) {
+    count_status(s, status);
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    if (code) cJSON_AddStringToObject(e, "code", code);
+    else cJSON_AddNullToObject(e, "code");
+    char *body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    enum MHD_Result ok = send_text(c, status, "application/json", body ? body : "{}");
+    cJSON_free(body);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ the worker */
+
+typedef struct run_state {
+    server *s;
+    job *j;
+} run_state;
+
+/* One server-sent event with a chat.completion.chunk; delta is consumed. */
+static void push_chunk(job *j, const char *model, cJSON *delta, const char *finish, const lm_chat_reply_stats *usage) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", j->id);
+    cJSON_AddStringToObject(root, "object", "chat.completion.chunk");
+    cJSON_AddNumberToObject(root, "created", (double)j->created);
+    cJSON_AddStringToObject(root, "model", model);
+    cJSON *choices = cJSON_AddArrayToObject(root, "choices"), *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(choices, ch);
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddItemToObject(ch, "delta", delta);
+    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
+    if (usage) {
+        cJSON *u = cJSON_AddObjectToObject(root, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)usage->prompt_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)usage->completion_tokens);
+        cJSON_AddNumberToObject(u, "total_tokens", (double)(usage->prompt_tokens + usage->completion_tokens));
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    pthread_mutex_lock(&j->mu);
+    if (text && (job_append(j, "data: ", 6) || job_append(j, text, strlen(text)) || job_append(j, "\n\n", 2)))
+        j->cancelled = 1; /* out of memory: give up on this client */
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    cJSON_free(text);
+}
+
+static lm_status on_text(void *user, const char *text, size_t n) {
+    run_state *rs = user;
+    if (!rs->j->stream) return LM_OK; /* the session keeps the text */
+    cJSON *delta = cJSON_CreateObject();
+    char *copy = malloc(n + 1);
+    if (!delta || !copy) {
+        cJSON_Delete(delta);
+        free(copy);
+        return LM_ERR_NOMEM;
+    }
+    memcpy(copy, text, n);
+    copy[n] = 0;
+    cJSON_AddStringToObject(delta, "content", copy);
+    free(copy);
+    push_chunk(rs->j, rs->s->o.model_name, delta, NULL, NULL);
+    return LM_OK;
+}
+
+static void on_tool(void *user, const char *name, const char *args, const char *result, int is_error) {
+    (void)user, (void)is_error;
+    fprintf(stderr, "[tool] %s %s -> %.200s\n", name ? name : "(malformed call)", args ? args : "", result);
+}
+
+static int should_stop(void *user) {
+    run_state *rs = user;
+    pthread_mutex_lock(&rs->j->mu);
+    int stop = rs->j->cancelled;
+    pthread_mutex_unlock(&rs->j->mu);
+    return stop;
+}
+
+static const char *finish_name(lm_finish_reason f) {
+    return f == LM_FINISH_TOOL_CALLS ? "tool_calls" : f == LM_FINISH_LENGTH ? "length" : "stop";
+}
+
+/* The tool_calls array of an OpenAI message (streamed deltas carry an index). */
+static cJSON *tool_calls_json(const lm_conv_message *m, int with_index) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int32_t k = 0; arr && k < m->n_tool_calls; k++) {
+        cJSON *c = cJSON_CreateObject(), *fn;
+        cJSON_AddItemToArray(arr, c);
+        if (with_index) cJSON_AddNumberToObject(c, "index", k);
+        cJSON_AddStringToObject(c, "id", m->tool_calls[k].id ? m->tool_calls[k].id : "call_0");
+        cJSON_AddStringToObject(c, "type", "function");
+        fn = cJSON_AddObjectToObject(c, "function");
+        cJSON_AddStringToObject(fn, "name", m->tool_calls[k].name);
+        cJSON_AddStringToObject(fn, "arguments", m->tool_calls[k].arguments ? m->tool_calls[k].arguments : "{}");
+    }
+    return arr;
+}
+
+/* Answers one job with the session; the response goes into the job. */
+static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j) {
+    lm_error err = {0};
+    lm_sampler *smp = NULL;
+    run_state rs = {s, j};
+    const lm_chat_reply_hooks hooks = {on_text, on_tool, NULL, should_stop, &rs};
+    (void)ctx;
+    size_t first_new = (size_t)j->conv.n_messages;
+    lm_status st = lm_sampler_init(&j->sp, (int32_t)lm_model_get_config(s->model)->n_vocab, &smp, &err);
+    if (!st) st = lm_chat_session_set_client_tools(session, j->client_tools ? j->conv.tools_json : NULL, &err);
+    if (!st) {
+        lm_chat_session_set_sampler(session, smp);
+        lm_chat_session_take(session, &j->conv);
+        if (j->stream) {
+            cJSON *delta = cJSON_CreateObject();
+            cJSON_AddStringToObject(delta, "role", "assistant");
+            cJSON_AddStringToObject(delta, "content", "");
+            push_chunk(j, s->o.model_name, delta, NULL, NULL);
+        }
+        st = lm_chat_session_reply(session, j->max_tokens, &hooks, &err);
+    }
+    const lm_chat_reply_stats *stats = lm_chat_session_stats(session);
+    pthread_mutex_lock(&s->mu);
+    s->prompt_tokens += (unsigned long long)stats->prompt_tokens;
+    s->completion_tokens += (unsigned long long)stats->completion_tokens;
+    pthread_mutex_unlock(&s->mu);
+    /* What the reply added: the assistant's text over all its messages, and its last message's calls. */
+    cJSON *content = NULL, *calls = NULL;
+    if (!st) {
+        size_t n = lm_chat_session_count(session), total = 0;
+        for (size_t i = first_new; i < n; i++)
+            if (lm_chat_session_message(session, i)->role == LM_CHAT_ASSISTANT) total += lm_chat_session_message(session, i)->content_len;
+        char *all = malloc(total + 1);
+        size_t at = 0;
+        const lm_conv_message *last = NULL;
+        for (size_t i = first_new; all && i < n; i++) {
+            const lm_conv_message *m = lm_chat_session_message(session, i);
+            if (m->role != LM_CHAT_ASSISTANT) continue;
+            if (m->content_len) memcpy(all + at, m->content, m->content_len), at += m->content_len;
+            last = m;
+        }
+        if (all) all[at] = 0;
+        content = all ? cJSON_CreateString(all) : NULL;
+        free(all);
+        if (last && last->n_tool_calls && stats->finish == LM_FINISH_TOOL_CALLS) calls = tool_calls_json(last, j->stream);
+        if (!content) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
+    }
+    if (j->stream) {
+        if (st) { /* the stream has begun: the error goes in an event */
+            cJSON *delta = cJSON_CreateObject();
+            cJSON_AddStringToObject(delta, "content", "");
+            push_chunk(j, s->o.model_name, delta, "error", NULL);
+            fprintf(stderr, "serve: %s\n", err.message);
+        } else {
+            if (calls) {
+                cJSON *delta = cJSON_CreateObject();
+                cJSON_AddItemToObject(delta, "tool_calls", calls);
+                calls = NULL;
+                push_chunk(j, s->o.model_name, delta, NULL, NULL);
+            }
+            push_chunk(j, s->o.model_name, cJSON_CreateObject(), finish_name(stats->finish), stats);
+        }
+        pthread_mutex_lock(&j->mu);
+        job_append(j, "data: [DONE]\n\n", 14);
+    } else {
+        cJSON *root = cJSON_CreateObject();
+        if (st) {
+            int too_long = st == LM_ERR_LIMIT;
+            j->status = too_long ? 400 : 500;
+            cJSON *e = cJSON_AddObjectToObject(root, "error");
+            cJSON_AddStringToObject(e, "message", err.message);
+            cJSON_AddStringToObject(e, "type", too_long ? "invalid_request_error" : "server_error");
+            cJSON_AddNullToObject(e, "param");
+            if (too_long) cJSON_AddStringToObject(e, "code", "context_length_exceeded");
+            else cJSON_AddNullToObject(e, "code");
+        } else {
+            j->status = 200;
+            cJSON_AddStringToObject(root, "id", j->id);
+            cJSON_AddStringToObject(root, "object", "chat.completion");
+            cJSON_AddNumberToObject(root, "created", (double)j->created);
+            cJSON_AddStringToObject(root, "model", s->o.model_name);
+            cJSON *choices = cJSON_AddArrayToObject(root, "choices"), *ch = cJSON_CreateObject(), *msg;
+            cJSON_AddItemToArray(choices, ch);
+            cJSON_AddNumberToObject(ch, "index", 0);
+            msg = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(msg, "role", "assistant");
+            cJSON_AddItemToObject(msg, "content", content);
+            content = NULL;
+            if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls), calls = NULL;
+            cJSON_AddStringToObject(ch, "finish_reason", finish_name(stats->finish));
+            cJSON *u = cJSON_AddObjectToObject(root, "usage");
+            cJSON_AddNumberToObject(u, "prompt_tokens", (double)stats->prompt_tokens);
+            cJSON_AddNumberToObject(u, "completion_tokens", (double)stats->completion_tokens);
+            cJSON_AddNumberToObject(u, "total_tokens", (double)(stats->prompt_tokens + stats->completion_tokens));
+        }
+        char *body = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        pthread_mutex_lock(&j->mu);
+        if (!body || job_append(j, body, strlen(body))) j->status = 500;
+        cJSON_free(body);
+    }
+    j->done = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    cJSON_Delete(content);
+    cJSON_Delete(calls);
+    lm_chat_session_set_sampler(session, NULL);
+    lm_sampler_free(smp);
+}
+
+typedef struct worker_args {
+    server *s;
+    lm_context *ctx;
+    lm_chat_session *session;
+} worker_args;
+
+static void *worker(void *arg) {
+    worker_args *w = arg;
+    server *s = w->s;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && s->qlen == 0) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        job *j = s->queue[s->qhead];
+        s->qhead = (s->qhead + 1) % QUEUE_MAX;
+        s->qlen--;
+        s->running = 1;
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_lock(&j->mu);
+        int gone = j->cancelled;
+        if (gone) j->done = 1;
+        pthread_mutex_unlock(&j->mu);
+        if (!gone) run_job(s, w->ctx, w->session, j); /* a client that left while queued costs nothing */
+        pthread_mutex_lock(&s->mu);
+        s->running = 0;
+        pthread_mutex_unlock(&s->mu);
+        job_unref(j);
+    }
+    /* Jobs still queued at shutdown: answered with an error. */
+    pthread_mutex_lock(&s->mu);
+    while (s->qlen) {
+        job *j = s->queue[s->qhead];
+        s->qhead = (s->qhead + 1) % QUEUE_MAX;
+        s->qlen--;
+        pthread_mutex_lock(&j->mu);
+        j->status = 503;
+        job_append(j, "{\"error\":{\"message\":\"the server is shutting down\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", 98);
+        j->done = 1;
+        pthread_cond_broadcast(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        job_unref(j);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ requests */
+
+typedef struct conn {
+    char *body;
+    size_t len, cap;
+    int too_large;
+} conn;
+
+/* Checks the request's fields and makes its job; on a bad request, *why and *status say why. */
+static job *parse_request(server *s, const char *body, size_t len, unsigned *status, char *why, size_t cap,
+                          const char **code) {
+    *code = NULL;
+    *status = 400;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (!root || !cJSON_IsObject(root)) {
+        snprintf(why, cap, root ? "the body must be a JSON object" : "the body is not valid JSON");
+        cJSON_Delete(root);
+        return NULL;
+    }
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        cJSON_Delete(root);
+        snprintf(why, cap, "out of memory");
+        *status = 500;
+        return NULL;
+    }
+    j->sp = lm_sampler_default_params();
+    j->sp.temperature = 1.0f, j->sp.top_p = 1.0f, j->sp.top_k = 0, j->sp.min_p = 0;
+    j->sp.seed = (uint64_t)time(NULL);
+    j->max_tokens = s->o.max_tokens;
+    j->client_tools = 1;
+    const char *bad = NULL;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "model")) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsString(v)) bad = "'model' must be a string";
+        else if (strcmp(v->valuestring, s->o.model_name) != 0) {
+            snprintf(why, cap, "the model '%.100s' does not exist; this server has '%s'", v->valuestring, s->o.model_name);
+            *status = 404;
+            *code = "model_not_found";
+            goto fail;
+        }
+    }
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "stream")) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) bad = "'stream' must be a boolean";
+        else j->stream = cJSON_IsTrue(v);
+    }
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "temperature")) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 2) bad = "'temperature' must be a number from 0 to 2";
+        else j->sp.temperature = (float)v->valuedouble;
+    }
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "top_p")) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble <= 0 || v->valuedouble > 1) bad = "'top_p' must be a number in (0, 1]";
+        else j->sp.top_p = (float)v->valuedouble;
+    }
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "top_k")) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e6 || v->valuedouble != (int32_t)v->valuedouble)
+            bad = "'top_k' must be a non-negative integer";
+        else j->sp.top_k = (int32_t)v->valuedouble;
+    }
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "seed")) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740991.0) bad = "'seed' must be a non-negative integer";
+        else j->sp.seed = (uint64_t)v->valuedouble;
+    }
+    const char *mt = cJSON_HasObjectItem(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, mt)) && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble != (double)(int64_t)v->valuedouble)
+            bad = "'max_tokens' must be a positive integer";
+        else if ((int64_t)v->valuedouble < j->max_tokens) j->max_tokens = (int64_t)v->valuedouble;
+    }
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "n")) && !cJSON_IsNull(v) &&
+        !(cJSON_IsNumber(v) && v->valuedouble == 1))
+        bad = "only n = 1 is supported";
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "stop")) && !cJSON_IsNull(v))
+        bad = "'stop' is not supported yet";
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "tool_choice")) && !cJSON_IsNull(v)) {
+        if (cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0) j->client_tools = 0;
+        else if (!(cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0))
+            bad = "'tool_choice' must be \"auto\" or \"none\"";
+    }
+    if (!bad && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "messages"))) bad = "'messages' (an array) is required";
+    if (bad) {
+        snprintf(why, cap, "%s", bad);
+        goto fail;
+    }
+    lm_error err = {0};
+    lm_status st = lm_conversation_parse(body, len, &j->conv, &err);
+    if (st) {
+        snprintf(why, cap, "%.380s", err.message);
+        if (st == LM_ERR_NOMEM) *status = 500;
+        goto fail;
+    }
+    cJSON_Delete(root);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->refs = 2;
+    j->created = (int64_t)time(NULL);
+    static unsigned long long counter;
+    snprintf(j->id, sizeof j->id, "chatcmpl-%llx-%llu", (unsigned long long)j->created, __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+    return j;
+fail:
+    cJSON_Delete(root);
+    lm_conversation_free(&j->conv);
+    free(j);
+    return NULL;
+}
+
+/* The stream's reader: waits for the worker's next bytes. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    while (j->sent == j->len && !j->done) pthread_cond_wait(&j->cv, &j->mu);
+    ssize_t n;
+    if (j->sent < j->len) {
+        size_t k = j->len - j->sent < max ? j->len - j->sent : max;
+        memcpy(buf, j->out + j->sent, k);
+        j->sent += k;
+        n = (ssize_t)k;
+    } else {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
+/* The stream is over (sent, or the client went away): the connection's reference goes. */
+static void stream_free(void *cls) {
+    job *j = cls;
+    pthread_mutex_lock(&j->mu);
+    if (!j->done) j->cancelled = 1;
+    pthread_mutex_unlock(&j->mu);
+    job_unref(j);
+}
+
+/* Constant-time comparison of the Authorization header with "Bearer KEY". */
+static int key_ok(const char *header, const char *key) {
+    static const char prefix[] = "Bearer ";
+    size_t kl = strlen(key), hl = header ? strlen(header) : 0;
+    unsigned diff = hl != kl + 7;
+    for (size_t i = 0; i < kl + 7; i++) {
+        char want = i < 7 ? prefix[i] : key[i - 7];
+        char got = i < hl ? header[i] : 0;
+        diff |= (unsigned)(unsigned char)(want ^ got);
+    }
+    return diff == 0;
+}
+
+static enum MHD_Result chat_completion(server *s, struct MHD_Connection *c, conn *cn) {
+    unsigned status;
+    char why[400];
+    const char *code;
+    job *j = parse_request(s, cn->body ? cn->body : "", cn->len, &status, why, sizeof why, &code);
+    if (!j) return send_error(s, c, status, status == 404 ? "invalid_request_error" : status >= 500 ? "server_error" : "invalid_request_error", code, why);
+    pthread_mutex_lock(&s->mu);
+    int full = s->qlen >= s->o.queue || s->qlen >= QUEUE_MAX || s->stopping;
+    if (!full) {
+        s->queue[(s->qhead + s->qlen) % QUEUE_MAX] = j;
+        s->qlen++;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (full) {
+        j->refs = 1;
+        job_unref(j);
+        return send_error(s, c, 503, "server_error", "queue_full", "the server is busy: too many requests are waiting");
+    }
+    if (j->stream) {
+        count_status(s, 200);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
+        if (!r) {
+            stream_free(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        enum MHD_Result ok = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+    unsigned st = j->status;
+    char *body = j->out ? strdup(j->out) : NULL;
+    pthread_mutex_unlock(&j->mu);
+    job_unref(j);
+    count_status(s, st);
+    enum MHD_Result ok = send_text(c, st, "application/json", body ? body : "{}");
+    free(body);
+    return ok;
+}
+
+static enum MHD_Result metrics(server *s, struct MHD_Connection *c) {
+    char body[2048];
+    pthread_mutex_lock(&s->mu);
+    snprintf(body, sizeof body,
+             "# HELP llmos_requests_total HTTP requests answered, by status class.\n"
+             "# TYPE llmos_requests_total counter\n"
+             "llmos_requests_total{code=\"2xx\"} %llu\nllmos_requests_total{code=\"4xx\"} %llu\n"
+             "llmos_requests_total{code=\"5xx\"} %llu\n"
+             "# HELP llmos_prompt_tokens_total Prompt tokens of chat completions.\n"
+             "# TYPE llmos_prompt_tokens_total counter\nllmos_prompt_tokens_total %llu\n"
+             "# HELP llmos_completion_tokens_total Tokens generated.\n"
+             "# TYPE llmos_completion_tokens_total counter\nllmos_completion_tokens_total %llu\n"
+             "# HELP llmos_requests_running Chat completions being generated.\n"
+             "# TYPE llmos_requests_running gauge\nllmos_requests_running %d\n"
+             "# HELP llmos_requests_queued Chat completions waiting.\n"
+             "# TYPE llmos_requests_queued gauge\nllmos_requests_queued %d\n",
+             s->by_status[2], s->by_status[4], s->by_status[5], s->prompt_tokens, s->completion_tokens, s->running,
+             s->qlen);
+    pthread_mutex_unlock(&s->mu);
+    count_status(s, 200);
+    return send_text(c, 200, "text/plain; version=0.0.4", body);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    server *s = cls;
+    conn *cn = *con_cls;
+    if (!cn) {
+        if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+        *con_cls = cn;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* the body, in pieces: kept up to the cap */
+        if (!cn->too_large && cn->len + *upload_size > s->o.max_body) {
+            cn->too_large = 1;
+        } else if (!cn->too_large) {
+            if (cn->len + *upload_size + 1 > cn->cap) {
+                size_t cap = (cn->len + *upload_size + 1) * 2;
+                char *b = realloc(cn->body, cap);
+                if (!b) return MHD_NO;
+                cn->body = b, cn->cap = cap;
+            }
+            memcpy(cn->body + cn->len, upload, *upload_size);
+            cn->len += *upload_size;
+            cn->body[cn->len] = 0;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (s->o.api_key && strcmp(url, "/health") != 0 &&
+        !key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), s->o.api_key))
+        return send_error(s, c, 401, "invalid_request_error", "invalid_api_key", "a valid API key is required (Authorization: Bearer KEY)");
+    if (cn->too_large) {
+        char why[96];
+        snprintf(why, sizeof why, "the request body is larger than %zu bytes", s->o.max_body);
+        return send_error(s, c, 413, "invalid_request_error", NULL, why);
+    }
+    int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/health") == 0) {
+        if (!get) return send_error(s, c, 405, "invalid_request_error", NULL, "use GET /health");
+        count_status(s, 200);
+        return send_text(c, 200, "application/json", "{\"status\":\"ok\"}");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        if (!get) return send_error(s, c, 405, "invalid_request_error", NULL, "use GET /metrics");
+        return metrics(s, c);
+    }
+    if (strcmp(url, "/v1/models") == 0) {
+        if (!get) return send_error(s, c, 405, "invalid_request_error", NULL, "use GET /v1/models");
+        char body[512];
+        cJSON *name = cJSON_CreateString(s->o.model_name);
+        char *quoted = cJSON_PrintUnformatted(name);
+        snprintf(body, sizeof body, "{\"object\":\"list\",\"data\":[{\"id\":%s,\"object\":\"model\",\"created\":0,\"owned_by\":\"llmos\"}]}",
+                 quoted ? quoted : "\"model\"");
+        cJSON_free(quoted);
+        cJSON_Delete(name);
+        count_status(s, 200);
+        return send_text(c, 200, "application/json", body);
+    }
+    if (strcmp(url, "/v1/chat/completions") == 0) {
+        if (!post) return send_error(s, c, 405, "invalid_request_error", NULL, "use POST /v1/chat/completions");
+        return chat_completion(s, c, cn);
+    }
+    char why[300];
+    snprintf(why, sizeof why, "unknown route %.16s %.200s", method, url);
+    return send_error(s, c, 404, "invalid_request_error", "unknown_url", why);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    conn *cn = *con_cls;
+    if (cn) free(cn->body), free(cn);
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------------ run */
+
+lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const char *template_source,
+                        const lm_toolbox *tools, const lm_server_options *opts, volatile sig_atomic_t *stop,
+                        lm_error *err) {
+    server *s = calloc(1, sizeof *s);
+    if (!s) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    s->model = m, s->tpl = tpl, s->tpl_src = template_source, s->tools = tools, s->o = *opts;
+    if (!s->o.host) s->o.host = "127.0.0.1";
+    if (!s->o.model_name) s->o.model_name = "llmos";
+    if (!s->o.max_body) s->o.max_body = (size_t)1 << 20;
+    if (s->o.max_tokens <= 0) s->o.max_tokens = 512;
+    if (s->o.queue <= 0) s->o.queue = 16;
+    if (s->o.timeout_s <= 0) s->o.timeout_s = 30;
+    if (s->o.threads <= 0) s->o.threads = 1;
+    const lm_model_config *cfg = lm_model_get_config(m);
+    int64_t n_ctx = s->o.n_ctx > 0 ? s->o.n_ctx : (cfg->context_length < 4096 ? cfg->context_length : 4096);
+    if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    lm_context *ctx = NULL;
+    lm_chat_session *session = NULL;
+    lm_sampler *smp0 = NULL;
+    struct MHD_Daemon *d = NULL;
+    pthread_t th;
+    int started = 0;
+    lm_sampler_params sp0 = lm_sampler_default_params();
+    lm_status st = lm_context_init(m, n_ctx, s->o.threads, &ctx, err);
+    if (!st) st = lm_sampler_init(&sp0, (int32_t)cfg->n_vocab, &smp0, err);
+    if (!st) st = lm_chat_session_init(&session, m, ctx, smp0, tpl, template_source, tools, err);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)s->o.port);
+    if (!st && inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1)
+        st = lm_error_set(err, LM_ERR_ARG, "--host %s is not an IPv4 address", s->o.host);
+    worker_args wa = {s, ctx, session};
+    if (!st) {
+        if (pthread_create(&th, NULL, worker, &wa)) st = lm_error_set(err, LM_ERR_IO, "cannot start the worker thread");
+        else started = 1;
+    }
+    if (!st) {
+        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handle, s,
+                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)(s->o.queue + 64), MHD_OPTION_END);
+        if (!d) st = lm_error_set(err, LM_ERR_IO, "cannot listen on %s:%d (in use, or not allowed)", s->o.host, s->o.port);
+    }
+    if (!st) {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        int port = info ? (int)info->port : s->o.port;
+        if (s->o.on_listen) s->o.on_listen(s->o.user, port);
+        const struct timespec tick = {0, 100 * 1000 * 1000};
+        while (!*stop) nanosleep(&tick, NULL);
+    }
+    if (d) MHD_stop_daemon(d);
+    if (started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(th, NULL);
+    }
+    lm_chat_session_free(session);
+    lm_sampler_free(smp0);
+    lm_context_free(ctx);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    return st;
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# llmos serve: the OpenAI-compatible API over HTTP on loopback, driven with curl, with the bundled
+# assistant. Chat completions (whole and streamed), a client tool call and its answer, the
+# endpoints, OpenAI-shaped errors for bad requests, the API key, a client that leaves mid-stream,
+# and a clean stop.
+# Usage: serve_test.sh LLMOS MODELS_DIR
+set -u
+llmos=$1
+model=$2/llmos-chat/llmos-chat.gguf
+tmp=$(mktemp -d)
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
+
+# start NAME ARGS...: a server on a free port; sets $url
+start() {
+  local name=$1
+  shift
+  "$llmos" serve "$model" --port 0 -t 2 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    grep -q 'listening on' "$tmp/$name.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$tmp/$name.out")
+  [ -n "$url" ] || { echo "FAIL: the server did not start: $(cat "$tmp/$name.err")"; exit 1; }
+}
+# post PATH BODY: the response body in $tmp/r, the status in $code
+post() { code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url$1" -H 'Content-Type: application/json' --data-binary "$2"); }
+
+"$llmos" serve --help | grep -q '^usage: llmos serve' && ok || bad "serve --help"
+"$llmos" serve "$model" --port 70000 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "serve with a bad port"
+
+start main
+[ "$(curl -s "$url/health")" = '{"status":"ok"}' ] && ok || bad "/health"
+curl -s "$url/v1/models" | jq -e '.data[0].id == "llmos-chat"' >/dev/null && ok || bad "/v1/models"
+
+# A whole answer.
+post /v1/chat/completions '{"model": "llmos-chat", "messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 20, "temperature": 0}'
+if [ "$code" = 200 ] && jq -e '.object == "chat.completion" and (.choices[0].message.content | test("llmos"))
+    and .usage.completion_tokens == 20 and .choices[0].finish_reason == "length"' "$tmp/r" >/dev/null; then ok
+else bad "chat completion: $code $(cat "$tmp/r")"; fi
+
+# Streamed: role first, then content deltas, the finish reason with usage, then [DONE].
+curl -sN "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 12, "temperature": 0, "stream": true}' >"$tmp/s"
+if [ "$(grep -c '^data: {' "$tmp/s")" -eq 14 ] && [ "$(tail -n 2 "$tmp/s" | head -1)" = "data: [DONE]" ] &&
+   sed -n 's/^data: \({.*\)/\1/p' "$tmp/s" | jq -s -e '.[0].choices[0].delta.role == "assistant"
+     and ([.[].choices[0].delta.content // ""] | add | test("llmos"))
+     and .[-1].choices[0].finish_reason == "length" and .[-1].usage.completion_tokens == 12' >/dev/null; then ok
+else bad "streamed chat completion: $(head -c 600 "$tmp/s")"; fi
+
+# A client's tool: the call comes back as tool_calls; the client's result gets the answer.
+tools='[{"type": "function", "function": {"name": "calculator", "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}}]'
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "What is 123456789 * 987654321?"}], "tools": '"$tools"', "temperature": 0}'
+if [ "$code" = 200 ] && jq -e '.choices[0].finish_reason == "tool_calls"
+    and .choices[0].message.tool_calls[0].function.name == "calculator"
+    and (.choices[0].message.tool_calls[0].function.arguments | fromjson | .expression == "123456789 * 987654321")' \
+    "$tmp/r" >/dev/null; then ok
+else bad "client tool call: $code $(cat "$tmp/r")"; fi
+call=$(jq -c '.choices[0].message' "$tmp/r")
+id=$(jq -r '.choices[0].message.tool_calls[0].id' "$tmp/r")
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "What is 123456789 * 987654321?"}, '"$call"',
+  {"role": "tool", "tool_call_id": "'"$id"'", "content": "121932631112635269"}], "tools": '"$tools"', "temperature": 0}'
+if [ "$code" = 200 ] && jq -e '.choices[0].finish_reason == "stop"
+    and (.choices[0].message.content | test("121932631112635269"))' "$tmp/r" >/dev/null; then ok
+else bad "answer from a client's tool result: $code $(cat "$tmp/r")"; fi
+# ... and streamed, the call arrives as a tool_calls delta.
+curl -sN "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "What is 123456789 * 987654321?"}], "tools": '"$tools"', "temperature": 0, "stream": true}' >"$tmp/s"
+if sed -n 's/^data: \({.*\)/\1/p' "$tmp/s" | jq -s -e '([.[].choices[0].delta.tool_calls // empty] | .[0][0].function.name == "calculator")
+     and .[-1].choices[0].finish_reason == "tool_calls"' >/dev/null; then ok
+else bad "streamed client tool call: $(head -c 600 "$tmp/s")"; fi
+
+# Bad requests: OpenAI's error shape and the right status.
+check_error() { # WANT_CODE WHAT BODY
+  post /v1/chat/completions "$3"
+  if [ "$code" = "$1" ] && jq -e '.error.message | length > 0' "$tmp/r" >/dev/null; then ok; else bad "$2: $code $(cat "$tmp/r")"; fi
+}
+check_error 400 "malformed JSON" '{"messages": ['
+check_error 400 "not an object" '[1, 2]'
+check_error 400 "missing messages" '{"temperature": 0}'
+check_error 400 "messages of the wrong type" '{"messages": "hi"}'
+check_error 400 "temperature of the wrong type" '{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}'
+check_error 400 "max_tokens of the wrong type" '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": -3}'
+check_error 400 "an unknown role" '{"messages": [{"role": "root", "content": "hi"}]}'
+check_error 400 "content of the wrong type" '{"messages": [{"role": "user", "content": 5}]}'
+check_error 404 "an unknown model" '{"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}'
+head -c 2000000 /dev/zero | tr '\0' ' ' >"$tmp/big"
+code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/chat/completions" --data-binary @"$tmp/big")
+[ "$code" = 413 ] && ok || bad "a huge body: $code"
+code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/nothing")
+[ "$code" = 404 ] && jq -e '.error.code == "unknown_url"' "$tmp/r" >/dev/null && ok || bad "an unknown route: $code"
+code=$(curl -s -o "$tmp/r" -w '%{http_code}' -X DELETE "$url/v1/models")
+[ "$code" = 405 ] && ok || bad "a wrong method: $code"
+
+# A client that leaves mid-stream: its generation stops, and the next request is answered.
+timeout 1 curl -sN "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 400, "stream": true}' | head -c 300 >/dev/null
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}'
+[ "$code" = 200 ] && ok || bad "a request after a client left: $code $(cat "$tmp/r")"
+if curl -s "$url/metrics" | grep -q '^llmos_requests_total{code="4xx"} [1-9]' && curl -s "$url/metrics" | grep -q '^llmos_completion_tokens_total [1-9]'; then ok
+else bad "/metrics: $(curl -s "$url/metrics")"; fi
+
+# The API key: required when set (but not for /health), compared whole.
+start keyed --api-key s3cret
+code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/models")
+[ "$code" = 401 ] && jq -e '.error.code == "invalid_api_key"' "$tmp/r" >/dev/null && ok || bad "no API key: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cre' "$url/v1/models")
+[ "$code" = 401 ] && ok || bad "a key's prefix: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cret' "$url/v1/models")
+[ "$code" = 200 ] && ok || bad "the right API key: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health")
+[ "$code" = 200 ] && ok || bad "/health without a key: $code"
+
+# A clean stop on SIGTERM.
+kill -TERM "${pids[1]}"
+wait "${pids[1]}"
+rc=$?
+[ "$rc" -eq 0 ] && grep -q 'stopped' "$tmp/keyed.out" && ok || bad "stop on SIGTERM: exit $rc"
+
+echo "serve: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
