@@ -72,6 +72,27 @@ if sed -n 's/^data: \({.*\)/\1/p' "$tmp/s" | jq -s -e '([.[].choices[0].delta.to
      and .[-1].choices[0].finish_reason == "tool_calls"' >/dev/null; then ok
 else bad "streamed client tool call: $(head -c 600 "$tmp/s")"; fi
 
+# Stop sequences: the answer ends before the first, in whole answers and streams alike.
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 40, "temperature": 0, "stop": ["Large", "llmos."]}'
+if [ "$code" = 200 ] && jq -e '.choices[0].message.content == "Hello! I am " and .choices[0].finish_reason == "stop"' "$tmp/r" >/dev/null; then ok
+else bad "stop sequences: $code $(cat "$tmp/r")"; fi
+curl -sN "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 40, "temperature": 0, "stop": "llmos.", "stream": true}' >"$tmp/s"
+if sed -n 's/^data: \({.*\)/\1/p' "$tmp/s" | jq -s -e '([.[].choices[0].delta.content // ""] | add) == "Hello! I am "
+     and .[-1].choices[0].finish_reason == "stop"' >/dev/null; then ok
+else bad "streamed stop sequence: $(head -c 600 "$tmp/s")"; fi
+
+# A plain completion continues the prompt exactly as llmos run does.
+post /v1/completions '{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0}'
+want=$("$llmos" run "$model" -p "Once upon a time" -n 12 --temp 0 2>/dev/null)
+if [ "$code" = 200 ] && [ "Once upon a time$(jq -r '.choices[0].text' "$tmp/r")" = "$want" ] &&
+   jq -e '.object == "text_completion" and .usage.completion_tokens == 12' "$tmp/r" >/dev/null; then ok
+else bad "completion: $code $(cat "$tmp/r"), llmos run: $want"; fi
+
+# The chat page, compiled in, loading nothing from elsewhere.
+curl -s -D "$tmp/h" "$url/" -o "$tmp/page"
+if cmp -s "$tmp/page" "$2/../src/server/chat_page.html" && grep -qi "^content-security-policy: default-src 'none'" "$tmp/h"; then ok
+else bad "the chat page at /"; fi
+
 # Bad requests: OpenAI's error shape and the right status.
 check_error() { # WANT_CODE WHAT BODY
   post /v1/chat/completions "$3"
@@ -86,6 +107,11 @@ check_error 400 "max_tokens of the wrong type" '{"messages": [{"role": "user", "
 check_error 400 "an unknown role" '{"messages": [{"role": "root", "content": "hi"}]}'
 check_error 400 "content of the wrong type" '{"messages": [{"role": "user", "content": 5}]}'
 check_error 404 "an unknown model" '{"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}'
+check_error 400 "too many stop sequences" '{"messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}'
+check_error 400 "a stop of the wrong type" '{"messages": [{"role": "user", "content": "hi"}], "stop": 7}'
+check_error 400 "n > 1" '{"messages": [{"role": "user", "content": "hi"}], "n": 2}'
+post /v1/completions '{"prompt": ["a", "b"]}'
+[ "$code" = 400 ] && ok || bad "a completion without a string prompt: $code"
 head -c 2000000 /dev/zero | tr '\0' ' ' >"$tmp/big"
 code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/chat/completions" --data-binary @"$tmp/big")
 [ "$code" = 413 ] && ok || bad "a huge body: $code"
@@ -101,6 +127,18 @@ post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "ma
 if curl -s "$url/metrics" | grep -q '^llmos_requests_total{code="4xx"} [1-9]' && curl -s "$url/metrics" | grep -q '^llmos_completion_tokens_total [1-9]'; then ok
 else bad "/metrics: $(curl -s "$url/metrics")"; fi
 
+# A slow client (slowloris): a request that never finishes is cut off after --timeout, and the
+# server goes on serving.
+start slow --timeout 2
+exec 3<>"/dev/tcp/127.0.0.1/${url##*:}"
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"mess' >&3
+sleep 3.5
+# cut off: the server has closed the connection, so reading it ends at once (no answer)
+if timeout 2 cat <&3 >"$tmp/slow" 2>/dev/null && [ ! -s "$tmp/slow" ]; then ok; else bad "the slow client was not cut off"; fi
+exec 3<&-
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
+[ "$code" = 200 ] && ok || bad "a request after a slow client: $code"
+
 # The API key: required when set (but not for /health), compared whole.
 start keyed --api-key s3cret
 code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/models")
@@ -113,8 +151,8 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health")
 [ "$code" = 200 ] && ok || bad "/health without a key: $code"
 
 # A clean stop on SIGTERM.
-kill -TERM "${pids[1]}"
-wait "${pids[1]}"
+kill -TERM "${pids[2]}"
+wait "${pids[2]}"
 rc=$?
 [ "$rc" -eq 0 ] && grep -q 'stopped' "$tmp/keyed.out" && ok || bad "stop on SIGTERM: exit $rc"
 

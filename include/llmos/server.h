@@ -1,8 +1,10 @@
 /* An OpenAI-compatible HTTP server over a chat model (libmicrohttpd).
  *
  * Endpoints: POST /v1/chat/completions (messages with tool calls, tools,
- * temperature, top_p, top_k, max_tokens, seed, stream as server-sent events,
- * usage counts), GET /v1/models, GET /health, GET /metrics (Prometheus text).
+ * tool_choice, temperature, top_p, top_k, max_tokens, seed, stop, stream as
+ * server-sent events, usage counts), POST /v1/completions (a raw prompt, no
+ * template), GET /v1/models, GET /health, GET /metrics (Prometheus text), and
+ * GET / (the chat page, src/server/chat_page.html compiled in).
  * Errors have OpenAI's shape, {"error": {"message", "type", "param", "code"}},
  * with the HTTP status that fits (400 bad request, 401 bad key, 404 unknown
  * route or model, 405, 413 body too large, 503 queue full).

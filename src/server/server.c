@@ -8,6 +8,7 @@
 
 #include "llmos/chat_session.h"
 #include "llmos/conversation.h"
+#include "llmos/generate.h"
 #include "llmos/sampler.h"
 
 #include <arpa/inet.h>
@@ -19,6 +20,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The chat page (src/server/chat_page.html, compiled in by CMake). */
+extern const unsigned char lm_chat_page[];
+extern const size_t lm_chat_page_len;
 
 /* ------------------------------------------------------------------ jobs */
 
@@ -32,7 +37,11 @@ typedef struct job {
     lm_conversation conv;
     lm_sampler_params sp;
     int64_t max_tokens;
+    int completion;   /* POST /v1/completions: a raw prompt, no chat template */
+    char *prompt;     /* its prompt */
     int client_tools; /* render the request's tools */
+    char stop[4][65];   /* stop sequences (OpenAI allows 4), NUL-terminated; n_stop of them */
+    int n_stop;
     int64_t created;
     char id[48];
     /* the response: the JSON body (status) or the SSE bytes, of which `sent` went out */
@@ -47,6 +56,7 @@ static void job_unref(job *j) {
     pthread_mutex_unlock(&j->mu);
     if (!last) return;
     lm_conversation_free(&j->conv);
+    free(j->prompt);
     free(j->out);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -127,19 +137,30 @@ static enum MHD_Result send_error(server *s, struct MHD_Connection *c, unsigned 
 typedef struct run_state {
     server *s;
     job *j;
+    char *acc;         /* the answer's text so far */
+    size_t len, cap;
+    size_t emitted;    /* bytes of acc streamed to the client */
+    int stopped;       /* a stop sequence was found; acc is cut before it */
 } run_state;
 
 /* One server-sent event with a chat.completion.chunk; delta is consumed. */
 static void push_chunk(job *j, const char *model, cJSON *delta, const char *finish, const lm_chat_reply_stats *usage) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "id", j->id);
-    cJSON_AddStringToObject(root, "object", "chat.completion.chunk");
+    cJSON_AddStringToObject(root, "object", j->completion ? "text_completion" : "chat.completion.chunk");
     cJSON_AddNumberToObject(root, "created", (double)j->created);
     cJSON_AddStringToObject(root, "model", model);
     cJSON *choices = cJSON_AddArrayToObject(root, "choices"), *ch = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddNumberToObject(ch, "index", 0);
-    cJSON_AddItemToObject(ch, "delta", delta);
+    if (j->completion) { /* a completion's chunk carries its text directly */
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(delta, "content");
+        cJSON_AddStringToObject(ch, "text", cJSON_IsString(t) ? t->valuestring : "");
+        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON_Delete(delta);
+    } else {
+        cJSON_AddItemToObject(ch, "delta", delta);
+    }
     if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
     else cJSON_AddNullToObject(ch, "finish_reason");
     if (usage) {
@@ -158,22 +179,66 @@ static void push_chunk(job *j, const char *model, cJSON *delta, const char *fini
     cJSON_free(text);
 }
 
-static lm_status on_text(void *user, const char *text, size_t n) {
-    run_state *rs = user;
-    if (!rs->j->stream) return LM_OK; /* the session keeps the text */
+/* Streams acc[emitted, upto) as a content delta. */
+static lm_status emit_upto(run_state *rs, size_t upto) {
+    if (!rs->j->stream || upto <= rs->emitted) {
+        if (upto > rs->emitted) rs->emitted = upto;
+        return LM_OK;
+    }
     cJSON *delta = cJSON_CreateObject();
-    char *copy = malloc(n + 1);
+    char *copy = malloc(upto - rs->emitted + 1);
     if (!delta || !copy) {
         cJSON_Delete(delta);
         free(copy);
         return LM_ERR_NOMEM;
     }
-    memcpy(copy, text, n);
-    copy[n] = 0;
+    memcpy(copy, rs->acc + rs->emitted, upto - rs->emitted);
+    copy[upto - rs->emitted] = 0;
     cJSON_AddStringToObject(delta, "content", copy);
     free(copy);
     push_chunk(rs->j, rs->s->o.model_name, delta, NULL, NULL);
+    rs->emitted = upto;
     return LM_OK;
+}
+
+/* The answer's text as it comes: cut at the first stop sequence; what could still be the start
+ * of one is held back from the stream until the next text decides. */
+static lm_status on_text(void *user, const char *text, size_t n) {
+    run_state *rs = user;
+    if (rs->stopped) return LM_OK;
+    if (rs->len + n + 1 > rs->cap) {
+        size_t cap = (rs->len + n + 1) * 2;
+        char *a = realloc(rs->acc, cap);
+        if (!a) return LM_ERR_NOMEM;
+        rs->acc = a, rs->cap = cap;
+    }
+    memcpy(rs->acc + rs->len, text, n);
+    rs->len += n;
+    rs->acc[rs->len] = 0;
+    const job *j = rs->j;
+    size_t cut = rs->len;
+    for (int k = 0; k < j->n_stop; k++) {
+        size_t sl = strlen(j->stop[k]);
+        size_t from = rs->emitted > sl ? rs->emitted - sl : 0;
+        const char *hit = strstr(rs->acc + from, j->stop[k]);
+        if (hit && (size_t)(hit - rs->acc) < cut) cut = (size_t)(hit - rs->acc), rs->stopped = 1;
+    }
+    if (rs->stopped) {
+        rs->len = cut;
+        rs->acc[cut] = 0;
+        return emit_upto(rs, cut);
+    }
+    /* The longest tail of acc that is a prefix of a stop sequence stays back. */
+    size_t keep = 0;
+    for (int k = 0; k < j->n_stop; k++) {
+        size_t sl = strlen(j->stop[k]);
+        for (size_t t = sl - 1 < rs->len ? sl - 1 : rs->len; t > keep; t--)
+            if (memcmp(rs->acc + rs->len - t, j->stop[k], t) == 0) {
+                keep = t;
+                break;
+            }
+    }
+    return emit_upto(rs, rs->len - keep);
 }
 
 static void on_tool(void *user, const char *name, const char *args, const char *result, int is_error) {
@@ -183,13 +248,15 @@ static void on_tool(void *user, const char *name, const char *args, const char *
 
 static int should_stop(void *user) {
     run_state *rs = user;
+    if (rs->stopped) return 1;
     pthread_mutex_lock(&rs->j->mu);
     int stop = rs->j->cancelled;
     pthread_mutex_unlock(&rs->j->mu);
     return stop;
 }
 
-static const char *finish_name(lm_finish_reason f) {
+static const char *finish_name(lm_finish_reason f, int stopped) {
+    if (stopped) return "stop";
     return f == LM_FINISH_TOOL_CALLS ? "tool_calls" : f == LM_FINISH_LENGTH ? "length" : "stop";
 }
 
@@ -213,7 +280,7 @@ static cJSON *tool_calls_json(const lm_conv_message *m, int with_index) {
 static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j) {
     lm_error err = {0};
     lm_sampler *smp = NULL;
-    run_state rs = {s, j};
+    run_state rs = {s, j, NULL, 0, 0, 0, 0};
     const lm_chat_reply_hooks hooks = {on_text, on_tool, NULL, should_stop, &rs};
     (void)ctx;
     size_t first_new = (size_t)j->conv.n_messages;
@@ -229,6 +296,7 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
             push_chunk(j, s->o.model_name, delta, NULL, NULL);
         }
         st = lm_chat_session_reply(session, j->max_tokens, &hooks, &err);
+        if (!st && emit_upto(&rs, rs.len)) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
     }
     const lm_chat_reply_stats *stats = lm_chat_session_stats(session);
     pthread_mutex_lock(&s->mu);
@@ -251,7 +319,7 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
             last = m;
         }
         if (all) all[at] = 0;
-        content = all ? cJSON_CreateString(all) : NULL;
+        content = all ? cJSON_CreateString(rs.stopped ? rs.acc : all) : NULL;
         free(all);
         if (last && last->n_tool_calls && stats->finish == LM_FINISH_TOOL_CALLS) calls = tool_calls_json(last, j->stream);
         if (!content) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
@@ -269,7 +337,7 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
                 calls = NULL;
                 push_chunk(j, s->o.model_name, delta, NULL, NULL);
             }
-            push_chunk(j, s->o.model_name, cJSON_CreateObject(), finish_name(stats->finish), stats);
+            push_chunk(j, s->o.model_name, cJSON_CreateObject(), finish_name(stats->finish, rs.stopped), stats);
         }
         pthread_mutex_lock(&j->mu);
         job_append(j, "data: [DONE]\n\n", 14);
@@ -298,7 +366,7 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
             cJSON_AddItemToObject(msg, "content", content);
             content = NULL;
             if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls), calls = NULL;
-            cJSON_AddStringToObject(ch, "finish_reason", finish_name(stats->finish));
+            cJSON_AddStringToObject(ch, "finish_reason", finish_name(stats->finish, rs.stopped));
             cJSON *u = cJSON_AddObjectToObject(root, "usage");
             cJSON_AddNumberToObject(u, "prompt_tokens", (double)stats->prompt_tokens);
             cJSON_AddNumberToObject(u, "completion_tokens", (double)stats->completion_tokens);
@@ -317,6 +385,72 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
     cJSON_Delete(calls);
     lm_chat_session_set_sampler(session, NULL);
     lm_sampler_free(smp);
+    free(rs.acc);
+}
+
+static int completion_token(void *user, int32_t token, const char *text, size_t len) {
+    (void)token;
+    run_state *rs = user;
+    if (len && on_text(rs, text, len)) return 1;
+    return should_stop(rs);
+}
+
+/* Answers a /v1/completions job: the raw prompt continued (its own context; the chat session's
+ * cache is untouched). */
+static void run_completion(server *s, job *j) {
+    lm_error err = {0};
+    run_state rs = {s, j, NULL, 0, 0, 0, 0};
+    lm_generate_params gp = {j->sp, j->max_tokens, s->o.n_ctx, s->o.threads, -1};
+    lm_generate_stats gs = {0};
+    lm_status st = lm_generate(s->model, j->prompt, strlen(j->prompt), &gp, completion_token, &rs, &gs, &err);
+    if (!st && emit_upto(&rs, rs.len)) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
+    lm_chat_reply_stats stats = {gs.n_prompt, gs.n_generated, gs.stop_reason == 1 ? LM_FINISH_STOP : LM_FINISH_LENGTH};
+    pthread_mutex_lock(&s->mu);
+    s->prompt_tokens += (unsigned long long)stats.prompt_tokens;
+    s->completion_tokens += (unsigned long long)stats.completion_tokens;
+    pthread_mutex_unlock(&s->mu);
+    const char *finish = finish_name(stats.finish, rs.stopped);
+    if (j->stream) {
+        if (st) fprintf(stderr, "serve: %s\n", err.message);
+        push_chunk(j, s->o.model_name, cJSON_CreateObject(), st ? "error" : finish, st ? NULL : &stats);
+        pthread_mutex_lock(&j->mu);
+        job_append(j, "data: [DONE]\n\n", 14);
+    } else {
+        cJSON *root = cJSON_CreateObject();
+        if (st) {
+            j->status = st == LM_ERR_LIMIT || st == LM_ERR_ARG ? 400 : 500;
+            cJSON *e = cJSON_AddObjectToObject(root, "error");
+            cJSON_AddStringToObject(e, "message", err.message);
+            cJSON_AddStringToObject(e, "type", j->status == 400 ? "invalid_request_error" : "server_error");
+            cJSON_AddNullToObject(e, "param");
+            cJSON_AddNullToObject(e, "code");
+        } else {
+            j->status = 200;
+            cJSON_AddStringToObject(root, "id", j->id);
+            cJSON_AddStringToObject(root, "object", "text_completion");
+            cJSON_AddNumberToObject(root, "created", (double)j->created);
+            cJSON_AddStringToObject(root, "model", s->o.model_name);
+            cJSON *choices = cJSON_AddArrayToObject(root, "choices"), *ch = cJSON_CreateObject();
+            cJSON_AddItemToArray(choices, ch);
+            cJSON_AddStringToObject(ch, "text", rs.acc ? rs.acc : "");
+            cJSON_AddNumberToObject(ch, "index", 0);
+            cJSON_AddNullToObject(ch, "logprobs");
+            cJSON_AddStringToObject(ch, "finish_reason", finish);
+            cJSON *u = cJSON_AddObjectToObject(root, "usage");
+            cJSON_AddNumberToObject(u, "prompt_tokens", (double)stats.prompt_tokens);
+            cJSON_AddNumberToObject(u, "completion_tokens", (double)stats.completion_tokens);
+            cJSON_AddNumberToObject(u, "total_tokens", (double)(stats.prompt_tokens + stats.completion_tokens));
+        }
+        char *body = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        pthread_mutex_lock(&j->mu);
+        if (!body || job_append(j, body, strlen(body))) j->status = 500;
+        cJSON_free(body);
+    }
+    j->done = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    free(rs.acc);
 }
 
 typedef struct worker_args {
@@ -344,7 +478,12 @@ static void *worker(void *arg) {
         int gone = j->cancelled;
         if (gone) j->done = 1;
         pthread_mutex_unlock(&j->mu);
-        if (!gone) run_job(s, w->ctx, w->session, j); /* a client that left while queued costs nothing */
+        if (gone) { /* a client that left while queued costs nothing */
+        } else if (j->completion) {
+            run_completion(s, j);
+        } else {
+            run_job(s, w->ctx, w->session, j);
+        }
         pthread_mutex_lock(&s->mu);
         s->running = 0;
         pthread_mutex_unlock(&s->mu);
@@ -377,8 +516,8 @@ typedef struct conn {
 } conn;
 
 /* Checks the request's fields and makes its job; on a bad request, *why and *status say why. */
-static job *parse_request(server *s, const char *body, size_t len, unsigned *status, char *why, size_t cap,
-                          const char **code) {
+static job *parse_request(server *s, int completion, const char *body, size_t len, unsigned *status, char *why,
+                          size_t cap, const char **code) {
     *code = NULL;
     *status = 400;
     cJSON *root = cJSON_ParseWithLength(body, len);
@@ -440,20 +579,39 @@ static job *parse_request(server *s, const char *body, size_t len, unsigned *sta
     if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "n")) && !cJSON_IsNull(v) &&
         !(cJSON_IsNumber(v) && v->valuedouble == 1))
         bad = "only n = 1 is supported";
-    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "stop")) && !cJSON_IsNull(v))
-        bad = "'stop' is not supported yet";
+    if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "stop")) && !cJSON_IsNull(v)) {
+        /* a string or up to 4 strings, each 1..64 bytes */
+        const cJSON *one = cJSON_IsString(v) ? v : cJSON_IsArray(v) ? v->child : NULL;
+        if (!one && !cJSON_IsArray(v)) bad = "'stop' must be a string or an array of strings";
+        for (; !bad && one; one = cJSON_IsString(v) ? NULL : one->next) {
+            if (!cJSON_IsString(one) || !one->valuestring[0] || strlen(one->valuestring) > 64)
+                bad = "each 'stop' sequence must be a string of 1 to 64 bytes";
+            else if (j->n_stop == 4) bad = "at most 4 'stop' sequences";
+            else snprintf(j->stop[j->n_stop++], sizeof j->stop[0], "%s", one->valuestring);
+        }
+    }
     if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, "tool_choice")) && !cJSON_IsNull(v)) {
         if (cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0) j->client_tools = 0;
         else if (!(cJSON_IsString(v) && strcmp(v->valuestring, "auto") == 0))
             bad = "'tool_choice' must be \"auto\" or \"none\"";
     }
-    if (!bad && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "messages"))) bad = "'messages' (an array) is required";
+    j->completion = completion;
+    if (completion) {
+        v = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+        if (!bad && !cJSON_IsString(v)) bad = "'prompt' (a string) is required";
+        if (!bad && !(j->prompt = strdup(v->valuestring))) {
+            *status = 500;
+            bad = "out of memory";
+        }
+    } else if (!bad && !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "messages"))) {
+        bad = "'messages' (an array) is required";
+    }
     if (bad) {
         snprintf(why, cap, "%s", bad);
         goto fail;
     }
     lm_error err = {0};
-    lm_status st = lm_conversation_parse(body, len, &j->conv, &err);
+    lm_status st = completion ? LM_OK : lm_conversation_parse(body, len, &j->conv, &err);
     if (st) {
         snprintf(why, cap, "%.380s", err.message);
         if (st == LM_ERR_NOMEM) *status = 500;
@@ -465,11 +623,12 @@ static job *parse_request(server *s, const char *body, size_t len, unsigned *sta
     j->refs = 2;
     j->created = (int64_t)time(NULL);
     static unsigned long long counter;
-    snprintf(j->id, sizeof j->id, "chatcmpl-%llx-%llu", (unsigned long long)j->created, __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+    snprintf(j->id, sizeof j->id, "%s-%llx-%llu", completion ? "cmpl" : "chatcmpl", (unsigned long long)j->created, __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     return j;
 fail:
     cJSON_Delete(root);
     lm_conversation_free(&j->conv);
+    free(j->prompt);
     free(j);
     return NULL;
 }
@@ -515,11 +674,11 @@ static int key_ok(const char *header, const char *key) {
     return diff == 0;
 }
 
-static enum MHD_Result chat_completion(server *s, struct MHD_Connection *c, conn *cn) {
+static enum MHD_Result chat_completion(server *s, struct MHD_Connection *c, conn *cn, int completion) {
     unsigned status;
     char why[400];
     const char *code;
-    job *j = parse_request(s, cn->body ? cn->body : "", cn->len, &status, why, sizeof why, &code);
+    job *j = parse_request(s, completion, cn->body ? cn->body : "", cn->len, &status, why, sizeof why, &code);
     if (!j) return send_error(s, c, status, status == 404 ? "invalid_request_error" : status >= 500 ? "server_error" : "invalid_request_error", code, why);
     pthread_mutex_lock(&s->mu);
     int full = s->qlen >= s->o.queue || s->qlen >= QUEUE_MAX || s->stopping;
@@ -609,7 +768,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
-    if (s->o.api_key && strcmp(url, "/health") != 0 &&
+    if (s->o.api_key && strcmp(url, "/health") != 0 && strcmp(url, "/") != 0 &&
         !key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), s->o.api_key))
         return send_error(s, c, 401, "invalid_request_error", "invalid_api_key", "a valid API key is required (Authorization: Bearer KEY)");
     if (cn->too_large) {
@@ -618,6 +777,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_error(s, c, 413, "invalid_request_error", NULL, why);
     }
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/") == 0) {
+        if (!get) return send_error(s, c, 405, "invalid_request_error", NULL, "use GET /");
+        count_status(s, 200);
+        struct MHD_Response *r = MHD_create_response_from_buffer(lm_chat_page_len, (void *)lm_chat_page, MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+        /* The page loads nothing from elsewhere, and may only talk to this server. */
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'");
+        enum MHD_Result ok = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
     if (strcmp(url, "/health") == 0) {
         if (!get) return send_error(s, c, 405, "invalid_request_error", NULL, "use GET /health");
         count_status(s, 200);
@@ -641,7 +813,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     if (strcmp(url, "/v1/chat/completions") == 0) {
         if (!post) return send_error(s, c, 405, "invalid_request_error", NULL, "use POST /v1/chat/completions");
-        return chat_completion(s, c, cn);
+        return chat_completion(s, c, cn, 0);
+    }
+    if (strcmp(url, "/v1/completions") == 0) {
+        if (!post) return send_error(s, c, 405, "invalid_request_error", NULL, "use POST /v1/completions");
+        return chat_completion(s, c, cn, 1);
     }
     char why[300];
     snprintf(why, sizeof why, "unknown route %.16s %.200s", method, url);
