@@ -313,6 +313,62 @@ static double *ref_forward(const config *c, const weights *w, const int32_t *tok
 
 static double worst_overall;
 
+/* Continuous batching: three sequences of different lengths and contents, each in its own
+ * context, decoded a few steps together with lm_context_forward_multi, give the logits each
+ * gives decoded alone with lm_context_forward (to matrix-product rounding). */
+static void check_multi(const config *c, const lm_model *m, const int32_t *tokens) {
+    enum { S = 3, STEPS = 4 };
+    lm_error err = {0};
+    lm_context *alone[S], *multi[S];
+    int64_t len[S] = {c->n_tokens / 4, c->n_tokens / 2, c->n_tokens - STEPS - 1}, pos[S];
+    int32_t *seq[S];
+    for (int k = 0; k < S; k++) {
+        OK(lm_context_init(m, c->n_tokens, 2, &alone[k], &err));
+        OK(lm_context_init(m, c->n_tokens, 2, &multi[k], &err));
+        seq[k] = malloc((size_t)c->n_tokens * sizeof *seq[k]);
+        REQUIRE(seq[k]);
+        for (int i = 0; i < c->n_tokens; i++) seq[k][i] = tokens[(i + 7 * k) % c->n_tokens];
+        OK(lm_context_forward_batch(alone[k], seq[k], len[k], 0, NULL, NULL, &err));
+        OK(lm_context_forward_batch(multi[k], seq[k], len[k], 0, NULL, NULL, &err));
+        pos[k] = len[k];
+    }
+    float *got = malloc((size_t)S * (size_t)c->n_vocab * sizeof *got);
+    REQUIRE(got);
+    double worst = 0;
+    for (int step = 0; step < STEPS; step++) {
+        int32_t tok[S];
+        for (int k = 0; k < S; k++) tok[k] = seq[k][pos[k]];
+        OK(lm_context_forward_multi(multi, tok, pos, S, got, &err));
+        for (int k = 0; k < S; k++) {
+            const float *want;
+            OK(lm_context_forward(alone[k], tok[k], pos[k], &want, &err));
+            double max_diff = 0, max_ref = 0;
+            for (int i = 0; i < c->n_vocab; i++) {
+                double d = fabs((double)got[(size_t)k * (size_t)c->n_vocab + (size_t)i] - want[i]);
+                if (!(d <= max_diff)) max_diff = d;
+                if (fabs(want[i]) > max_ref) max_ref = fabs(want[i]);
+            }
+            if (!(max_diff / max_ref <= worst)) worst = max_diff / max_ref;
+            pos[k]++;
+        }
+    }
+    printf("%-34s 3 sequences in one step: worst relative difference from each alone %.3e\n", c->name, worst);
+    CHECKF(worst <= 1e-5, "%s: several sequences in one step differ from each alone by %.3g relative", c->name, worst);
+    /* A context twice in one step, or a position past its context, is refused. */
+    lm_context *twice[2] = {multi[0], multi[0]};
+    int32_t t2[2] = {0, 0};
+    int64_t p2[2] = {pos[0], pos[0] + 1};
+    CHECK(lm_context_forward_multi(twice, t2, p2, 2, got, &err) == LM_ERR_ARG);
+    int64_t past[1] = {c->n_tokens};
+    CHECK(lm_context_forward_multi(multi, t2, past, 1, got, &err) == LM_ERR_LIMIT);
+    for (int k = 0; k < S; k++) {
+        lm_context_free(alone[k]);
+        lm_context_free(multi[k]);
+        free(seq[k]);
+    }
+    free(got);
+}
+
 static void run_config(const config *c) {
     lm_error err = {0};
     weights w = make_weights(c);
@@ -399,6 +455,7 @@ static void run_config(const config *c) {
     CHECKF(thread_mismatches == 0, "%s: 2-thread logits differ from 1-thread ones at %d positions", c->name,
            thread_mismatches);
     printf("%-34s worst relative error %.3e (position %d of %d)\n", c->name, worst, worst_pos, c->n_tokens);
+    check_multi(c, m, tokens);
     if (!(worst <= worst_overall)) worst_overall = worst;
 
     free(l1);

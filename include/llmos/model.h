@@ -56,6 +56,17 @@ int64_t lm_context_size(const lm_context *c);
  * returns the n_vocab logits, valid until the next call. */
 lm_status lm_context_forward(lm_context *c, int32_t token, int64_t pos, const float **logits, lm_error *err);
 
+/* One decode step of n sequences at once (continuous batching): token
+ * tokens[b] at position pos[b] of context ctxs[b], each context its own
+ * sequence with its own KV cache, all of the same model, none larger than
+ * ctxs[0] and none twice; n is at most ctxs[0]'s batch size. The weight
+ * matrices are read once for the whole step; each token attends only to its
+ * own sequence. logits_all receives (n, n_vocab) logits, equal to what
+ * lm_context_forward gives each sequence alone (to rounding: the products
+ * are matrix-matrix). */
+lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
+                                   float *logits_all, lm_error *err);
+
 /* Runs n tokens at positions pos0 .. pos0 + n - 1 in one pass (prefill):
  * every weight matrix is read once per batch rather than once per token. The
  * results equal n calls of lm_context_forward bit for bit. logits_all, if

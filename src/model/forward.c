@@ -435,3 +435,72 @@ lm_status lm_context_forward_batch(lm_context *ctx, const int32_t *tokens, int64
     if (!st && logits) *logits = ctx->logits;
     return st;
 }
+
+/* One decode step of n sequences, one token each: the matrix products are shared (every weight
+ * matrix read once for all n), the keys and values go into each sequence's own cache and each
+ * token attends only to its own sequence. ctxs[0]'s batch buffers serve the whole step. */
+lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
+                                   float *logits_all, lm_error *err) {
+    if (n < 1 || !ctxs || !ctxs[0]) return lm_error_set(err, LM_ERR_ARG, "a step needs at least one sequence");
+    lm_context *lead = ctxs[0];
+    const lm_model *m = lead->model;
+    const lm_model_config *c = &m->cfg;
+    lm_status st = alloc_batch(lead, err);
+    if (!st) st = lora_scratch(lead, lead->batch_cap, err);
+    if (st) return st;
+    if (n > lead->batch_cap)
+        return lm_error_set(err, LM_ERR_LIMIT, "%lld sequences in one step; at most %lld", (long long)n, (long long)lead->batch_cap);
+    for (int64_t b = 0; b < n; b++) {
+        const lm_context *x = ctxs[b];
+        if (!x || x->model != m || x->n_ctx > lead->n_ctx)
+            return lm_error_set(err, LM_ERR_ARG, "sequence %lld: another model, or a larger context than the first", (long long)b);
+        if (tokens[b] < 0 || tokens[b] >= c->n_vocab)
+            return lm_error_set(err, LM_ERR_ARG, "token id %d is outside the vocabulary (%lld tokens)", tokens[b], (long long)c->n_vocab);
+        if (pos[b] < 0 || pos[b] >= x->n_ctx)
+            return lm_error_set(err, LM_ERR_LIMIT, "sequence %lld: position %lld is past its context size %lld", (long long)b,
+                                (long long)pos[b], (long long)x->n_ctx);
+        for (int64_t a = 0; a < b; a++)
+            if (ctxs[a] == x) return lm_error_set(err, LM_ERR_ARG, "sequence %lld appears twice in one step", (long long)b);
+    }
+    int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2;
+    int64_t group = c->n_heads / c->n_kv_heads;
+    float eps = (float)c->norm_eps;
+    for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], lead->bx + b * dim);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->attn_norm, dim, eps);
+        matmul(lead, lead->bq, &w->wq, w->lora[LORA_Q], lead->bxb, n);
+        matmul(lead, lead->bk, &w->wk, w->lora[LORA_K], lead->bxb, n);
+        matmul(lead, lead->bv, &w->wv, w->lora[LORA_V], lead->bxb, n);
+        for (int64_t b = 0; b < n; b++) {
+            lm_context *x = ctxs[b];
+            const float *rope = x->rope + pos[b] * half * 2;
+            lm_rope_f32(lead->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
+            lm_rope_f32(lead->bk + b * kv_dim, c->n_kv_heads, hd, c->rope_dim, rope);
+            memcpy(x->k_cache + (l * x->n_ctx + pos[b]) * kv_dim, lead->bk + b * kv_dim, (size_t)kv_dim * sizeof(float));
+            memcpy(x->v_cache + (l * x->n_ctx + pos[b]) * kv_dim, lead->bv + b * kv_dim, (size_t)kv_dim * sizeof(float));
+        }
+        int64_t items = n * c->n_heads;
+#pragma omp parallel num_threads(lead->n_threads)
+        {
+            float *att = lead->batt_scratch + (int64_t)lm_thread_index() * lead->n_ctx;
+#pragma omp for schedule(dynamic, 4)
+            for (int64_t i = 0; i < items; i++) {
+                int64_t b = i / c->n_heads, h = i % c->n_heads;
+                attend_head(ctxs[b], l, pos[b], (h / group) * hd, lead->bq + b * q_dim + h * hd, lead->batt + b * q_dim + h * hd,
+                            att);
+            }
+        }
+        matmul(lead, lead->bxb2, &w->wo, w->lora[LORA_O], lead->batt, n);
+        for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];
+        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->ffn_norm, dim, eps);
+        matmul(lead, lead->bh, &w->w_gate, w->lora[LORA_GATE], lead->bxb, n);
+        matmul(lead, lead->bh2, &w->w_up, w->lora[LORA_UP], lead->bxb, n);
+        for (int64_t b = 0; b < n; b++) lm_swiglu_f32(lead->bh + b * c->ffn_dim, lead->bh2 + b * c->ffn_dim, c->ffn_dim);
+        matmul(lead, lead->bxb2, &w->w_down, w->lora[LORA_DOWN], lead->bh, n);
+        for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];
+    }
+    for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bx + b * dim, lead->bx + b * dim, m->output_norm, dim, eps);
+    lm_matmul(logits_all, &m->output, lead->bx, n, lead->n_threads);
+    return LM_OK;
+}
