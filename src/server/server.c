@@ -115,16 +115,47 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
     return ok;
 }
 
-/* OpenAI's error shape. */
-static enum MHD_Result send_error(server *s, struct MHD_Connection *c, unsigned status, const char *type,
-                                  const char *code, const char *message) {
-    count_status(s, status);
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+/* OpenAI's error shape, {"error": {"message", "type", "param", "code"}}, added to root. */
+static void add_error(cJSON *root, const char *type, const char *code, const char *message) {
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "message", message);
     cJSON_AddStringToObject(e, "type", type);
     cJSON_AddNullToObject(e, "param");
     if (code) cJSON_AddStringToObject(e, "code", code);
     else cJSON_AddNullToObject(e, "code");
+}
+
+/* "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}, added to root. */
+static void add_usage(cJSON *root, const lm_chat_reply_stats *st) {
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)st->prompt_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)st->completion_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(st->prompt_tokens + st->completion_tokens));
+}
+
+/* Ends the job: the last bytes of its response (root's JSON with that status, or the end of the
+ * event stream), then done; root is consumed. */
+static void job_finish(job *j, cJSON *root, unsigned status) {
+    char *body = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    pthread_mutex_lock(&j->mu);
+    if (j->stream) {
+        job_append(j, "data: [DONE]\n\n", 14);
+    } else {
+        j->status = status;
+        if (!body || job_append(j, body, strlen(body))) j->status = 500;
+    }
+    j->done = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    cJSON_free(body);
+}
+
+static enum MHD_Result send_error(server *s, struct MHD_Connection *c, unsigned status, const char *type,
+                                  const char *code, const char *message) {
+    count_status(s, status);
+    cJSON *root = cJSON_CreateObject();
+    add_error(root, type, code, message);
     char *body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     enum MHD_Result ok = send_text(c, status, "application/json", body ? body : "{}");
@@ -163,12 +194,7 @@ static void push_chunk(job *j, const char *model, cJSON *delta, const char *fini
     }
     if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
     else cJSON_AddNullToObject(ch, "finish_reason");
-    if (usage) {
-        cJSON *u = cJSON_AddObjectToObject(root, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", (double)usage->prompt_tokens);
-        cJSON_AddNumberToObject(u, "completion_tokens", (double)usage->completion_tokens);
-        cJSON_AddNumberToObject(u, "total_tokens", (double)(usage->prompt_tokens + usage->completion_tokens));
-    }
+    if (usage) add_usage(root, usage);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     pthread_mutex_lock(&j->mu);
@@ -339,21 +365,14 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
             }
             push_chunk(j, s->o.model_name, cJSON_CreateObject(), finish_name(stats->finish, rs.stopped), stats);
         }
-        pthread_mutex_lock(&j->mu);
-        job_append(j, "data: [DONE]\n\n", 14);
+        job_finish(j, NULL, 200);
     } else {
         cJSON *root = cJSON_CreateObject();
+        int too_long = st == LM_ERR_LIMIT;
         if (st) {
-            int too_long = st == LM_ERR_LIMIT;
-            j->status = too_long ? 400 : 500;
-            cJSON *e = cJSON_AddObjectToObject(root, "error");
-            cJSON_AddStringToObject(e, "message", err.message);
-            cJSON_AddStringToObject(e, "type", too_long ? "invalid_request_error" : "server_error");
-            cJSON_AddNullToObject(e, "param");
-            if (too_long) cJSON_AddStringToObject(e, "code", "context_length_exceeded");
-            else cJSON_AddNullToObject(e, "code");
+            add_error(root, too_long ? "invalid_request_error" : "server_error", too_long ? "context_length_exceeded" : NULL,
+                      err.message);
         } else {
-            j->status = 200;
             cJSON_AddStringToObject(root, "id", j->id);
             cJSON_AddStringToObject(root, "object", "chat.completion");
             cJSON_AddNumberToObject(root, "created", (double)j->created);
@@ -367,20 +386,10 @@ static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j
             content = NULL;
             if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls), calls = NULL;
             cJSON_AddStringToObject(ch, "finish_reason", finish_name(stats->finish, rs.stopped));
-            cJSON *u = cJSON_AddObjectToObject(root, "usage");
-            cJSON_AddNumberToObject(u, "prompt_tokens", (double)stats->prompt_tokens);
-            cJSON_AddNumberToObject(u, "completion_tokens", (double)stats->completion_tokens);
-            cJSON_AddNumberToObject(u, "total_tokens", (double)(stats->prompt_tokens + stats->completion_tokens));
+            add_usage(root, stats);
         }
-        char *body = cJSON_PrintUnformatted(root);
-        cJSON_Delete(root);
-        pthread_mutex_lock(&j->mu);
-        if (!body || job_append(j, body, strlen(body))) j->status = 500;
-        cJSON_free(body);
+        job_finish(j, root, st ? (too_long ? 400 : 500) : 200);
     }
-    j->done = 1;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
     cJSON_Delete(content);
     cJSON_Delete(calls);
     lm_chat_session_set_sampler(session, NULL);
@@ -413,19 +422,13 @@ static void run_completion(server *s, job *j) {
     if (j->stream) {
         if (st) fprintf(stderr, "serve: %s\n", err.message);
         push_chunk(j, s->o.model_name, cJSON_CreateObject(), st ? "error" : finish, st ? NULL : &stats);
-        pthread_mutex_lock(&j->mu);
-        job_append(j, "data: [DONE]\n\n", 14);
+        job_finish(j, NULL, 200);
     } else {
         cJSON *root = cJSON_CreateObject();
+        int bad_request = st == LM_ERR_LIMIT || st == LM_ERR_ARG;
         if (st) {
-            j->status = st == LM_ERR_LIMIT || st == LM_ERR_ARG ? 400 : 500;
-            cJSON *e = cJSON_AddObjectToObject(root, "error");
-            cJSON_AddStringToObject(e, "message", err.message);
-            cJSON_AddStringToObject(e, "type", j->status == 400 ? "invalid_request_error" : "server_error");
-            cJSON_AddNullToObject(e, "param");
-            cJSON_AddNullToObject(e, "code");
+            add_error(root, bad_request ? "invalid_request_error" : "server_error", NULL, err.message);
         } else {
-            j->status = 200;
             cJSON_AddStringToObject(root, "id", j->id);
             cJSON_AddStringToObject(root, "object", "text_completion");
             cJSON_AddNumberToObject(root, "created", (double)j->created);
@@ -436,20 +439,10 @@ static void run_completion(server *s, job *j) {
             cJSON_AddNumberToObject(ch, "index", 0);
             cJSON_AddNullToObject(ch, "logprobs");
             cJSON_AddStringToObject(ch, "finish_reason", finish);
-            cJSON *u = cJSON_AddObjectToObject(root, "usage");
-            cJSON_AddNumberToObject(u, "prompt_tokens", (double)stats.prompt_tokens);
-            cJSON_AddNumberToObject(u, "completion_tokens", (double)stats.completion_tokens);
-            cJSON_AddNumberToObject(u, "total_tokens", (double)(stats.prompt_tokens + stats.completion_tokens));
+            add_usage(root, &stats);
         }
-        char *body = cJSON_PrintUnformatted(root);
-        cJSON_Delete(root);
-        pthread_mutex_lock(&j->mu);
-        if (!body || job_append(j, body, strlen(body))) j->status = 500;
-        cJSON_free(body);
+        job_finish(j, root, st ? (bad_request ? 400 : 500) : 200);
     }
-    j->done = 1;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
     free(rs.acc);
 }
 
@@ -495,12 +488,9 @@ static void *worker(void *arg) {
         job *j = s->queue[s->qhead];
         s->qhead = (s->qhead + 1) % QUEUE_MAX;
         s->qlen--;
-        pthread_mutex_lock(&j->mu);
-        j->status = 503;
-        job_append(j, "{\"error\":{\"message\":\"the server is shutting down\",\"type\":\"server_error\",\"param\":null,\"code\":null}}", 98);
-        j->done = 1;
-        pthread_cond_broadcast(&j->cv);
-        pthread_mutex_unlock(&j->mu);
+        cJSON *root = cJSON_CreateObject();
+        add_error(root, "server_error", NULL, "the server is shutting down");
+        job_finish(j, root, 503);
         job_unref(j);
     }
     pthread_mutex_unlock(&s->mu);
