@@ -303,6 +303,7 @@ static lm_status scan_call(void *user, const char *p, size_t n) {
 
 /* Trims ASCII white space around t's text in place. */
 static void trim(text *t) {
+    if (!t->p) return; /* nothing was written (a call opened and closed at once) */
     size_t a = 0, b = t->len;
     while (a < b && strchr(" \t\r\n", t->p[a])) a++;
     while (b > a && strchr(" \t\r\n", t->p[b - 1])) b--;
