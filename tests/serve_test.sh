@@ -149,6 +149,12 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cret' 
 [ "$code" = 200 ] && ok || bad "the right API key: $code"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health")
 [ "$code" = 200 ] && ok || bad "/health without a key: $code"
+# a body without the key is refused as such, even past the size cap (it is never kept)
+code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/chat/completions" --data-binary @"$tmp/big")
+[ "$code" = 401 ] && ok || bad "a huge body without the key: $code"
+code=$(curl -s -o "$tmp/r" -w '%{http_code}' -H 'Authorization: Bearer s3cret' "$url/v1/chat/completions" \
+  -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}')
+[ "$code" = 200 ] && ok || bad "a chat completion with the key: $code $(cat "$tmp/r")"
 
 # A clean stop on SIGTERM.
 kill -TERM "${pids[2]}"

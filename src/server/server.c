@@ -503,6 +503,7 @@ typedef struct conn {
     char *body;
     size_t len, cap;
     int too_large;
+    int unauthorized; /* a key is required and was not given: the body is not kept */
 } conn;
 
 /* Checks the request's fields and makes its job; on a bad request, *why and *status say why. */
@@ -736,15 +737,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     server *s = cls;
     conn *cn = *con_cls;
-    if (!cn) {
+    if (!cn) { /* the headers: the key is checked before any of the body is kept */
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        cn->unauthorized = s->o.api_key && strcmp(url, "/health") != 0 && strcmp(url, "/") != 0 &&
+                           !key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), s->o.api_key);
         return MHD_YES;
     }
     if (*upload_size) { /* the body, in pieces: kept up to the cap */
-        if (!cn->too_large && cn->len + *upload_size > s->o.max_body) {
+        int keep = !cn->unauthorized && !cn->too_large; /* else the bytes are dropped as they come */
+        if (keep && cn->len + *upload_size > s->o.max_body) {
             cn->too_large = 1;
-        } else if (!cn->too_large) {
+        } else if (keep) {
             if (cn->len + *upload_size + 1 > cn->cap) {
                 size_t cap = (cn->len + *upload_size + 1) * 2;
                 char *b = realloc(cn->body, cap);
@@ -758,8 +762,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
-    if (s->o.api_key && strcmp(url, "/health") != 0 && strcmp(url, "/") != 0 &&
-        !key_ok(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), s->o.api_key))
+    if (cn->unauthorized)
         return send_error(s, c, 401, "invalid_request_error", "invalid_api_key", "a valid API key is required (Authorization: Bearer KEY)");
     if (cn->too_large) {
         char why[96];
