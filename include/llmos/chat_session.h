@@ -81,9 +81,6 @@ lm_status lm_chat_session_set_system(lm_chat_session *s, const char *content, lm
 /* Forgets the messages, the system prompt too unless keep_system. */
 void lm_chat_session_reset(lm_chat_session *s, int keep_system);
 size_t lm_chat_session_count(const lm_chat_session *s);
-/* Message i's role and content (NULL past the end). */
-const char *lm_chat_session_role(const lm_chat_session *s, size_t i);
-const char *lm_chat_session_content(const lm_chat_session *s, size_t i);
 
 /* Tools defined by a client (an OpenAI tools array, JSON text; NULL: none),
  * used when the session has no toolbox: the template renders them, and a call

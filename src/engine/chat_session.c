@@ -129,14 +129,6 @@ void lm_chat_session_reset(lm_chat_session *s, int keep_system) { drop(s, keep_s
 
 size_t lm_chat_session_count(const lm_chat_session *s) { return s->n; }
 
-const char *lm_chat_session_role(const lm_chat_session *s, size_t i) {
-    return i < s->n ? lm_chat_role_name(s->msgs[i].role) : NULL;
-}
-
-const char *lm_chat_session_content(const lm_chat_session *s, size_t i) {
-    return i < s->n ? (s->msgs[i].content ? s->msgs[i].content : "") : NULL;
-}
-
 /* ---- init ---- */
 
 static int32_t control_token(const lm_tokenizer *tok, const char *s) {

@@ -83,9 +83,6 @@ static int job_append(job *j, const char *p, size_t n) {
 
 typedef struct server {
     const lm_model *model;
-    const lm_chat_template *tpl;
-    const char *tpl_src;
-    const lm_toolbox *tools;
     lm_server_options o;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -303,12 +300,11 @@ static cJSON *tool_calls_json(const lm_conv_message *m, int with_index) {
 }
 
 /* Answers one job with the session; the response goes into the job. */
-static void run_job(server *s, lm_context *ctx, lm_chat_session *session, job *j) {
+static void run_job(server *s, lm_chat_session *session, job *j) {
     lm_error err = {0};
     lm_sampler *smp = NULL;
     run_state rs = {s, j, NULL, 0, 0, 0, 0};
     const lm_chat_reply_hooks hooks = {on_text, on_tool, NULL, should_stop, &rs};
-    (void)ctx;
     size_t first_new = (size_t)j->conv.n_messages;
     lm_status st = lm_sampler_init(&j->sp, (int32_t)lm_model_get_config(s->model)->n_vocab, &smp, &err);
     if (!st) st = lm_chat_session_set_client_tools(session, j->client_tools ? j->conv.tools_json : NULL, &err);
@@ -448,8 +444,7 @@ static void run_completion(server *s, job *j) {
 
 typedef struct worker_args {
     server *s;
-    lm_context *ctx;
-    lm_chat_session *session;
+    lm_chat_session *session; /* over the one context the worker decodes in */
 } worker_args;
 
 static void *worker(void *arg) {
@@ -475,7 +470,7 @@ static void *worker(void *arg) {
         } else if (j->completion) {
             run_completion(s, j);
         } else {
-            run_job(s, w->ctx, w->session, j);
+            run_job(s, w->session, j);
         }
         pthread_mutex_lock(&s->mu);
         s->running = 0;
@@ -563,7 +558,8 @@ static job *parse_request(server *s, int completion, const char *body, size_t le
     }
     const char *mt = cJSON_HasObjectItem(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
     if (!bad && (v = cJSON_GetObjectItemCaseSensitive(root, mt)) && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble != (double)(int64_t)v->valuedouble)
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e15 ||
+            v->valuedouble != (double)(int64_t)v->valuedouble) /* bounded before the cast */
             bad = "'max_tokens' must be a positive integer";
         else if ((int64_t)v->valuedouble < j->max_tokens) j->max_tokens = (int64_t)v->valuedouble;
     }
@@ -831,7 +827,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
                         lm_error *err) {
     server *s = calloc(1, sizeof *s);
     if (!s) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-    s->model = m, s->tpl = tpl, s->tpl_src = template_source, s->tools = tools, s->o = *opts;
+    s->model = m, s->o = *opts;
     if (!s->o.host) s->o.host = "127.0.0.1";
     if (!s->o.model_name) s->o.model_name = "llmos";
     if (!s->o.max_body) s->o.max_body = (size_t)1 << 20;
@@ -860,7 +856,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     addr.sin_port = htons((uint16_t)s->o.port);
     if (!st && inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1)
         st = lm_error_set(err, LM_ERR_ARG, "--host %s is not an IPv4 address", s->o.host);
-    worker_args wa = {s, ctx, session};
+    worker_args wa = {s, session};
     if (!st) {
         if (pthread_create(&th, NULL, worker, &wa)) st = lm_error_set(err, LM_ERR_IO, "cannot start the worker thread");
         else started = 1;
