@@ -19,7 +19,7 @@ static void on_signal(int sig) {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: llmos serve MODEL.gguf [--host 127.0.0.1] [--port 8080] [--api-key KEY] [options]\n"
+            "usage: llmos serve MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel N] [--api-key KEY] [options]\n"
             "\n"
             "Serves MODEL over HTTP in OpenAI's dialect, so OpenAI clients can use it:\n"
             "  GET  /                      a chat page (streaming, system prompt, temperature, stop)\n"
@@ -30,8 +30,10 @@ static void usage(FILE *out) {
             "  GET  /v1/models             the model's id\n"
             "  GET  /health                {\"status\":\"ok\"} (no API key needed)\n"
             "  GET  /metrics               counters in Prometheus's text format\n"
-            "Errors come in OpenAI's shape with their HTTP status. One answer is generated at a\n"
-            "time; other requests wait in a queue (--queue), past which they get 503. A client's\n"
+            "Errors come in OpenAI's shape with their HTTP status. Up to --parallel answers are\n"
+            "generated together (continuous batching: each slot has its own KV cache, and all of\n"
+            "them advance by one token per pass over the weights); other requests wait in a queue\n"
+            "(--queue), past which they get 503. A client's\n"
             "tools are shown to the model and its calls returned as tool_calls for the client to\n"
             "run; with --tools the server runs its own tools instead. Binds to loopback unless\n"
             "--host says otherwise. Ctrl-C stops it.\n"
@@ -39,6 +41,8 @@ static void usage(FILE *out) {
             "options:\n"
             "      --host ADDR          IPv4 address to listen on (default 127.0.0.1)\n"
             "      --port N             port (default 8080; 0 picks a free one, printed at start)\n"
+            "      --parallel N         slots decoding together (default 1, at most 64); each holds\n"
+            "                           a KV cache of --ctx tokens\n"
             "      --api-key KEY        require 'Authorization: Bearer KEY' (compared in constant time)\n"
             "      --model-name NAME    the model's id in the API (default: the file name)\n"
             "      --max-body BYTES     request body cap (default 1048576)\n"
@@ -53,8 +57,9 @@ static void usage(FILE *out) {
 }
 
 static void on_listen(void *user, int port) {
-    const char *host = user;
-    printf("llmos serve: listening on http://%s:%d (Ctrl-C stops)\n", host, port);
+    const lm_server_options *o = user;
+    printf("llmos serve: listening on http://%s:%d with %d slot%s (Ctrl-C stops)\n", o->host, port,
+           o->parallel > 1 ? o->parallel : 1, o->parallel > 1 ? "s" : "");
     fflush(stdout);
 }
 
@@ -77,6 +82,9 @@ int cmd_serve(int argc, char **argv) {
         } else if (arg_is(a, NULL, "--port")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 65535, &k)) return 2;
             o.port = (int)k;
+        } else if (arg_is(a, NULL, "--parallel")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 64, &k)) return 2;
+            o.parallel = (int)k;
         } else if (arg_is(a, NULL, "--api-key")) {
             if (!(o.api_key = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, NULL, "--model-name")) {
@@ -134,7 +142,7 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     o.on_listen = on_listen;
-    o.user = (void *)o.host;
+    o.user = &o;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN); /* a client that goes away is the server's business, not a signal */

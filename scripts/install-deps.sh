@@ -17,10 +17,16 @@
 #   bc               an independent arbitrary-precision calculator the calculator tool's tests compare with
 #   jq               JSON on the command line: the model recipe's data scripts, the tests' checks of saved chats
 #   curl             the HTTP client the server's tests drive it with
+#   nodejs, npm      the server's tests with clients we did not write (OpenAI's Node.js client, Playwright),
+#                    installed by the tests with npm ci; bench/serve_load.mjs, the server's load test
+#   chromium         the headless browser the chat page's test drives
 set -euo pipefail
 
 packages=(build-essential cmake clang libclang-rt-dev pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libedit-dev
-          liblua5.4-dev libsqlite3-dev libmicrohttpd-dev bc jq curl)
+          liblua5.4-dev libsqlite3-dev libmicrohttpd-dev bc jq curl chromium)
+# Node.js: Debian's nodejs with its npm, unless a Node.js with npm is installed already (some
+# machines have a packaged Node.js 20 that bundles npm; Debian's npm would conflict with it).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do

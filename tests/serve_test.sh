@@ -34,6 +34,7 @@ post() { code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url$1" -H 'Content-Type:
 "$llmos" serve "$model" --port 70000 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "serve with a bad port"
 
 start main
+main_url=$url
 [ "$(curl -s "$url/health")" = '{"status":"ok"}' ] && ok || bad "/health"
 curl -s "$url/v1/models" | jq -e '.data[0].id == "llmos-chat"' >/dev/null && ok || bad "/v1/models"
 
@@ -156,6 +157,57 @@ code=$(curl -s -o "$tmp/r" -w '%{http_code}' "$url/v1/chat/completions" --data-b
 code=$(curl -s -o "$tmp/r" -w '%{http_code}' -H 'Authorization: Bearer s3cret' "$url/v1/chat/completions" \
   -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}')
 [ "$code" = 200 ] && ok || bad "a chat completion with the key: $code $(cat "$tmp/r")"
+
+# Model output is any bytes (at temperature 2 the model writes byte tokens that never complete a
+# character); what the server sends is valid UTF-8 JSON all the same.
+valid=0
+for seed in 1 2 3; do
+  curl -s "$main_url/v1/completions" -d '{"prompt": "Once", "max_tokens": 300, "temperature": 2, "seed": '$seed'}' >"$tmp/u"
+  curl -sN "$main_url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 300, "temperature": 2, "seed": '$seed', "stream": true}' >>"$tmp/u"
+  grep -q '"finish_reason":"length"' "$tmp/u" && iconv -f UTF-8 -t UTF-8 "$tmp/u" >/dev/null 2>&1 && valid=$((valid + 1))
+done
+[ "$valid" -eq 3 ] && ok || bad "output that is not valid UTF-8 ($valid of 3 valid)"
+
+# Continuous batching: with 4 slots decoding together, six greedy requests sent at once (chats of
+# different lengths, a completion, a stream, a client's tool call; two of them wait for a slot and
+# join mid-way) get the same answers as from the one-slot server, one at a time; a client that
+# leaves mid-stream meanwhile frees its slot.
+bodies=(
+  '{"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 40, "temperature": 0}'
+  '{"messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Tell me a story about a cat."}], "max_tokens": 64, "temperature": 0}'
+  '{"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 9, "temperature": 0}'
+  '{"messages": [{"role": "user", "content": "What is 123456789 * 987654321?"}], "tools": '"$tools"', "temperature": 0}'
+  '{"messages": [{"role": "user", "content": "Write a poem."}], "max_tokens": 30, "temperature": 0, "stream": true}'
+  '{"prompt": "Once upon a time", "max_tokens": 50, "temperature": 0}'
+)
+# answer FILE: the text (or the tool call) of a response, whole or streamed
+answer() {
+  if grep -q '^data: ' "$1"; then sed -n 's/^data: \({.*\)/\1/p' "$1" | jq -s -c '[.[].choices[0].delta.content // ""] | add'
+  else jq -c '.choices[0] | (if .message.tool_calls then (.message.tool_calls | map(.function)) else (.message.content // .text) end)' "$1"; fi
+}
+for i in "${!bodies[@]}"; do
+  path=/v1/chat/completions; case ${bodies[$i]} in '{"prompt"'*) path=/v1/completions ;; esac
+  curl -sN "$main_url$path" -d "${bodies[$i]}" >"$tmp/one_$i"
+done
+start par --parallel 4
+clients=()
+curl -sN -m 1 "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100000, "stream": true}' >/dev/null &
+clients+=($!)
+for i in "${!bodies[@]}"; do
+  path=/v1/chat/completions; case ${bodies[$i]} in '{"prompt"'*) path=/v1/completions ;; esac
+  curl -sN "$url$path" -d "${bodies[$i]}" >"$tmp/par_$i" &
+  clients+=($!)
+done
+wait "${clients[@]}"
+same=0
+for i in "${!bodies[@]}"; do
+  a=$(answer "$tmp/one_$i") b=$(answer "$tmp/par_$i")
+  if [ -n "$a" ] && [ "$a" != null ] && [ "$a" = "$b" ]; then same=$((same + 1)); else echo "  request $i: alone $a, batched $b"; fi
+done
+[ "$same" -eq "${#bodies[@]}" ] && ok || bad "batched answers differ from one-at-a-time answers ($same of ${#bodies[@]} equal)"
+curl -s "$url/metrics" | grep -q '^llmos_requests_running 0' && ok || bad "slots still busy after the batch: $(curl -s "$url/metrics")"
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
+[ "$code" = 200 ] && ok || bad "a request after the batch: $code"
 
 # A clean stop on SIGTERM.
 kill -TERM "${pids[2]}"

@@ -114,6 +114,32 @@ lm_status lm_chat_session_load(lm_chat_session *s, const char *path, lm_error *e
 lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *hooks,
                                 lm_error *err);
 
+/* The same reply, a token at a time, for a caller that runs the model itself
+ * (a server decoding several sessions in one batched pass):
+ *
+ *   begin_reply(s, max_tokens, hooks)       renders, prefills what the cache lacks
+ *   loop: next(s, &token, &pos)             samples from the last logits
+ *         token < 0: the reply is complete (its messages are stored)
+ *         else run token at pos in lm_chat_session_context(s), then
+ *         accept(s, logits)                 the logits (n_vocab floats) it gave,
+ *                                           read until the next call to next()
+ *
+ * Tool calls run by the session's toolbox, and the prefill of the round after
+ * each, happen inside next(). An error from begin_reply or next ends the reply
+ * (nothing of it is stored); abort_reply ends it early, e.g. when the model
+ * could not be run. hooks is copied; its user pointer must stay valid. */
+lm_status lm_chat_session_begin_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *hooks,
+                                      lm_error *err);
+lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos, lm_error *err);
+void lm_chat_session_accept(lm_chat_session *s, const float *logits);
+void lm_chat_session_abort_reply(lm_chat_session *s);
+/* Whether a reply is in progress. */
+int lm_chat_session_replying(const lm_chat_session *s);
+/* The context the session decodes in. */
+lm_context *lm_chat_session_context(const lm_chat_session *s);
+/* Forgets what the cache holds (another user of the context overwrote it). */
+void lm_chat_session_forget_cache(lm_chat_session *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,8 +11,11 @@
  *
  * Requests are untrusted: the body is capped, JSON is checked field by field,
  * max_tokens is capped, the API key (when set) is compared in constant time,
- * and a client that goes away stops its generation at the next token. One
- * generation runs at a time (one slot); requests wait in a bounded queue.
+ * and a client that goes away stops its generation at the next token.
+ * Continuous batching: `parallel` slots, each with its own context (KV cache)
+ * and chat session, decode together, one token each per batched forward pass
+ * (lm_context_forward_multi); requests join and leave between steps, and wait
+ * in a bounded queue while every slot is busy.
  * Clients' tools are rendered for the model and its calls returned to the
  * client as tool_calls (finish_reason "tool_calls"); with a server toolbox
  * (--tools) the server runs the calls itself instead. */
@@ -41,7 +44,8 @@ typedef struct lm_server_options {
     int64_t max_tokens;      /* cap and default of a request's max_tokens (default 512) */
     int queue;               /* requests waiting beyond the one running (default 16); more get 503 */
     int timeout_s;           /* idle connection timeout (default 30) */
-    int64_t n_ctx;           /* context of the slot (0: the model's, at most 4096) */
+    int64_t n_ctx;           /* context of each slot (0: the model's, at most 4096) */
+    int parallel;            /* slots: requests decoded together, each with its own KV cache (default 1) */
     int threads;             /* compute threads */
     /* Called once listening, with the port (useful with port 0). May be NULL. */
     void (*on_listen)(void *user, int port);

@@ -32,7 +32,12 @@ struct lm_chat_session {
     int64_t calls; /* tool calls so far: ids call_1, call_2, ... */
     char *client_tools; /* a client's tools array: rendered, calls returned to the client, not run */
     lm_chat_reply_stats stats; /* of the last reply */
+    struct reply_state *reply; /* the reply in progress */
 };
+
+typedef struct reply_state reply_state;
+static void reply_clear(reply_state *r);
+static reply_state *reply_new(void);
 
 /* The tools array the template sees: the toolbox's, else the client's, else none. */
 static const char *tools_json(const lm_chat_session *s) {
@@ -151,6 +156,7 @@ lm_status lm_chat_session_init(lm_chat_session **out, const lm_model *m, lm_cont
     if (s->open_tag < 0 || s->close_tag < 0) s->open_tag = s->close_tag = -1;
     lm_status st = lm_detokenizer_init(s->tok, 0, &s->detok, err);
     if (!st && !(s->kv = malloc((size_t)s->n_ctx * sizeof *s->kv))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    if (!st && !(s->reply = reply_new())) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     /* Tools off: the model cannot open a call (a tool-trained model would otherwise end its answer
      * on the tag, a control token). */
     if (!st && !s->tools && s->open_tag >= 0 &&
@@ -169,6 +175,8 @@ void lm_chat_session_free(lm_chat_session *s) {
     drop(s, 0, s->n);
     free(s->msgs);
     free(s->kv);
+    if (s->reply) reply_clear(s->reply);
+    free(s->reply);
     free(s->banned);
     free(s->client_tools);
     lm_detokenizer_free(s->detok);
@@ -275,6 +283,24 @@ typedef struct scan_state {
     lm_error *err;
 } scan_state;
 
+/* A reply in progress (lm_chat_session_begin_reply .. the last lm_chat_session_next). A reply is
+ * rounds: each renders the conversation, prefills what the cache lacks, and generates until the
+ * answer ends or a tool call closes; a call run by the toolbox starts the next round. */
+struct reply_state {
+    int active;
+    int64_t max_tokens;          /* per round */
+    lm_chat_reply_hooks hooks;   /* a copy; all NULL when none were given */
+    text answer, call;           /* the answer's text of this round; the call being written */
+    int round;
+    const float *logits;         /* (n_vocab) of the last token run */
+    int64_t pos, made;           /* the next token's position; tokens generated this round */
+    int calls_on, token_tags;    /* calls are rendered; their tags are control tokens */
+    int in_call, have_call;      /* between tag tokens; a call closed */
+    lm_tool_call_scanner *scanner; /* finds the tags in the text, when they are not tokens */
+    scan_state ss;
+    int32_t pending;             /* the token handed out by next, until accepted; -1 none */
+};
+
 static lm_status show(const lm_chat_reply_hooks *h, text *answer, const char *p, size_t n, lm_error *err) {
     if (text_add(answer, p, n)) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     lm_status st = h && h->on_text ? h->on_text(h->user, p, n) : LM_OK;
@@ -305,85 +331,18 @@ static void trim(text *t) {
 }
 
 /* Decoded text goes to the call being written, the scanner (tags found in the text), or the answer. */
-static lm_status emit(int in_call, text *call, lm_tool_call_scanner *scanner, const lm_chat_reply_hooks *h,
-                      text *answer, const char *p, size_t n, lm_error *err) {
-    if (in_call) {
-        if (call->len + n > LM_TOOL_CALL_MAX_BYTES)
+static lm_status emit(reply_state *r, const char *p, size_t n, lm_error *err) {
+    if (r->in_call) {
+        if (r->call.len + n > LM_TOOL_CALL_MAX_BYTES)
             return lm_error_set(err, LM_ERR_LIMIT, "a tool call is longer than %zu bytes", LM_TOOL_CALL_MAX_BYTES);
-        return text_add(call, p, n) ? lm_error_set(err, LM_ERR_NOMEM, "out of memory") : LM_OK;
+        return text_add(&r->call, p, n) ? lm_error_set(err, LM_ERR_NOMEM, "out of memory") : LM_OK;
     }
-    if (scanner) return lm_tool_call_scanner_push(scanner, p, n, err);
-    return show(h, answer, p, n, err);
+    if (r->scanner) return lm_tool_call_scanner_push(r->scanner, p, n, err);
+    return show(&r->hooks, &r->answer, p, n, err);
 }
 
-/* One round: generates until the end of the answer or a complete call. */
-static lm_status generate(lm_chat_session *s, size_t nt, const float *logits, int64_t max_tokens,
-                          const lm_chat_reply_hooks *h, text *answer, text *call, int *have_call, lm_error *err) {
-    char piece[1024];
-    int calls_on = tools_json(s) != NULL, token_tags = calls_on && s->open_tag >= 0, in_call = 0;
-    lm_tool_call_scanner *scanner = NULL;
-    scan_state ss = {h, answer, call, 0, err};
-    lm_status st = LM_OK;
-    if (calls_on && !token_tags) st = lm_tool_call_scanner_init(&scanner, 0, scan_text, scan_call, &ss, err);
-    int64_t pos = (int64_t)nt;
-    *have_call = 0;
-    for (int64_t i = 0; !st && i < max_tokens && pos < s->n_ctx; i++) {
-        if (h && h->should_stop && h->should_stop(h->user)) break;
-        if (s->banned && !calls_on) {
-            memcpy(s->banned, logits, (size_t)lm_model_get_config(s->model)->n_vocab * sizeof *s->banned);
-            s->banned[s->open_tag] = s->banned[s->close_tag] = -INFINITY;
-            logits = s->banned;
-        }
-        int32_t id = lm_sampler_sample(s->smp, logits, NULL, 0);
-        if (token_tags && (id == s->open_tag || id == s->close_tag)) {
-            int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
-            if (k > 0) st = emit(in_call, call, scanner, h, answer, piece, (size_t)k, err);
-            if (st) break;
-            if (id == s->open_tag) {
-                in_call = 1; /* a second open inside a call is ignored */
-            } else if (in_call) {
-                in_call = 0;
-                *have_call = 1;
-            }
-        } else if (lm_tokenizer_is_eog(s->tok, id) || lm_tokenizer_token_type(s->tok, id) == LM_TOKEN_CONTROL) {
-            s->stats.finish = LM_FINISH_STOP;
-            break; /* the end of the answer (or a control token it must not contain) */
-        } else {
-            int64_t k = lm_detokenizer_push(s->detok, id, piece, sizeof piece);
-            if (k > 0) st = emit(in_call, call, scanner, h, answer, piece, (size_t)k, err);
-            if (st == LM_ERR_LIMIT) {
-                /* A call past the cap (model output is untrusted): the answer ends here; a call
-                 * written between tag tokens still goes to the toolbox, which answers it with an
-                 * error the model can read. */
-                if (h && h->on_note) h->on_note(h->user, err->message);
-                st = LM_OK;
-                if (in_call) in_call = 0, *have_call = 1;
-                break;
-            }
-            if (st) break;
-        }
-        s->kv[s->n_kv++] = id; /* pos == n_kv: the cache grows by this token */
-        s->stats.completion_tokens++;
-        st = lm_context_forward(s->ctx, id, pos++, &logits, err);
-        if (*have_call || ss.have_call) break; /* the call is complete: run it before going on */
-    }
-    int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
-    if (!st && k > 0) st = emit(in_call, call, scanner, h, answer, piece, (size_t)k, err);
-    if (scanner) {
-        if (!st && !ss.have_call) {
-            lm_error ferr = {0};
-            if (lm_tool_call_scanner_finish(scanner, &ferr) && h && h->on_note) h->on_note(h->user, ferr.message);
-        }
-        lm_tool_call_scanner_free(scanner);
-        *have_call = ss.have_call;
-    }
-    if (!st && in_call && h && h->on_note) h->on_note(h->user, "the answer ended inside a tool call");
-    if (in_call && !st) { /* an unclosed call stays in the answer as text */
-        if (text_add(answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(answer, call->p ? call->p : "", call->len))
-            st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-        call->len = 0;
-    }
-    return st;
+static void note(reply_state *r, const char *text) {
+    if (r->hooks.on_note) r->hooks.on_note(r->hooks.user, text);
 }
 
 /* Stores the assistant's round that ended in a call, runs the call and adds its result. */
@@ -422,6 +381,14 @@ static lm_status run_call(lm_chat_session *s, text *answer, text *call, const lm
     return st;
 }
 
+/* Appends the call's text, between its tags, to the answer (a call that is not run). */
+static lm_status call_as_text(text *answer, const text *call, lm_error *err) {
+    if (text_add(answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(answer, call->p ? call->p : "", call->len) ||
+        text_add(answer, LM_TOOL_CALL_CLOSE, strlen(LM_TOOL_CALL_CLOSE)))
+        return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    return LM_OK;
+}
+
 /* Stores the round that ended in a call for the client (not run): the assistant message with the
  * call in its tool_calls; a call that does not parse stays in the answer as text. */
 static lm_status return_call(lm_chat_session *s, text *answer, text *call, lm_error *err) {
@@ -429,10 +396,8 @@ static lm_status return_call(lm_chat_session *s, text *answer, text *call, lm_er
     char *name = NULL, *args = NULL;
     lm_error perr = {0};
     if (lm_tool_call_parse(call->p ? call->p : "", call->len, &name, &args, &perr)) {
-        if (text_add(answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(answer, call->p ? call->p : "", call->len) ||
-            text_add(answer, LM_TOOL_CALL_CLOSE, strlen(LM_TOOL_CALL_CLOSE)))
-            return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-        return push_owned(s, LM_CHAT_ASSISTANT, text_take(answer), NULL, NULL, err);
+        lm_status st = call_as_text(answer, call, err);
+        return st ? st : push_owned(s, LM_CHAT_ASSISTANT, text_take(answer), NULL, NULL, err);
     }
     if (answer->len && answer->p[answer->len - 1] == '\n') answer->p[--answer->len] = 0;
     char id[32];
@@ -448,69 +413,225 @@ static lm_status return_call(lm_chat_session *s, text *answer, text *call, lm_er
     return push_owned(s, LM_CHAT_ASSISTANT, text_take(answer), tc, NULL, err);
 }
 
-lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *h, lm_error *err) {
-    text answer = {0}, call = {0};
-    lm_status st = LM_OK;
-    memset(&s->stats, 0, sizeof s->stats);
-    for (int round = 0; !st; round++) {
-        /* Render; drop the oldest turns while it does not fit with room to answer. */
-        int32_t *toks = NULL;
-        size_t nt = 0;
-        for (;;) {
-            if ((st = render(s, &toks, &nt, err))) break;
-            /* Only whole earlier turns go: from the first message after the system prompt up to
-             * the next user message, never the turn being answered (its question, its calls). */
-            size_t first = has_system(s), upto = first + 1;
-            while (upto < s->n && s->msgs[upto].role != LM_CHAT_USER) upto++;
-            if ((int64_t)nt + max_tokens <= s->n_ctx || upto >= s->n || first >= s->n) break;
-            free(toks);
-            toks = NULL;
-            drop(s, first, upto);
-            if (h && h->on_note) h->on_note(h->user, "the context is full: the oldest turn was dropped");
-        }
-        if (st) break;
-        if ((int64_t)nt >= s->n_ctx) {
-            free(toks);
-            if (round == 0 && s->n && s->msgs[s->n - 1].role == LM_CHAT_USER) drop(s, s->n - 1, s->n);
-            st = lm_error_set(err, LM_ERR_LIMIT, "the conversation does not fit in the context of %lld tokens",
-                              (long long)s->n_ctx);
-            break;
-        }
-        /* Reuse the cache for the longest prefix shared with what is cached; at least the last
-         * token runs, for the logits. */
-        size_t p = 0;
-        while (p < s->n_kv && p + 1 < nt && s->kv[p] == toks[p]) p++;
-        const float *logits;
-        st = lm_context_forward_batch(s->ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &logits, err);
-        memcpy(s->kv, toks, nt * sizeof *s->kv);
-        s->n_kv = st ? 0 : nt;
+/* Frees what the reply in progress holds; nothing is stored. */
+static void reply_clear(reply_state *r) {
+    lm_tool_call_scanner_free(r->scanner);
+    free(r->answer.p);
+    free(r->call.p);
+    memset(r, 0, sizeof *r);
+    r->pending = -1;
+}
+
+static reply_state *reply_new(void) {
+    reply_state *r = calloc(1, sizeof *r);
+    if (r) r->pending = -1;
+    return r;
+}
+
+/* Starts a round: renders (dropping the oldest whole turns while it does not fit with room to
+ * answer), runs what the cache lacks, and makes ready to generate. */
+static lm_status start_round(lm_chat_session *s, lm_error *err) {
+    reply_state *r = s->reply;
+    int32_t *toks = NULL;
+    size_t nt = 0;
+    lm_status st;
+    for (;;) {
+        if ((st = render(s, &toks, &nt, err))) return st;
+        /* Only whole earlier turns go: from the first message after the system prompt up to
+         * the next user message, never the turn being answered (its question, its calls). */
+        size_t first = has_system(s), upto = first + 1;
+        while (upto < s->n && s->msgs[upto].role != LM_CHAT_USER) upto++;
+        if ((int64_t)nt + r->max_tokens <= s->n_ctx || upto >= s->n || first >= s->n) break;
         free(toks);
-        if (st) break;
-        if (round == 0) s->stats.prompt_tokens = (int64_t)nt;
-        s->stats.finish = LM_FINISH_LENGTH; /* until an end-of-turn token says otherwise */
-        int have_call = 0;
-        st = generate(s, nt, logits, max_tokens, h, &answer, &call, &have_call, err);
-        if (st) break;
-        if (have_call && s->tools && round < LM_CHAT_MAX_CALLS_PER_REPLY) {
-            st = run_call(s, &answer, &call, h, err);
-            continue;
+        toks = NULL;
+        drop(s, first, upto);
+        note(r, "the context is full: the oldest turn was dropped");
+    }
+    if ((int64_t)nt >= s->n_ctx) {
+        free(toks);
+        if (r->round == 0 && s->n && s->msgs[s->n - 1].role == LM_CHAT_USER) drop(s, s->n - 1, s->n);
+        return lm_error_set(err, LM_ERR_LIMIT, "the conversation does not fit in the context of %lld tokens",
+                            (long long)s->n_ctx);
+    }
+    /* Reuse the cache for the longest prefix shared with what is cached; at least the last
+     * token runs, for the logits. */
+    size_t p = 0;
+    while (p < s->n_kv && p + 1 < nt && s->kv[p] == toks[p]) p++;
+    st = lm_context_forward_batch(s->ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &r->logits, err);
+    memcpy(s->kv, toks, nt * sizeof *s->kv);
+    s->n_kv = st ? 0 : nt;
+    free(toks);
+    if (st) return st;
+    if (r->round == 0) s->stats.prompt_tokens = (int64_t)nt;
+    s->stats.finish = LM_FINISH_LENGTH; /* until an end-of-turn token says otherwise */
+    r->pos = (int64_t)nt;
+    r->made = 0;
+    r->in_call = r->have_call = 0;
+    r->calls_on = tools_json(s) != NULL;
+    r->token_tags = r->calls_on && s->open_tag >= 0;
+    r->ss = (scan_state){&r->hooks, &r->answer, &r->call, 0, err};
+    if (r->calls_on && !r->token_tags) return lm_tool_call_scanner_init(&r->scanner, 0, scan_text, scan_call, &r->ss, err);
+    return LM_OK;
+}
+
+/* Ends a round: flushes the text, then runs a call (and starts the next round) or stores the
+ * answer; *done says the reply is complete. */
+static lm_status end_round(lm_chat_session *s, int *done, lm_error *err) {
+    reply_state *r = s->reply;
+    char piece[1024];
+    lm_status st = LM_OK;
+    *done = 0;
+    int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
+    if (k > 0) st = emit(r, piece, (size_t)k, err);
+    if (r->scanner) {
+        if (!st && !r->ss.have_call) {
+            lm_error ferr = {0};
+            if (lm_tool_call_scanner_finish(r->scanner, &ferr)) note(r, ferr.message);
         }
-        if (have_call && !s->tools) {
-            st = return_call(s, &answer, &call, err);
+        lm_tool_call_scanner_free(r->scanner);
+        r->scanner = NULL;
+        r->have_call = r->ss.have_call;
+    }
+    if (st) return st;
+    if (r->in_call) { /* an unclosed call stays in the answer as text */
+        note(r, "the answer ended inside a tool call");
+        if (text_add(&r->answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) ||
+            text_add(&r->answer, r->call.p ? r->call.p : "", r->call.len))
+            return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        r->call.len = 0;
+        r->in_call = 0;
+    }
+    if (r->have_call && s->tools && r->round < LM_CHAT_MAX_CALLS_PER_REPLY) {
+        if ((st = run_call(s, &r->answer, &r->call, &r->hooks, err))) return st;
+        r->round++;
+        return start_round(s, err);
+    }
+    *done = 1;
+    if (r->have_call && !s->tools) return return_call(s, &r->answer, &r->call, err);
+    if (r->have_call) { /* past the calls a reply may make: the call stays in the answer as text */
+        if ((st = call_as_text(&r->answer, &r->call, err))) return st;
+        note(r, "too many tool calls in one reply: this one was not run");
+    }
+    return push_owned(s, LM_CHAT_ASSISTANT, text_take(&r->answer), NULL, NULL, err);
+}
+
+lm_status lm_chat_session_begin_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *h,
+                                      lm_error *err) {
+    reply_state *r = s->reply;
+    reply_clear(r);
+    memset(&s->stats, 0, sizeof s->stats);
+    if (max_tokens < 0) return lm_error_set(err, LM_ERR_ARG, "max_tokens must be >= 0");
+    r->max_tokens = max_tokens;
+    if (h) r->hooks = *h;
+    lm_status st = start_round(s, err);
+    if (st) reply_clear(r);
+    else r->active = 1;
+    return st;
+}
+
+int lm_chat_session_replying(const lm_chat_session *s) { return s->reply->active; }
+
+lm_context *lm_chat_session_context(const lm_chat_session *s) { return s->ctx; }
+
+void lm_chat_session_forget_cache(lm_chat_session *s) { s->n_kv = 0; }
+
+/* One token of the round, sampled from the last logits. Returns 1 with *id to run, 0 when the
+ * round ends here (the token is not run), or an error. */
+static int sample_one(lm_chat_session *s, int32_t *out, lm_status *st, lm_error *err) {
+    reply_state *r = s->reply;
+    const lm_chat_reply_hooks *h = &r->hooks;
+    char piece[1024];
+    *st = LM_OK;
+    if (r->have_call || r->ss.have_call) return 0; /* the call is complete: run it before going on */
+    if (h->should_stop && h->should_stop(h->user)) return 0;
+    if (r->made >= r->max_tokens || r->pos >= s->n_ctx) return 0;
+    const float *logits = r->logits;
+    if (s->banned && !r->calls_on) {
+        memcpy(s->banned, logits, (size_t)lm_model_get_config(s->model)->n_vocab * sizeof *s->banned);
+        s->banned[s->open_tag] = s->banned[s->close_tag] = -INFINITY;
+        logits = s->banned;
+    }
+    int32_t id = lm_sampler_sample(s->smp, logits, NULL, 0);
+    if (r->token_tags && (id == s->open_tag || id == s->close_tag)) {
+        int64_t k = lm_detokenizer_flush(s->detok, piece, sizeof piece);
+        if (k > 0 && (*st = emit(r, piece, (size_t)k, err))) return 0;
+        if (id == s->open_tag) {
+            r->in_call = 1; /* a second open inside a call is ignored */
+        } else if (r->in_call) {
+            r->in_call = 0;
+            r->have_call = 1;
+        }
+    } else if (lm_tokenizer_is_eog(s->tok, id) || lm_tokenizer_token_type(s->tok, id) == LM_TOKEN_CONTROL) {
+        s->stats.finish = LM_FINISH_STOP;
+        return 0; /* the end of the answer (or a control token it must not contain) */
+    } else {
+        int64_t k = lm_detokenizer_push(s->detok, id, piece, sizeof piece);
+        if (k > 0) *st = emit(r, piece, (size_t)k, err);
+        if (*st == LM_ERR_LIMIT) {
+            /* A call past the cap (model output is untrusted): the answer ends here; a call
+             * written between tag tokens still goes to the toolbox, which answers it with an
+             * error the model can read. */
+            note(r, err->message);
+            *st = LM_OK;
+            if (r->in_call) r->in_call = 0, r->have_call = 1;
+            return 0;
+        }
+        if (*st) return 0;
+    }
+    *out = id;
+    return 1;
+}
+
+lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos, lm_error *err) {
+    reply_state *r = s->reply;
+    *token = -1;
+    *pos = 0;
+    if (!r->active) return lm_error_set(err, LM_ERR_ARG, "no reply is in progress");
+    if (r->pending >= 0) return lm_error_set(err, LM_ERR_ARG, "the last token was not accepted");
+    lm_status st = LM_OK;
+    r->ss.err = err; /* the scanner's callbacks report into this call's error */
+    for (;;) {
+        int32_t id;
+        if (sample_one(s, &id, &st, err)) {
+            r->pending = *token = id;
+            *pos = r->pos;
+            return LM_OK;
+        }
+        int done = 0;
+        if (st || (st = end_round(s, &done, err)) || done) break;
+    }
+    reply_clear(r);
+    return st;
+}
+
+void lm_chat_session_accept(lm_chat_session *s, const float *logits) {
+    reply_state *r = s->reply;
+    if (!r->active || r->pending < 0) return;
+    s->kv[s->n_kv++] = r->pending; /* pos == n_kv: the cache grows by this token */
+    r->pending = -1;
+    r->logits = logits;
+    r->pos++;
+    r->made++;
+    s->stats.completion_tokens++;
+}
+
+void lm_chat_session_abort_reply(lm_chat_session *s) {
+    reply_clear(s->reply);
+    /* Every accepted token is in the cache; a token handed out but not accepted is not counted. */
+}
+
+lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *h, lm_error *err) {
+    lm_status st = lm_chat_session_begin_reply(s, max_tokens, h, err);
+    while (!st) {
+        int32_t token;
+        int64_t pos;
+        const float *logits;
+        if ((st = lm_chat_session_next(s, &token, &pos, err)) || token < 0) break;
+        if ((st = lm_context_forward(s->ctx, token, pos, &logits, err))) {
+            lm_chat_session_abort_reply(s);
             break;
         }
-        if (have_call) { /* past the calls a reply may make: the call stays in the answer as text */
-            if (text_add(&answer, LM_TOOL_CALL_OPEN, strlen(LM_TOOL_CALL_OPEN)) || text_add(&answer, call.p ? call.p : "", call.len) ||
-                text_add(&answer, LM_TOOL_CALL_CLOSE, strlen(LM_TOOL_CALL_CLOSE))) {
-                st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-                break;
-            }
-            if (h && h->on_note) h->on_note(h->user, "too many tool calls in one reply: this one was not run");
-        }
-        st = push_owned(s, LM_CHAT_ASSISTANT, text_take(&answer), NULL, NULL, err);
-        break;
+        lm_chat_session_accept(s, logits);
     }
-    free(answer.p);
-    free(call.p);
     return st;
 }

@@ -143,18 +143,20 @@ int32_t lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *his
     } else {
         for (int32_t i = 0; i < n; i++) c[i] = (candidate){i, s->logits[i], 0.0f};
     }
-    qsort(c, (size_t)k, sizeof *c, cmp_candidates);
+    /* min-p and top-p cut the ranked list; without them the order does not matter and the sort
+     * (most of the sampler's time over a whole vocabulary) is skipped. */
+    if (p->min_p > 0.0f || p->top_p < 1.0f) qsort(c, (size_t)k, sizeof *c, cmp_candidates);
 
-    /* Softmax with temperature over the top k (sorted, so c[0] is the max). */
-    double sum = 0.0;
+    /* Softmax with temperature over the top k (the max is the argmax's logit). */
+    double sum = 0.0, top = (double)s->logits[best];
     for (int32_t i = 0; i < k; i++) {
-        double e = exp(((double)c[i].logit - (double)c[0].logit) / p->temperature);
+        double e = exp(((double)c[i].logit - top) / p->temperature);
         c[i].p = (float)e;
         sum += e;
     }
     for (int32_t i = 0; i < k; i++) c[i].p = (float)(c[i].p / sum);
 
-    if (p->min_p > 0.0f) {
+    if (p->min_p > 0.0f) { /* sorted: c[0] is the most likely */
         float threshold = p->min_p * c[0].p;
         int32_t keep = 1;
         while (keep < k && c[keep].p >= threshold) keep++;

@@ -202,23 +202,50 @@ static void push_chunk(job *j, const char *model, cJSON *delta, const char *fini
     cJSON_free(text);
 }
 
+/* Length of the valid UTF-8 character at p (n bytes left), or 0 when it is not one (a stray
+ * continuation byte, a truncated or overlong sequence, a surrogate, past U+10FFFF). */
+static size_t utf8_char(const unsigned char *p, size_t n) {
+    if (p[0] < 0x80) return p[0] != 0; /* NUL too: cJSON strings end there */
+    size_t len = p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+    if (!len || len > n || p[0] > 0xF4) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (len == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;
+    if (len == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;
+    return len;
+}
+
+/* A JSON string of n bytes of model output: JSON text must be UTF-8, and a model can write any
+ * bytes (a byte token that never completes a character), so each invalid byte becomes U+FFFD. */
+static cJSON *utf8_string(const char *text, size_t n) {
+    const unsigned char *p = (const unsigned char *)text;
+    if (n > ((size_t)-1 - 1) / 3) return NULL;
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_char(p + i, n - i);
+        if (k) memcpy(o, p + i, k), o += k, i += k;
+        else memcpy(o, "\xEF\xBF\xBD", 3), o += 3, i++;
+    }
+    *o = 0;
+    cJSON *s = cJSON_CreateString(out);
+    free(out);
+    return s;
+}
+
 /* Streams acc[emitted, upto) as a content delta. */
 static lm_status emit_upto(run_state *rs, size_t upto) {
     if (!rs->j->stream || upto <= rs->emitted) {
         if (upto > rs->emitted) rs->emitted = upto;
         return LM_OK;
     }
-    cJSON *delta = cJSON_CreateObject();
-    char *copy = malloc(upto - rs->emitted + 1);
-    if (!delta || !copy) {
+    cJSON *delta = cJSON_CreateObject(), *content = utf8_string(rs->acc + rs->emitted, upto - rs->emitted);
+    if (!delta || !content) {
         cJSON_Delete(delta);
-        free(copy);
+        cJSON_Delete(content);
         return LM_ERR_NOMEM;
     }
-    memcpy(copy, rs->acc + rs->emitted, upto - rs->emitted);
-    copy[upto - rs->emitted] = 0;
-    cJSON_AddStringToObject(delta, "content", copy);
-    free(copy);
+    cJSON_AddItemToObject(delta, "content", content);
     push_chunk(rs->j, rs->s->o.model_name, delta, NULL, NULL);
     rs->emitted = upto;
     return LM_OK;
@@ -293,65 +320,74 @@ static cJSON *tool_calls_json(const lm_conv_message *m, int with_index) {
         cJSON_AddStringToObject(c, "id", m->tool_calls[k].id ? m->tool_calls[k].id : "call_0");
         cJSON_AddStringToObject(c, "type", "function");
         fn = cJSON_AddObjectToObject(c, "function");
-        cJSON_AddStringToObject(fn, "name", m->tool_calls[k].name);
-        cJSON_AddStringToObject(fn, "arguments", m->tool_calls[k].arguments ? m->tool_calls[k].arguments : "{}");
+        const char *args = m->tool_calls[k].arguments ? m->tool_calls[k].arguments : "{}";
+        cJSON_AddItemToObject(fn, "name", utf8_string(m->tool_calls[k].name, strlen(m->tool_calls[k].name)));
+        cJSON_AddItemToObject(fn, "arguments", utf8_string(args, strlen(args)));
     }
     return arr;
 }
 
-/* Answers one job with the session; the response goes into the job. */
-static void run_job(server *s, lm_chat_session *session, job *j) {
-    lm_error err = {0};
-    lm_sampler *smp = NULL;
-    run_state rs = {s, j, NULL, 0, 0, 0, 0};
-    const lm_chat_reply_hooks hooks = {on_text, on_tool, NULL, should_stop, &rs};
-    size_t first_new = (size_t)j->conv.n_messages;
-    lm_status st = lm_sampler_init(&j->sp, (int32_t)lm_model_get_config(s->model)->n_vocab, &smp, &err);
-    if (!st) st = lm_chat_session_set_client_tools(session, j->client_tools ? j->conv.tools_json : NULL, &err);
-    if (!st) {
-        lm_chat_session_set_sampler(session, smp);
-        lm_chat_session_take(session, &j->conv);
-        if (j->stream) {
-            cJSON *delta = cJSON_CreateObject();
-            cJSON_AddStringToObject(delta, "role", "assistant");
-            cJSON_AddStringToObject(delta, "content", "");
-            push_chunk(j, s->o.model_name, delta, NULL, NULL);
-        }
-        st = lm_chat_session_reply(session, j->max_tokens, &hooks, &err);
-        if (!st && emit_upto(&rs, rs.len)) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
-    }
-    const lm_chat_reply_stats *stats = lm_chat_session_stats(session);
+/* A slot: one request being answered, in its own context (KV cache) and chat session. The worker
+ * decodes all busy slots together, one token each per step (lm_context_forward_multi); requests
+ * join and leave between steps. */
+typedef struct slot {
+    job *j;                  /* the request; NULL when the slot is free */
+    lm_context *ctx;
+    lm_chat_session *session; /* over ctx */
+    lm_sampler *smp;         /* the request's sampling */
+    run_state rs;
+    lm_chat_reply_hooks hooks;
+    size_t first_new;        /* the first message the reply adds */
+    /* POST /v1/completions: the raw prompt continued in ctx, as lm_generate does */
+    lm_detokenizer *detok;
+    int32_t *history;        /* (n_ctx) prompt and generated tokens, for the repetition penalty */
+    const float *logits;
+    int64_t pos;             /* of the next token */
+    lm_chat_reply_stats cstats;
+} slot;
+
+static void count_tokens(server *s, const lm_chat_reply_stats *st) {
     pthread_mutex_lock(&s->mu);
-    s->prompt_tokens += (unsigned long long)stats->prompt_tokens;
-    s->completion_tokens += (unsigned long long)stats->completion_tokens;
+    s->prompt_tokens += (unsigned long long)st->prompt_tokens;
+    s->completion_tokens += (unsigned long long)st->completion_tokens;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* Ends a chat request: builds its response from what the reply added (or the error st). */
+static void chat_finish(server *s, slot *sl, lm_status st, lm_error *err) {
+    job *j = sl->j;
+    lm_chat_session *session = sl->session;
+    run_state *rs = &sl->rs;
+    if (!st && emit_upto(rs, rs->len)) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    const lm_chat_reply_stats *stats = lm_chat_session_stats(session);
+    count_tokens(s, stats);
     /* What the reply added: the assistant's text over all its messages, and its last message's calls. */
     cJSON *content = NULL, *calls = NULL;
     if (!st) {
         size_t n = lm_chat_session_count(session), total = 0;
-        for (size_t i = first_new; i < n; i++)
+        for (size_t i = sl->first_new; i < n; i++)
             if (lm_chat_session_message(session, i)->role == LM_CHAT_ASSISTANT) total += lm_chat_session_message(session, i)->content_len;
         char *all = malloc(total + 1);
         size_t at = 0;
         const lm_conv_message *last = NULL;
-        for (size_t i = first_new; all && i < n; i++) {
+        for (size_t i = sl->first_new; all && i < n; i++) {
             const lm_conv_message *m = lm_chat_session_message(session, i);
             if (m->role != LM_CHAT_ASSISTANT) continue;
             if (m->content_len) memcpy(all + at, m->content, m->content_len), at += m->content_len;
             last = m;
         }
         if (all) all[at] = 0;
-        content = all ? cJSON_CreateString(rs.stopped ? rs.acc : all) : NULL;
+        content = !all ? NULL : rs->stopped ? utf8_string(rs->acc, rs->len) : utf8_string(all, at);
         free(all);
         if (last && last->n_tool_calls && stats->finish == LM_FINISH_TOOL_CALLS) calls = tool_calls_json(last, j->stream);
-        if (!content) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
+        if (!content) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     }
     if (j->stream) {
         if (st) { /* the stream has begun: the error goes in an event */
             cJSON *delta = cJSON_CreateObject();
             cJSON_AddStringToObject(delta, "content", "");
             push_chunk(j, s->o.model_name, delta, "error", NULL);
-            fprintf(stderr, "serve: %s\n", err.message);
+            fprintf(stderr, "serve: %s\n", err->message);
         } else {
             if (calls) {
                 cJSON *delta = cJSON_CreateObject();
@@ -359,7 +395,7 @@ static void run_job(server *s, lm_chat_session *session, job *j) {
                 calls = NULL;
                 push_chunk(j, s->o.model_name, delta, NULL, NULL);
             }
-            push_chunk(j, s->o.model_name, cJSON_CreateObject(), finish_name(stats->finish, rs.stopped), stats);
+            push_chunk(j, s->o.model_name, cJSON_CreateObject(), finish_name(stats->finish, rs->stopped), stats);
         }
         job_finish(j, NULL, 200);
     } else {
@@ -367,7 +403,7 @@ static void run_job(server *s, lm_chat_session *session, job *j) {
         int too_long = st == LM_ERR_LIMIT;
         if (st) {
             add_error(root, too_long ? "invalid_request_error" : "server_error", too_long ? "context_length_exceeded" : NULL,
-                      err.message);
+                      err->message);
         } else {
             cJSON_AddStringToObject(root, "id", j->id);
             cJSON_AddStringToObject(root, "object", "chat.completion");
@@ -381,49 +417,35 @@ static void run_job(server *s, lm_chat_session *session, job *j) {
             cJSON_AddItemToObject(msg, "content", content);
             content = NULL;
             if (calls) cJSON_AddItemToObject(msg, "tool_calls", calls), calls = NULL;
-            cJSON_AddStringToObject(ch, "finish_reason", finish_name(stats->finish, rs.stopped));
+            cJSON_AddStringToObject(ch, "finish_reason", finish_name(stats->finish, rs->stopped));
             add_usage(root, stats);
         }
         job_finish(j, root, st ? (too_long ? 400 : 500) : 200);
     }
     cJSON_Delete(content);
     cJSON_Delete(calls);
-    lm_chat_session_set_sampler(session, NULL);
-    lm_sampler_free(smp);
-    free(rs.acc);
 }
 
-static int completion_token(void *user, int32_t token, const char *text, size_t len) {
-    (void)token;
-    run_state *rs = user;
-    if (len && on_text(rs, text, len)) return 1;
-    return should_stop(rs);
-}
-
-/* Answers a /v1/completions job: the raw prompt continued (its own context; the chat session's
- * cache is untouched). */
-static void run_completion(server *s, job *j) {
-    lm_error err = {0};
-    run_state rs = {s, j, NULL, 0, 0, 0, 0};
-    lm_generate_params gp = {j->sp, j->max_tokens, s->o.n_ctx, s->o.threads, -1};
-    lm_generate_stats gs = {0};
-    lm_status st = lm_generate(s->model, j->prompt, strlen(j->prompt), &gp, completion_token, &rs, &gs, &err);
-    if (!st && emit_upto(&rs, rs.len)) st = lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
-    lm_chat_reply_stats stats = {gs.n_prompt, gs.n_generated, gs.stop_reason == 1 ? LM_FINISH_STOP : LM_FINISH_LENGTH};
-    pthread_mutex_lock(&s->mu);
-    s->prompt_tokens += (unsigned long long)stats.prompt_tokens;
-    s->completion_tokens += (unsigned long long)stats.completion_tokens;
-    pthread_mutex_unlock(&s->mu);
-    const char *finish = finish_name(stats.finish, rs.stopped);
+/* Ends a completion request: its response from the text so far (or the error st). */
+static void completion_finish(server *s, slot *sl, lm_status st, lm_error *err) {
+    job *j = sl->j;
+    run_state *rs = &sl->rs;
+    char piece[1024];
+    int64_t rest = !st && sl->detok ? lm_detokenizer_flush(sl->detok, piece, sizeof piece) : 0;
+    if (rest > 0 && on_text(rs, piece, (size_t)rest)) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    if (!st && emit_upto(rs, rs->len)) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    const lm_chat_reply_stats *stats = &sl->cstats;
+    count_tokens(s, stats);
+    const char *finish = finish_name(stats->finish, rs->stopped);
     if (j->stream) {
-        if (st) fprintf(stderr, "serve: %s\n", err.message);
-        push_chunk(j, s->o.model_name, cJSON_CreateObject(), st ? "error" : finish, st ? NULL : &stats);
+        if (st) fprintf(stderr, "serve: %s\n", err->message);
+        push_chunk(j, s->o.model_name, cJSON_CreateObject(), st ? "error" : finish, st ? NULL : stats);
         job_finish(j, NULL, 200);
     } else {
         cJSON *root = cJSON_CreateObject();
         int bad_request = st == LM_ERR_LIMIT || st == LM_ERR_ARG;
         if (st) {
-            add_error(root, bad_request ? "invalid_request_error" : "server_error", NULL, err.message);
+            add_error(root, bad_request ? "invalid_request_error" : "server_error", NULL, err->message);
         } else {
             cJSON_AddStringToObject(root, "id", j->id);
             cJSON_AddStringToObject(root, "object", "text_completion");
@@ -431,54 +453,229 @@ static void run_completion(server *s, job *j) {
             cJSON_AddStringToObject(root, "model", s->o.model_name);
             cJSON *choices = cJSON_AddArrayToObject(root, "choices"), *ch = cJSON_CreateObject();
             cJSON_AddItemToArray(choices, ch);
-            cJSON_AddStringToObject(ch, "text", rs.acc ? rs.acc : "");
+            cJSON_AddItemToObject(ch, "text", utf8_string(rs->acc ? rs->acc : "", rs->len));
             cJSON_AddNumberToObject(ch, "index", 0);
             cJSON_AddNullToObject(ch, "logprobs");
             cJSON_AddStringToObject(ch, "finish_reason", finish);
-            add_usage(root, &stats);
+            add_usage(root, stats);
         }
         job_finish(j, root, st ? (bad_request ? 400 : 500) : 200);
     }
-    free(rs.acc);
+}
+
+/* Ends the slot's request with status st and frees the slot. */
+static void slot_finish(server *s, slot *sl, lm_status st, lm_error *err) {
+    if (sl->j->completion) completion_finish(s, sl, st, err);
+    else chat_finish(s, sl, st, err);
+    if (lm_chat_session_replying(sl->session)) lm_chat_session_abort_reply(sl->session);
+    lm_chat_session_set_sampler(sl->session, NULL);
+    lm_sampler_free(sl->smp);
+    lm_detokenizer_free(sl->detok);
+    free(sl->history);
+    free(sl->rs.acc);
+    job_unref(sl->j);
+    memset(&sl->rs, 0, sizeof sl->rs);
+    sl->smp = NULL, sl->detok = NULL, sl->history = NULL, sl->j = NULL;
+}
+
+/* A completion's first part: the prompt tokenized as lm_generate does (BOS as the metadata says;
+ * control-token look-alikes stay text) and run through the slot's context. */
+static lm_status completion_start(server *s, slot *sl, lm_error *err) {
+    const lm_tokenizer *tok = lm_model_get_tokenizer(s->model);
+    int64_t n_ctx = lm_context_size(sl->ctx);
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    lm_status st = lm_tokenizer_encode(tok, sl->j->prompt, strlen(sl->j->prompt), LM_ENCODE_ADD_SPECIAL, &tokens, &n, err);
+    if (st) return st;
+    if (n == 0) st = lm_error_set(err, LM_ERR_ARG, "the prompt is empty and the model has no BOS token to start from");
+    else if ((int64_t)n > n_ctx)
+        st = lm_error_set(err, LM_ERR_LIMIT, "the prompt is %zu tokens, longer than the context (%lld)", n, (long long)n_ctx);
+    else if (!(sl->history = malloc((size_t)n_ctx * sizeof *sl->history))) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    if (!st) st = lm_detokenizer_init(tok, 0, &sl->detok, err);
+    if (!st) {
+        memcpy(sl->history, tokens, n * sizeof *tokens);
+        lm_chat_session_forget_cache(sl->session); /* the chat cache is overwritten here */
+        st = lm_context_forward_batch(sl->ctx, tokens, (int64_t)n, 0, NULL, &sl->logits, err);
+    }
+    if (!st) {
+        /* The prompt goes through the decoder too, so the first piece is decoded in context. */
+        char piece[1024];
+        for (size_t i = 0; i < n; i++) lm_detokenizer_push(sl->detok, tokens[i], piece, sizeof piece);
+        lm_detokenizer_flush(sl->detok, piece, sizeof piece);
+        sl->pos = (int64_t)n;
+        sl->cstats.prompt_tokens = (int64_t)n;
+        sl->cstats.finish = LM_FINISH_LENGTH;
+    }
+    free(tokens);
+    return st;
+}
+
+/* A completion's next token: 1 with *token to run at *pos, 0 when it is over. */
+static int completion_next(server *s, slot *sl, int32_t *token, int64_t *pos, lm_status *st, lm_error *err) {
+    const lm_tokenizer *tok = lm_model_get_tokenizer(s->model);
+    int64_t n_ctx = lm_context_size(sl->ctx);
+    *st = LM_OK;
+    if (sl->cstats.completion_tokens >= sl->j->max_tokens || sl->pos >= n_ctx || should_stop(&sl->rs)) return 0;
+    int32_t next = lm_sampler_sample(sl->smp, sl->logits, sl->history, (size_t)sl->pos);
+    if (lm_tokenizer_is_eog(tok, next)) {
+        sl->cstats.finish = LM_FINISH_STOP;
+        return 0;
+    }
+    sl->history[sl->pos] = next;
+    sl->cstats.completion_tokens++;
+    char piece[1024];
+    int64_t k = lm_detokenizer_push(sl->detok, next, piece, sizeof piece);
+    if (k > 0 && on_text(&sl->rs, piece, (size_t)k)) {
+        *st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+        return 0;
+    }
+    if (sl->cstats.completion_tokens >= sl->j->max_tokens || sl->pos + 1 >= n_ctx || should_stop(&sl->rs)) return 0;
+    *token = next;
+    *pos = sl->pos;
+    return 1;
+}
+
+/* Takes a job into a free slot and starts it (the prompt's prefill runs here). 0 when it is
+ * running, else it has been answered (an error) and the slot is free again. */
+static int slot_start(server *s, slot *sl, job *j) {
+    lm_error err = {0};
+    memset(&sl->rs, 0, sizeof sl->rs);
+    memset(&sl->cstats, 0, sizeof sl->cstats);
+    sl->j = j;
+    sl->rs.s = s, sl->rs.j = j;
+    sl->hooks = (lm_chat_reply_hooks){on_text, on_tool, NULL, should_stop, &sl->rs};
+    lm_status st = lm_sampler_init(&j->sp, (int32_t)lm_model_get_config(s->model)->n_vocab, &sl->smp, &err);
+    if (!st && j->stream && !j->completion) {
+        cJSON *delta = cJSON_CreateObject();
+        cJSON_AddStringToObject(delta, "role", "assistant");
+        cJSON_AddStringToObject(delta, "content", "");
+        push_chunk(j, s->o.model_name, delta, NULL, NULL);
+    }
+    if (!st && j->completion) {
+        st = completion_start(s, sl, &err);
+    } else if (!st) {
+        sl->first_new = (size_t)j->conv.n_messages;
+        st = lm_chat_session_set_client_tools(sl->session, j->client_tools ? j->conv.tools_json : NULL, &err);
+        if (!st) {
+            lm_chat_session_set_sampler(sl->session, sl->smp);
+            lm_chat_session_take(sl->session, &j->conv);
+            st = lm_chat_session_begin_reply(sl->session, j->max_tokens, &sl->hooks, &err);
+        }
+    }
+    if (!st) return 0;
+    slot_finish(s, sl, st, &err);
+    return -1;
+}
+
+/* The slot's next token to run: 1 with *token and *pos, or 0 when its request is over (then
+ * answered, and the slot is free). */
+static int slot_next(server *s, slot *sl, int32_t *token, int64_t *pos) {
+    lm_error err = {0};
+    lm_status st;
+    int more;
+    if (sl->j->completion) {
+        more = completion_next(s, sl, token, pos, &st, &err);
+    } else {
+        st = lm_chat_session_next(sl->session, token, pos, &err);
+        more = !st && *token >= 0;
+    }
+    if (more) return 1;
+    slot_finish(s, sl, st, &err);
+    return 0;
+}
+
+static void slot_accept(slot *sl, const float *logits) {
+    if (sl->j->completion) {
+        sl->logits = logits;
+        sl->pos++;
+    } else {
+        lm_chat_session_accept(sl->session, logits);
+    }
 }
 
 typedef struct worker_args {
     server *s;
-    lm_chat_session *session; /* over the one context the worker decodes in */
+    slot *slots;
+    int n_slots;
+    float *logits; /* (n_slots, n_vocab) of a step */
 } worker_args;
 
+/* The scheduler: admits queued jobs into free slots, then runs one step for every busy slot. */
 static void *worker(void *arg) {
     worker_args *w = arg;
     server *s = w->s;
+    int64_t n_vocab = lm_model_get_config(s->model)->n_vocab;
+    lm_context **ctxs = calloc((size_t)w->n_slots, sizeof *ctxs);
+    int32_t *tokens = calloc((size_t)w->n_slots, sizeof *tokens);
+    int64_t *pos = calloc((size_t)w->n_slots, sizeof *pos);
+    slot **batch = calloc((size_t)w->n_slots, sizeof *batch);
+    int busy = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stopping && s->qlen == 0) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stopping) {
+        while (!s->stopping && s->qlen == 0 && busy == 0) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping || !ctxs || !tokens || !pos || !batch) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        job *j = s->queue[s->qhead];
-        s->qhead = (s->qhead + 1) % QUEUE_MAX;
-        s->qlen--;
-        s->running = 1;
+        /* Admission: queued jobs take the free slots, in order. */
+        job *admit[64];
+        int n_admit = 0;
+        while (s->qlen && busy + n_admit < w->n_slots && n_admit < 64) {
+            admit[n_admit++] = s->queue[s->qhead];
+            s->qhead = (s->qhead + 1) % QUEUE_MAX;
+            s->qlen--;
+        }
         pthread_mutex_unlock(&s->mu);
-        pthread_mutex_lock(&j->mu);
-        int gone = j->cancelled;
-        if (gone) j->done = 1;
-        pthread_mutex_unlock(&j->mu);
-        if (gone) { /* a client that left while queued costs nothing */
-        } else if (j->completion) {
-            run_completion(s, j);
-        } else {
-            run_job(s, w->session, j);
+        for (int a = 0; a < n_admit; a++) {
+            job *j = admit[a];
+            pthread_mutex_lock(&j->mu);
+            int gone = j->cancelled;
+            if (gone) j->done = 1;
+            pthread_mutex_unlock(&j->mu);
+            if (gone) { /* a client that left while queued costs nothing */
+                job_unref(j);
+                continue;
+            }
+            slot *sl = NULL;
+            for (int k = 0; k < w->n_slots && !sl; k++)
+                if (!w->slots[k].j) sl = &w->slots[k];
+            if (sl && slot_start(s, sl, j) == 0) busy++; /* admission counted the free slots: sl is found */
+        }
+        /* One step: each busy slot samples its next token; those that go on run together. */
+        int n = 0;
+        for (int k = 0; k < w->n_slots; k++) {
+            slot *sl = &w->slots[k];
+            if (!sl->j) continue;
+            if (slot_next(s, sl, &tokens[n], &pos[n])) {
+                ctxs[n] = sl->ctx;
+                batch[n++] = sl;
+            } else {
+                busy--;
+            }
         }
         pthread_mutex_lock(&s->mu);
-        s->running = 0;
+        s->running = busy;
         pthread_mutex_unlock(&s->mu);
-        job_unref(j);
+        if (n == 0) continue;
+        lm_error err = {0};
+        lm_status st = lm_context_forward_multi(ctxs, tokens, pos, n, w->logits, &err);
+        for (int b = 0; b < n; b++) {
+            if (!st) {
+                slot_accept(batch[b], w->logits + (size_t)b * (size_t)n_vocab);
+            } else { /* the step failed: its requests end with the error */
+                slot_finish(s, batch[b], st, &err);
+                busy--;
+            }
+        }
     }
-    /* Jobs still queued at shutdown: answered with an error. */
+    /* At shutdown: the requests running, then those still queued, are answered with an error. */
+    for (int k = 0; k < w->n_slots; k++) {
+        lm_error err = {0};
+        if (w->slots[k].j) slot_finish(s, &w->slots[k], lm_error_set(&err, LM_ERR_IO, "the server is shutting down"), &err);
+    }
+    free(ctxs), free(tokens), free(pos), free(batch);
     pthread_mutex_lock(&s->mu);
+    s->running = 0;
     while (s->qlen) {
         job *j = s->queue[s->qhead];
         s->qhead = (s->qhead + 1) % QUEUE_MAX;
@@ -840,23 +1037,26 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    lm_context *ctx = NULL;
-    lm_chat_session *session = NULL;
     lm_sampler *smp0 = NULL;
     struct MHD_Daemon *d = NULL;
     pthread_t th;
-    int started = 0;
+    int started = 0, n_slots = s->o.parallel > 0 ? s->o.parallel : 1;
     lm_sampler_params sp0 = lm_sampler_default_params();
-    lm_status st = lm_context_init(m, n_ctx, s->o.threads, &ctx, err);
+    slot *slots = calloc((size_t)n_slots, sizeof *slots);
+    float *logits = malloc((size_t)n_slots * (size_t)cfg->n_vocab * sizeof *logits);
+    lm_status st = slots && logits ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (!st) st = lm_sampler_init(&sp0, (int32_t)cfg->n_vocab, &smp0, err);
-    if (!st) st = lm_chat_session_init(&session, m, ctx, smp0, tpl, template_source, tools, err);
+    for (int k = 0; !st && k < n_slots; k++) {
+        st = lm_context_init(m, n_ctx, s->o.threads, &slots[k].ctx, err);
+        if (!st) st = lm_chat_session_init(&slots[k].session, m, slots[k].ctx, smp0, tpl, template_source, tools, err);
+    }
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)s->o.port);
     if (!st && inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1)
         st = lm_error_set(err, LM_ERR_ARG, "--host %s is not an IPv4 address", s->o.host);
-    worker_args wa = {s, session};
+    worker_args wa = {s, slots, n_slots, logits};
     if (!st) {
         if (pthread_create(&th, NULL, worker, &wa)) st = lm_error_set(err, LM_ERR_IO, "cannot start the worker thread");
         else started = 1;
@@ -865,7 +1065,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
         d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handle, s,
                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)(s->o.queue + 64), MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)(s->o.queue + n_slots + 64), MHD_OPTION_END);
         if (!d) st = lm_error_set(err, LM_ERR_IO, "cannot listen on %s:%d (in use, or not allowed)", s->o.host, s->o.port);
     }
     if (!st) {
@@ -883,9 +1083,13 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
         pthread_mutex_unlock(&s->mu);
         pthread_join(th, NULL);
     }
-    lm_chat_session_free(session);
+    for (int k = 0; slots && k < n_slots; k++) {
+        lm_chat_session_free(slots[k].session);
+        lm_context_free(slots[k].ctx);
+    }
+    free(slots);
+    free(logits);
     lm_sampler_free(smp0);
-    lm_context_free(ctx);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
