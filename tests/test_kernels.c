@@ -75,15 +75,20 @@ static void check_path(const lm_kernels *k) {
                 lm_act_quantize(kind, x, act, n);
                 lm_act_quantize(ref_kind, x, ref_act, n);
                 float a = ref->dot[t](row, ref_act, n), b = k->dot[t](row, act, n);
-                if (k->dot4[t]) { /* four copies of the activations: each result equals dot's, bit for bit */
+                if (k->dot4[t]) { /* four activation vectors: each result equals dot's of that vector, bit for bit */
                     size_t sz = lm_act_size(kind, n);
                     uint8_t *four = malloc(4 * sz);
-                    for (int j = 0; j < 4; j++) memcpy(four + j * sz, act, sz);
-                    float out[4];
+                    float *xj = malloc((size_t)n * 4), out[4], want[4];
+                    for (int j = 0; j < 4; j++) {
+                        for (int64_t i = 0; i < n; i++) xj[i] = j == 0 ? x[i] : uniform(-2, 2);
+                        lm_act_quantize(kind, xj, four + j * sz, n);
+                        want[j] = k->dot[t](row, four + j * sz, n);
+                    }
                     k->dot4[t](row, four, sz, n, out);
                     for (int j = 0; j < 4; j++) {
-                        if (memcmp(&out[j], &b, sizeof b) != 0) bad++;
+                        if (memcmp(&out[j], &want[j], sizeof out[j]) != 0) bad++;
                     }
+                    free(xj);
                     free(four);
                 }
                 /* Magnitude of the terms, for a relative tolerance. */
@@ -202,6 +207,29 @@ static void check_attention(const lm_kernels *k) {
 #if defined(__x86_64__)
 /* Vectorised dequantisation equals the scalar reference bit for bit, on
  * quantised data and on raw random blocks (every bit pattern of scales). */
+/* AVX2's activation quantiser against the reference, byte for byte: random blocks of several
+ * magnitudes, a zero block, and values whose scaled form is exactly k + 1/2 or just below 1/2
+ * (where rounding by adding 0.5 would go wrong). */
+static void check_quantize_q8a_avx2(void) {
+    enum { NB = 64 };
+    float x[NB * 32];
+    block_q8a a[NB], b[NB];
+    int differ = 0;
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < NB * 32; i++) x[i] = uniform(-1, 1) * (float)pow(10.0, (double)(i / 32 % 7) - 3);
+        for (int i = 0; i < 32; i++) x[i] = 0; /* block 0: all zero */
+        x[32] = 127; /* block 1: d = 1, so the values are the scaled values */
+        for (int i = 33; i < 64; i++) x[i] = (float)((i % 2 ? 1 : -1) * ((i % 60) + 0.5));
+        x[40] = 0.49999997f, x[41] = -0.49999997f, x[42] = 0.5f, x[43] = -0.5f, x[44] = -0.0f;
+        lm_quantize_q8a_ref(x, a, NB);
+        lm_quantize_q8a_avx2(x, b, NB);
+        differ += memcmp(a, b, sizeof a) != 0;
+    }
+    CHECKF(differ == 0, "avx2 q8a quantisation differs from the reference in %d of 50 trials", differ);
+    CHECK(a[1].qs[8] == 0 && a[1].qs[10] == 1 && a[1].qs[11] == -1 && a[1].qs[1] == 34 && a[1].qs[2] == -35);
+    printf("avx2 q8a quantisation: equal to the reference byte for byte\n");
+}
+
 static void check_dequant_avx2(void) {
     int types = 0;
     for (int t = 0; t < LM_TYPE_COUNT_; t++) {
@@ -251,6 +279,7 @@ int main(void) {
     lm_rng_seed(&rng, 99);
 #if defined(__x86_64__)
     if (lm_kernels_named("avx2")) check_dequant_avx2();
+    if (lm_kernels_named("avx2")) check_quantize_q8a_avx2();
 #endif
 #if defined(__x86_64__)
     if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2);

@@ -74,6 +74,16 @@ size_t lm_act_size(lm_act_kind kind, int64_t n);
 /* Quantises n activations into the kind (a no-op copy for F32). */
 void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n);
 
+/* nb blocks of 32 activations to q8a: d = max|x| / 127, qs = round(x / d)
+ * (halves away from zero). The plain C reference, and AVX2's, equal to it
+ * bit for bit, which lm_act_quantize uses unless LLMOS_KERNELS=scalar (a
+ * decode step quantises every matrix's input: with libm's roundf per value
+ * that was a tenth of a 110M model's token). */
+void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb);
+#if defined(__x86_64__)
+void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb);
+#endif
+
 /* The best table this CPU runs, or the one LLMOS_KERNELS names
  * (scalar, avx2, avx512); chosen once. */
 const lm_kernels *lm_kernels_best(void);

@@ -1,4 +1,5 @@
 /* The reference kernels: plain C, integer sums exact, one float multiply per block. */
+#include "../base/cpu.h"
 #include "fp16.h"
 #include "kernels.h"
 #include "ops.h"
@@ -35,13 +36,29 @@ static void quantize_q8a_block(const float *x, block_q8a *y) {
     for (int j = 0; j < 32; j++) y->qs[j] = (int8_t)roundf(x[j] * id);
 }
 
+void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) quantize_q8a_block(x + 32 * b, &y[b]);
+}
+
+/* q8a blocks through the fastest bit-identical path. */
+static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
+#if defined(__x86_64__)
+    static int use_avx2 = -1;
+    if (use_avx2 < 0) __atomic_store_n(&use_avx2, lm_kernels_best() != &lm_kernels_scalar && lm_cpu_has_avx2(), __ATOMIC_RELAXED);
+    if (__atomic_load_n(&use_avx2, __ATOMIC_RELAXED)) {
+        lm_quantize_q8a_avx2(x, y, nb);
+        return;
+    }
+#endif
+    lm_quantize_q8a_ref(x, y, nb);
+}
+
 /* Pairs of q8a blocks in the block_q8_x2 layout for Q4_0 weights. */
 static void quantize_q4_0_x2(const float *x, block_q8_x2 *y, int64_t nb) {
     for (int64_t p = 0; p < (nb + 1) / 2; p++) {
         block_q8a b[2];
         memset(b, 0, sizeof b);
-        quantize_q8a_block(x + 64 * p, &b[0]);
-        if (2 * p + 1 < nb) quantize_q8a_block(x + 64 * p + 32, &b[1]);
+        quantize_q8a(x + 64 * p, b, 2 * p + 1 < nb ? 2 : 1);
         block_q8_x2 *o = &y[p];
         for (int lane = 0; lane < 16; lane++) {
             /* Which block and which of its values the lane's 4 bytes hold:
@@ -64,8 +81,7 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
     } else if (kind == LM_ACT_Q8K) {
         lm_quantize_row(LM_TYPE_Q8_K, x, out, n, NULL);
     } else if (kind == LM_ACT_Q8A) {
-        block_q8a *y = out;
-        for (int64_t b = 0; b < n / 32; b++) quantize_q8a_block(x + 32 * b, &y[b]);
+        quantize_q8a(x, out, n / 32);
     } else {
         memcpy(out, x, (size_t)n * sizeof(float));
     }
