@@ -12,18 +12,21 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: llmos bench MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPEATS] [--json]\n"
+            "usage: llmos bench MODEL.gguf [-p 512] [-n 128] [-s SEQS] [-t THREADS] [-r REPEATS] [--json]\n"
             "\n"
             "Measures prompt processing (pp: P tokens into an empty cache in batches) and generation\n"
             "(tg: N tokens one at a time) in tokens/s, mean and standard deviation over R\n"
             "runs after a warm-up. Also measures the machine's read bandwidth and fp32 FMA\n"
             "peak with the same threads, and reports generation as GB/s of weights read\n"
             "(and the fraction of the bandwidth) and prompt processing as GFLOP/s (and the\n"
-            "fraction of the peak).\n"
+            "fraction of the peak). With -s S > 1 it also measures S sequences generated together\n"
+            "(tgNxS: one decode step runs a token of each, each sequence in its own KV cache,\n"
+            "as the slots of 'llmos serve --parallel S' do), in tokens/s over all of them.\n"
             "\n"
             "options:\n"
             "  -p, --n-prompt P   prompt tokens (default 512; 0 skips the test)\n"
             "  -n, --n-gen N      generated tokens (default 128; 0 skips the test)\n"
+            "  -s, --seqs S       sequences generated together, 1 to 64 (default 1: tg only)\n"
             "  -t, --threads T    threads (default: all cores)\n"
             "  -r, --repeats R    runs per test (default 5)\n"
             "      --json         one JSON object per test on stdout\n"
@@ -65,9 +68,26 @@ static double time_tokens(lm_context *ctx, int64_t n, int64_t n_vocab, uint64_t 
     return st ? -1 : (double)n / dt;
 }
 
+/* Generates n tokens in each of the s contexts together, one batched step per position; returns
+ * tokens/s over all of them, or -1 on error. logits: (s, n_vocab) scratch. */
+static double time_multi(lm_context *const *ctxs, int64_t s, int64_t n, int64_t n_vocab, uint64_t seed, float *logits,
+                         lm_error *err) {
+    int32_t toks[64];
+    int64_t pos[64];
+    double t0 = cli_now_seconds();
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t b = 0; b < s; b++) {
+            toks[b] = (int32_t)((seed + (uint64_t)(i * s + b) * 2654435761u) % (uint64_t)n_vocab);
+            pos[b] = i;
+        }
+        if (lm_context_forward_multi(ctxs, toks, pos, s, logits, err)) return -1;
+    }
+    return (double)(n * s) / (cli_now_seconds() - t0);
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL;
-    int64_t n_prompt = 512, n_gen = 128, repeats = 5;
+    int64_t n_prompt = 512, n_gen = 128, repeats = 5, seqs = 1;
     int threads = cli_default_threads();
     int json = 0;
     for (int i = 0; i < argc; i++) {
@@ -79,6 +99,8 @@ int cmd_bench(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 20, &n_prompt)) return 2;
         } else if (arg_is(a, "-n", "--n-gen")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 20, &n_gen)) return 2;
+        } else if (arg_is(a, "-s", "--seqs")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 64, &seqs)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &threads)) return 2;
         } else if (arg_is(a, "-r", "--repeats")) {
@@ -140,15 +162,27 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
     double *pp = calloc((size_t)repeats, sizeof *pp), *tg = calloc((size_t)repeats, sizeof *tg);
+    double *tgs = calloc((size_t)repeats, sizeof *tgs);
+    lm_context **more = calloc((size_t)seqs, sizeof *more); /* the -s sequences' contexts; more[0] = ctx */
+    float *multi_logits = seqs > 1 ? malloc((size_t)seqs * (size_t)c->n_vocab * sizeof *multi_logits) : NULL;
     int rc = 1;
-    if (!pp || !tg) goto done;
+    if (!pp || !tg || !tgs || !more || (seqs > 1 && !multi_logits)) {
+        lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    more[0] = ctx;
+    for (int64_t b = 1; b < seqs; b++)
+        if (lm_context_init(m, n_ctx, threads, &more[b], &err)) goto fail;
     /* Warm-up: page the weights in, start the threads. */
     if (time_tokens(ctx, n_ctx < 4 ? n_ctx : 4, c->n_vocab, 1, 0, &err) < 0) goto fail;
     for (int64_t r = 0; r < repeats; r++) {
         if (n_prompt && (pp[r] = time_tokens(ctx, n_prompt, c->n_vocab, (uint64_t)r + 7, 1, &err)) < 0) goto fail;
         if (n_gen && (tg[r] = time_tokens(ctx, n_gen, c->n_vocab, (uint64_t)r + 99, 0, &err)) < 0) goto fail;
+        if (n_gen && seqs > 1 && (tgs[r] = time_multi(more, seqs, n_gen, c->n_vocab, (uint64_t)r + 5, multi_logits, &err)) < 0)
+            goto fail;
     }
-    run_stats sp = stats_of(pp, (int)repeats), sg = stats_of(tg, (int)repeats);
+    run_stats sp = stats_of(pp, (int)repeats), sg = stats_of(tg, (int)repeats), ss = stats_of(tgs, (int)repeats);
+    int multi = n_gen && seqs > 1;
     double pp_gflops = sp.mean * flops_per_token / 1e9, tg_gbs = sg.mean * (double)per_token / 1e9;
     if (json) {
         if (n_prompt) {
@@ -161,6 +195,12 @@ int cmd_bench(int argc, char **argv) {
             printf("{\"test\":\"tg%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.1f,"
                    "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu}\n",
                    (long long)n_gen, sg.mean, sg.sd, tg_gbs, bandwidth, tg_gbs / bandwidth, (long long)threads,
+                   (unsigned long long)file_bytes, (unsigned long long)params);
+        }
+        if (multi) {
+            printf("{\"test\":\"tg%lldx%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"vs_tg\":%.3f,\"threads\":%lld,"
+                   "\"model_bytes\":%llu,\"params\":%llu}\n",
+                   (long long)n_gen, (long long)seqs, ss.mean, ss.sd, ss.mean / sg.mean, (long long)threads,
                    (unsigned long long)file_bytes, (unsigned long long)params);
         }
     } else {
@@ -177,6 +217,9 @@ int cmd_bench(int argc, char **argv) {
             printf("| tg%-4lld | %8.2f ± %-6.2f | %6.1f | %11.1f%% |         |         |\n", (long long)n_gen, sg.mean, sg.sd, tg_gbs,
                    100 * tg_gbs / bandwidth);
         }
+        if (multi)
+            printf("tg%lld x %lld sequences together: %.2f ± %.2f tokens/s in all, %.2fx tg%lld\n", (long long)n_gen,
+                   (long long)seqs, ss.mean, ss.sd, ss.mean / sg.mean, (long long)n_gen);
     }
     rc = 0;
     goto done;
@@ -185,6 +228,10 @@ fail:
 done:
     free(pp);
     free(tg);
+    free(tgs);
+    for (int64_t b = 1; more && b < seqs; b++) lm_context_free(more[b]);
+    free(more);
+    free(multi_logits);
     lm_context_free(ctx);
     lm_model_free(m);
     return rc;

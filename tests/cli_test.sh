@@ -155,8 +155,10 @@ if $llmos init --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 
    cmp -s "$tmp/init1.gguf" "$tmp/init2.gguf"; then ok; else bad "init is not the same for 1 and 2 threads"; fi
 if $llmos info "$tmp/init1.gguf" | grep -q '^21 tensors'; then ok; else bad "init tensor count"; fi
 $llmos init --dim 256 --layers 1 --heads 4 --ffn 256 --vocab-from "$fix/stories260K.gguf" --type q4_K -q -o "$tmp/initk.gguf" || bad "init q4_K"
-$llmos bench "$tmp/initk.gguf" -p 8 -n 8 -r 2 -t 1 --json >"$tmp/bench" 2>&1
-if grep -q '"test":"pp8","tokens_per_s":[0-9]' "$tmp/bench" && grep -q '"test":"tg8".*"bandwidth_fraction":' "$tmp/bench"; then ok; else bad "bench: $(cat "$tmp/bench")"; fi
+$llmos bench "$tmp/initk.gguf" -p 8 -n 8 -s 3 -r 2 -t 1 --json >"$tmp/bench" 2>&1
+if grep -q '"test":"pp8","tokens_per_s":[0-9]' "$tmp/bench" && grep -q '"test":"tg8".*"bandwidth_fraction":' "$tmp/bench" &&
+   grep -q '"test":"tg8x3","tokens_per_s":[0-9].*"vs_tg":[0-9]' "$tmp/bench"; then ok; else bad "bench: $(cat "$tmp/bench")"; fi
+expect_fail 2 "bench with 65 sequences" -- $llmos bench "$tmp/initk.gguf" -s 65
 for c in init bench; do
   if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
 done
