@@ -515,6 +515,14 @@ static lm_status end_round(lm_chat_session *s, int *done, lm_error *err) {
     return push_owned(s, LM_CHAT_ASSISTANT, text_take(&r->answer), NULL, NULL, err);
 }
 
+/* Ends the reply in progress: what the detokenizer still holds of a character is dropped (a
+ * stopped reply must not leave bytes for the next one), and the reply's state is freed. */
+static void reply_end(lm_chat_session *s) {
+    char piece[1024]; /* as in end_round: more than a character's bytes */
+    (void)lm_detokenizer_flush(s->detok, piece, sizeof piece);
+    reply_clear(s->reply);
+}
+
 lm_status lm_chat_session_begin_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *h,
                                       lm_error *err) {
     reply_state *r = s->reply;
@@ -524,7 +532,7 @@ lm_status lm_chat_session_begin_reply(lm_chat_session *s, int64_t max_tokens, co
     r->max_tokens = max_tokens;
     if (h) r->hooks = *h;
     lm_status st = start_round(s, err);
-    if (st) reply_clear(r);
+    if (st) reply_end(s);
     else r->active = 1;
     return st;
 }
@@ -600,7 +608,7 @@ lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos,
         int done = 0;
         if (st || (st = end_round(s, &done, err)) || done) break;
     }
-    reply_clear(r);
+    reply_end(s);
     return st;
 }
 
@@ -616,7 +624,7 @@ void lm_chat_session_accept(lm_chat_session *s, const float *logits) {
 }
 
 void lm_chat_session_abort_reply(lm_chat_session *s) {
-    reply_clear(s->reply);
+    reply_end(s);
     /* Every accepted token is in the cache; a token handed out but not accepted is not counted. */
 }
 

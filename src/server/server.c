@@ -338,6 +338,7 @@ typedef struct slot {
     run_state rs;
     lm_chat_reply_hooks hooks;
     size_t first_new;        /* the first message the reply adds */
+    int began;               /* the chat reply began: the session's stats are this request's */
     /* POST /v1/completions: the raw prompt continued in ctx, as lm_generate does */
     lm_detokenizer *detok;
     int32_t *history;        /* (n_ctx) prompt and generated tokens, for the repetition penalty */
@@ -359,7 +360,7 @@ static void chat_finish(server *s, slot *sl, lm_status st, lm_error *err) {
     lm_chat_session *session = sl->session;
     run_state *rs = &sl->rs;
     if (!st && emit_upto(rs, rs->len)) st = lm_error_set(err, LM_ERR_NOMEM, "out of memory");
-    const lm_chat_reply_stats *stats = lm_chat_session_stats(session);
+    const lm_chat_reply_stats none = {0}, *stats = sl->began ? lm_chat_session_stats(session) : &none;
     count_tokens(s, stats);
     /* What the reply added: the assistant's text over all its messages, and its last message's calls. */
     cJSON *content = NULL, *calls = NULL;
@@ -542,6 +543,7 @@ static int slot_start(server *s, slot *sl, job *j) {
     memset(&sl->rs, 0, sizeof sl->rs);
     memset(&sl->cstats, 0, sizeof sl->cstats);
     sl->j = j;
+    sl->began = 0;
     sl->rs.s = s, sl->rs.j = j;
     sl->hooks = (lm_chat_reply_hooks){on_text, on_tool, NULL, should_stop, &sl->rs};
     lm_status st = lm_sampler_init(&j->sp, (int32_t)lm_model_get_config(s->model)->n_vocab, &sl->smp, &err);
@@ -560,6 +562,7 @@ static int slot_start(server *s, slot *sl, job *j) {
             lm_chat_session_set_sampler(sl->session, sl->smp);
             lm_chat_session_take(sl->session, &j->conv);
             st = lm_chat_session_begin_reply(sl->session, j->max_tokens, &sl->hooks, &err);
+            sl->began = 1; /* even when it failed: it reset the stats */
         }
     }
     if (!st) return 0;
