@@ -43,6 +43,8 @@ static void usage(FILE *out) {
             "      --port N             port (default 8080; 0 picks a free one, printed at start)\n"
             "      --parallel N         slots decoding together (default 1, at most 64); each holds\n"
             "                           a KV cache of --ctx tokens\n"
+            "      --prefill-chunk N    prompt tokens a slot reads per step, so the other slots keep\n"
+            "                           streaming meanwhile (default 128; 0: a whole prompt at once)\n"
             "      --api-key KEY        require 'Authorization: Bearer KEY' (compared in constant time)\n"
             "      --model-name NAME    the model's id in the API (default: the file name)\n"
             "      --max-body BYTES     request body cap (default 1048576)\n"
@@ -85,6 +87,9 @@ int cmd_serve(int argc, char **argv) {
         } else if (arg_is(a, NULL, "--parallel")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 64, &k)) return 2;
             o.parallel = (int)k;
+        } else if (arg_is(a, NULL, "--prefill-chunk")) {
+            if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 0, 1 << 20, &k)) return 2;
+            o.prefill_chunk = k ? k : -1;
         } else if (arg_is(a, NULL, "--api-key")) {
             if (!(o.api_key = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, NULL, "--model-name")) {

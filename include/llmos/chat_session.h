@@ -117,9 +117,12 @@ lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm
 /* The same reply, a token at a time, for a caller that runs the model itself
  * (a server decoding several sessions in one batched pass):
  *
- *   begin_reply(s, max_tokens, hooks)       renders, prefills what the cache lacks
- *   loop: next(s, &token, &pos)             samples from the last logits
- *         token < 0: the reply is complete (its messages are stored)
+ *   begin_reply(s, max_tokens, hooks)       renders the conversation
+ *   loop: next(s, &token, &pos)             prefills what the cache lacks, then
+ *                                           samples from the last logits
+ *         token == LM_CHAT_DONE: the reply is complete (its messages are stored)
+ *         token == LM_CHAT_PREFILLING: a chunk of the prompt ran (see
+ *                  set_prefill_chunk); call next() again
  *         else run token at pos in lm_chat_session_context(s), then
  *         accept(s, logits)                 the logits (n_vocab floats) it gave,
  *                                           read until the next call to next()
@@ -128,6 +131,8 @@ lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm
  * each, happen inside next(). An error from begin_reply or next ends the reply
  * (nothing of it is stored); abort_reply ends it early, e.g. when the model
  * could not be run. hooks is copied; its user pointer must stay valid. */
+#define LM_CHAT_DONE (-1)
+#define LM_CHAT_PREFILLING (-2)
 lm_status lm_chat_session_begin_reply(lm_chat_session *s, int64_t max_tokens, const lm_chat_reply_hooks *hooks,
                                       lm_error *err);
 lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos, lm_error *err);
@@ -137,6 +142,10 @@ void lm_chat_session_abort_reply(lm_chat_session *s);
 int lm_chat_session_replying(const lm_chat_session *s);
 /* The context the session decodes in. */
 lm_context *lm_chat_session_context(const lm_chat_session *s);
+/* At most this many prompt tokens run per call to next() (0, the default: the
+ * whole prompt at once), so a caller decoding other sequences between calls
+ * keeps them going while a long prompt is read. */
+void lm_chat_session_set_prefill_chunk(lm_chat_session *s, size_t tokens);
 /* Forgets what the cache holds (another user of the context overwrote it). */
 void lm_chat_session_forget_cache(lm_chat_session *s);
 

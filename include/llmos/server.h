@@ -15,7 +15,8 @@
  * Continuous batching: `parallel` slots, each with its own context (KV cache)
  * and chat session, decode together, one token each per batched forward pass
  * (lm_context_forward_multi); requests join and leave between steps, and wait
- * in a bounded queue while every slot is busy.
+ * in a bounded queue while every slot is busy. A new request's prompt runs in
+ * chunks between the steps, so it does not stall the others for its length.
  * Clients' tools are rendered for the model and its calls returned to the
  * client as tool_calls (finish_reason "tool_calls"); with a server toolbox
  * (--tools) the server runs the calls itself instead. */
@@ -46,6 +47,8 @@ typedef struct lm_server_options {
     int timeout_s;           /* idle connection timeout (default 30) */
     int64_t n_ctx;           /* context of each slot (0: the model's, at most 4096) */
     int parallel;            /* slots: requests decoded together, each with its own KV cache (default 1) */
+    int64_t prefill_chunk;   /* prompt tokens a slot runs per step, so the others keep decoding
+                                while a long prompt is read (default 128; -1: a whole prompt at once) */
     int threads;             /* compute threads */
     /* Called once listening, with the port (useful with port 0). May be NULL. */
     void (*on_listen)(void *user, int port);

@@ -33,6 +33,7 @@ struct lm_chat_session {
     char *client_tools; /* a client's tools array: rendered, calls returned to the client, not run */
     lm_chat_reply_stats stats; /* of the last reply */
     struct reply_state *reply; /* the reply in progress */
+    size_t prefill_chunk; /* tokens of prompt a call to next() runs at most (0: all) */
 };
 
 typedef struct reply_state reply_state;
@@ -299,6 +300,8 @@ struct reply_state {
     lm_tool_call_scanner *scanner; /* finds the tags in the text, when they are not tokens */
     scan_state ss;
     int32_t pending;             /* the token handed out by next, until accepted; -1 none */
+    int32_t *toks;               /* the round's render while its prefill runs (nt tokens, done cached) */
+    size_t nt, done;
 };
 
 static lm_status show(const lm_chat_reply_hooks *h, text *answer, const char *p, size_t n, lm_error *err) {
@@ -416,6 +419,7 @@ static lm_status return_call(lm_chat_session *s, text *answer, text *call, lm_er
 /* Frees what the reply in progress holds; nothing is stored. */
 static void reply_clear(reply_state *r) {
     lm_tool_call_scanner_free(r->scanner);
+    free(r->toks);
     free(r->answer.p);
     free(r->call.p);
     memset(r, 0, sizeof *r);
@@ -454,14 +458,12 @@ static lm_status start_round(lm_chat_session *s, lm_error *err) {
                             (long long)s->n_ctx);
     }
     /* Reuse the cache for the longest prefix shared with what is cached; at least the last
-     * token runs, for the logits. */
+     * token runs, for the logits. The rest is prefilled by prefill(), from next(). */
     size_t p = 0;
     while (p < s->n_kv && p + 1 < nt && s->kv[p] == toks[p]) p++;
-    st = lm_context_forward_batch(s->ctx, toks + p, (int64_t)(nt - p), (int64_t)p, NULL, &r->logits, err);
-    memcpy(s->kv, toks, nt * sizeof *s->kv);
-    s->n_kv = st ? 0 : nt;
-    free(toks);
-    if (st) return st;
+    s->n_kv = p;
+    free(r->toks);
+    r->toks = toks, r->nt = nt, r->done = p;
     if (r->round == 0) s->stats.prompt_tokens = (int64_t)nt;
     s->stats.finish = LM_FINISH_LENGTH; /* until an end-of-turn token says otherwise */
     r->pos = (int64_t)nt;
@@ -471,6 +473,24 @@ static lm_status start_round(lm_chat_session *s, lm_error *err) {
     r->token_tags = r->calls_on && s->open_tag >= 0;
     r->ss = (scan_state){&r->hooks, &r->answer, &r->call, 0, err};
     if (r->calls_on && !r->token_tags) return lm_tool_call_scanner_init(&r->scanner, 0, scan_text, scan_call, &r->ss, err);
+    return LM_OK;
+}
+
+/* Runs up to max (0: all) of the round's tokens that the cache lacks; when none are left, the
+ * last one's logits are the first to sample from. */
+static lm_status prefill(lm_chat_session *s, size_t max, lm_error *err) {
+    reply_state *r = s->reply;
+    size_t n = r->nt - r->done;
+    if (max && n > max) n = max;
+    lm_status st = lm_context_forward_batch(s->ctx, r->toks + r->done, (int64_t)n, (int64_t)r->done, NULL, &r->logits, err);
+    if (st) return st; /* the cache holds the first n_kv tokens still */
+    memcpy(s->kv + r->done, r->toks + r->done, n * sizeof *s->kv);
+    r->done += n;
+    s->n_kv = r->done;
+    if (r->done == r->nt) {
+        free(r->toks);
+        r->toks = NULL;
+    }
     return LM_OK;
 }
 
@@ -543,6 +563,8 @@ lm_context *lm_chat_session_context(const lm_chat_session *s) { return s->ctx; }
 
 void lm_chat_session_forget_cache(lm_chat_session *s) { s->n_kv = 0; }
 
+void lm_chat_session_set_prefill_chunk(lm_chat_session *s, size_t tokens) { s->prefill_chunk = tokens; }
+
 /* One token of the round, sampled from the last logits. Returns 1 with *id to run, 0 when the
  * round ends here (the token is not run), or an error. */
 static int sample_one(lm_chat_session *s, int32_t *out, lm_status *st, lm_error *err) {
@@ -592,7 +614,7 @@ static int sample_one(lm_chat_session *s, int32_t *out, lm_status *st, lm_error 
 
 lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos, lm_error *err) {
     reply_state *r = s->reply;
-    *token = -1;
+    *token = LM_CHAT_DONE;
     *pos = 0;
     if (!r->active) return lm_error_set(err, LM_ERR_ARG, "no reply is in progress");
     if (r->pending >= 0) return lm_error_set(err, LM_ERR_ARG, "the last token was not accepted");
@@ -600,6 +622,13 @@ lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos,
     r->ss.err = err; /* the scanner's callbacks report into this call's error */
     for (;;) {
         int32_t id;
+        if (r->toks) { /* the round's prompt first, a chunk per call when chunks are set */
+            if ((st = prefill(s, s->prefill_chunk, err))) break;
+            if (r->toks) {
+                *token = LM_CHAT_PREFILLING;
+                return LM_OK;
+            }
+        }
         if (sample_one(s, &id, &st, err)) {
             r->pending = *token = id;
             *pos = r->pos;
@@ -634,7 +663,8 @@ lm_status lm_chat_session_reply(lm_chat_session *s, int64_t max_tokens, const lm
         int32_t token;
         int64_t pos;
         const float *logits;
-        if ((st = lm_chat_session_next(s, &token, &pos, err)) || token < 0) break;
+        if ((st = lm_chat_session_next(s, &token, &pos, err)) || token == LM_CHAT_DONE) break;
+        if (token == LM_CHAT_PREFILLING) continue;
         if ((st = lm_context_forward(s->ctx, token, pos, &logits, err))) {
             lm_chat_session_abort_reply(s);
             break;

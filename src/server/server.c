@@ -343,7 +343,8 @@ typedef struct slot {
     lm_detokenizer *detok;
     int32_t *history;        /* (n_ctx) prompt and generated tokens, for the repetition penalty */
     const float *logits;
-    int64_t pos;             /* of the next token */
+    int64_t pos;             /* of the next token; the prompt's first pos tokens are in the cache */
+    int64_t n_prompt;        /* the prompt's tokens (history[0, n_prompt)) */
     lm_chat_reply_stats cstats;
 } slot;
 
@@ -496,14 +497,12 @@ static lm_status completion_start(server *s, slot *sl, lm_error *err) {
     if (!st) {
         memcpy(sl->history, tokens, n * sizeof *tokens);
         lm_chat_session_forget_cache(sl->session); /* the chat cache is overwritten here */
-        st = lm_context_forward_batch(sl->ctx, tokens, (int64_t)n, 0, NULL, &sl->logits, err);
-    }
-    if (!st) {
         /* The prompt goes through the decoder too, so the first piece is decoded in context. */
         char piece[1024];
         for (size_t i = 0; i < n; i++) lm_detokenizer_push(sl->detok, tokens[i], piece, sizeof piece);
         lm_detokenizer_flush(sl->detok, piece, sizeof piece);
-        sl->pos = (int64_t)n;
+        sl->pos = 0; /* the prompt runs in chunks from completion_next */
+        sl->n_prompt = (int64_t)n;
         sl->cstats.prompt_tokens = (int64_t)n;
         sl->cstats.finish = LM_FINISH_LENGTH;
     }
@@ -511,11 +510,19 @@ static lm_status completion_start(server *s, slot *sl, lm_error *err) {
     return st;
 }
 
-/* A completion's next token: 1 with *token to run at *pos, 0 when it is over. */
+/* A completion's next token: 1 with *token to run at *pos, 2 when a chunk of the prompt ran
+ * (nothing to run), 0 when it is over. */
 static int completion_next(server *s, slot *sl, int32_t *token, int64_t *pos, lm_status *st, lm_error *err) {
     const lm_tokenizer *tok = lm_model_get_tokenizer(s->model);
     int64_t n_ctx = lm_context_size(sl->ctx);
     *st = LM_OK;
+    if (sl->pos < sl->n_prompt) {
+        int64_t chunk = sl->n_prompt - sl->pos, cap = s->o.prefill_chunk;
+        if (cap > 0 && chunk > cap) chunk = cap;
+        if ((*st = lm_context_forward_batch(sl->ctx, sl->history + sl->pos, chunk, sl->pos, NULL, &sl->logits, err))) return 0;
+        sl->pos += chunk;
+        if (sl->pos < sl->n_prompt) return 2;
+    }
     if (sl->cstats.completion_tokens >= sl->j->max_tokens || sl->pos >= n_ctx || should_stop(&sl->rs)) return 0;
     int32_t next = lm_sampler_sample(sl->smp, sl->logits, sl->history, (size_t)sl->pos);
     if (lm_tokenizer_is_eog(tok, next)) {
@@ -560,6 +567,7 @@ static int slot_start(server *s, slot *sl, job *j) {
         st = lm_chat_session_set_client_tools(sl->session, j->client_tools ? j->conv.tools_json : NULL, &err);
         if (!st) {
             lm_chat_session_set_sampler(sl->session, sl->smp);
+            lm_chat_session_set_prefill_chunk(sl->session, (size_t)(s->o.prefill_chunk > 0 ? s->o.prefill_chunk : 0));
             lm_chat_session_take(sl->session, &j->conv);
             st = lm_chat_session_begin_reply(sl->session, j->max_tokens, &sl->hooks, &err);
             sl->began = 1; /* even when it failed: it reset the stats */
@@ -570,8 +578,8 @@ static int slot_start(server *s, slot *sl, job *j) {
     return -1;
 }
 
-/* The slot's next token to run: 1 with *token and *pos, or 0 when its request is over (then
- * answered, and the slot is free). */
+/* The slot's next token to run: 1 with *token and *pos, 2 when a chunk of its prompt ran
+ * instead, or 0 when its request is over (then answered, and the slot is free). */
 static int slot_next(server *s, slot *sl, int32_t *token, int64_t *pos) {
     lm_error err = {0};
     lm_status st;
@@ -580,9 +588,9 @@ static int slot_next(server *s, slot *sl, int32_t *token, int64_t *pos) {
         more = completion_next(s, sl, token, pos, &st, &err);
     } else {
         st = lm_chat_session_next(sl->session, token, pos, &err);
-        more = !st && *token >= 0;
+        more = st ? 0 : *token == LM_CHAT_PREFILLING ? 2 : *token != LM_CHAT_DONE;
     }
-    if (more) return 1;
+    if (more) return more;
     slot_finish(s, sl, st, &err);
     return 0;
 }
@@ -649,12 +657,13 @@ static void *worker(void *arg) {
         for (int k = 0; k < w->n_slots; k++) {
             slot *sl = &w->slots[k];
             if (!sl->j) continue;
-            if (slot_next(s, sl, &tokens[n], &pos[n])) {
+            int r = slot_next(s, sl, &tokens[n], &pos[n]);
+            if (r == 1) {
                 ctxs[n] = sl->ctx;
                 batch[n++] = sl;
-            } else {
+            } else if (r == 0) {
                 busy--;
-            }
+            } /* 2: a chunk of its prompt ran this step */
         }
         pthread_mutex_lock(&s->mu);
         s->running = busy;
@@ -1035,6 +1044,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     if (s->o.queue <= 0) s->o.queue = 16;
     if (s->o.timeout_s <= 0) s->o.timeout_s = 30;
     if (s->o.threads <= 0) s->o.threads = 1;
+    if (s->o.prefill_chunk == 0) s->o.prefill_chunk = 128;
     const lm_model_config *cfg = lm_model_get_config(m);
     int64_t n_ctx = s->o.n_ctx > 0 ? s->o.n_ctx : (cfg->context_length < 4096 ? cfg->context_length : 4096);
     if (n_ctx > cfg->context_length) n_ctx = cfg->context_length;
