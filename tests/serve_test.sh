@@ -214,6 +214,32 @@ curl -s "$url/metrics" | grep -q '^llmos_requests_running 0' && ok || bad "slots
 post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
 [ "$code" = 200 ] && ok || bad "a request after the batch: $code"
 
+# The queue: with one slot held by a long answer (a random model with a 32k context, greedy, so
+# it never ends its turn) and a queue of one, a second request waits, a third gets 503; the
+# waiting client leaves, the first is cut off, and the server is idle and answers again.
+"$llmos" init --dim 64 --layers 1 --heads 1 --ffn 64 --context 32768 --vocab-from "$model" -q -o "$tmp/long.gguf"
+saved_model=$model model=$tmp/long.gguf
+start queue --parallel 1 --queue 1 --max-tokens 100000 -c 32768
+model=$saved_model
+metric() { curl -s "$url/metrics" | sed -n "s/^llmos_requests_$1 //p"; }
+# wait_metric NAME VALUE: up to 10 s
+wait_metric() { for _ in $(seq 1 100); do [ "$(metric "$1")" = "$2" ] && return 0; sleep 0.1; done; return 1; }
+curl -sN "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 30000, "temperature": 0, "stream": true}' >/dev/null &
+holder=$!
+wait_metric running 1 && ok || bad "the long answer did not take the slot"
+curl -sN -m 2 "$url/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": true}' >"$tmp/queued" &
+waiter=$!
+wait_metric queued 1 && ok || bad "the second request is not waiting: queued $(metric queued)"
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
+[ "$code" = 503 ] && jq -e '.error.code == "queue_full"' "$tmp/r" >/dev/null && ok || bad "a full queue: $code $(cat "$tmp/r")"
+wait "$waiter" 2>/dev/null # it leaves after 2 s, still waiting
+[ ! -s "$tmp/queued" ] && ok || bad "the waiting client got an answer: $(head -c 200 "$tmp/queued")"
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+wait_metric running 0 && wait_metric queued 0 && ok || bad "slots or queue still busy: running $(metric running), queued $(metric queued)"
+post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}'
+[ "$code" = 200 ] && jq -e '.usage.completion_tokens == 3' "$tmp/r" >/dev/null && ok || bad "a request after the queue emptied: $code"
+
 # A clean stop on SIGTERM.
 kill -TERM "${pids[2]}"
 wait "${pids[2]}"
