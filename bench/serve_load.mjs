@@ -1,34 +1,37 @@
 // A bounded load test of `llmos serve` on loopback: C clients stream chat completions back to
 // back for S seconds (then finish what is in flight), and it reports the requests, the failures,
 // the tokens generated per second over all clients, and the time to the first token (p50, p99).
+// Given several servers, each gets S seconds in all, in R rounds taken in turn (A B A B ...), so
+// a machine whose speed drifts during the run weighs on each alike.
 // Node.js 18+ (its fetch); no packages.
 //
-// usage: node bench/serve_load.mjs URL [--clients 8] [--seconds 60] [--max-tokens 128] [--label L]
-// Prints one JSON object.
+// usage: node bench/serve_load.mjs URL [URL ...] [--clients 8] [--seconds 60] [--rounds 6]
+//                                  [--max-tokens 128] [--labels A,B]
+// Prints one JSON object per server.
 
 const args = process.argv.slice(2);
-const opt = { clients: 8, seconds: 60, 'max-tokens': 128, label: '' };
-let url = null;
+const opt = { clients: 8, seconds: 60, rounds: 6, 'max-tokens': 128, labels: '' };
+const urls = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '-h' || a === '--help') {
-    console.log('usage: node bench/serve_load.mjs URL [--clients 8] [--seconds 60] [--max-tokens 128] [--label L]');
+    console.log('usage: node bench/serve_load.mjs URL [URL ...] [--clients 8] [--seconds 60] [--rounds 6] [--max-tokens 128] [--labels A,B]');
     process.exit(0);
   } else if (a.startsWith('--') && a.slice(2) in opt) {
     if (i + 1 >= args.length) { console.error(`${a} needs a value`); process.exit(2); }
-    opt[a.slice(2)] = a === '--label' ? args[++i] : Number(args[++i]);
-  } else if (!url) {
-    url = a;
-  } else {
-    console.error(`unexpected argument ${a}`);
+    opt[a.slice(2)] = a === '--labels' ? args[++i] : Number(args[++i]);
+  } else if (a.startsWith('-')) {
+    console.error(`unknown option ${a}`);
     process.exit(2);
+  } else {
+    urls.push(a);
   }
 }
-if (!url || !/^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(url)) {
-  console.error('a loopback URL is required, e.g. http://127.0.0.1:8080');
+if (!urls.length || urls.some((u) => !/^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(u))) {
+  console.error('loopback URLs are required, e.g. http://127.0.0.1:8080');
   process.exit(2);
 }
-for (const k of ['clients', 'seconds', 'max-tokens']) {
+for (const k of ['clients', 'seconds', 'rounds', 'max-tokens']) {
   if (!Number.isInteger(opt[k]) || opt[k] < 1 || opt[k] > 100000) { console.error(`--${k} must be a positive integer`); process.exit(2); }
 }
 
@@ -39,13 +42,13 @@ const questions = [
   'Tell me a story about a cat and a dog.',
 ];
 
-const ttft = [];
-let requests = 0, failed = 0, tokens = 0;
-const errors = new Map();
-const fail = (why) => { failed++; errors.set(why, (errors.get(why) || 0) + 1); };
+// Per server: what its rounds added up to.
+const labels = opt.labels ? opt.labels.split(',') : urls;
+const servers = urls.map((url, i) => ({ url, label: labels[i] ?? url, ttft: [], requests: 0, failed: 0, tokens: 0, seconds: 0, errors: new Map() }));
 
 // One streamed request; adds its tokens and time to first token, or counts a failure.
-async function one(client, n) {
+async function one(sv, client, n) {
+  const fail = (why) => { sv.failed++; sv.errors.set(why, (sv.errors.get(why) || 0) + 1); };
   const t0 = performance.now();
   const body = {
     messages: [{ role: 'user', content: questions[(client + n) % questions.length] }],
@@ -53,7 +56,7 @@ async function one(client, n) {
   };
   let res;
   try {
-    res = await fetch(`${url}/v1/chat/completions`, {
+    res = await fetch(`${sv.url}/v1/chat/completions`, {
       method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
     });
   } catch (e) { fail(`fetch: ${e.cause?.code || e.message}`); return; }
@@ -79,23 +82,33 @@ async function one(client, n) {
     }
   } catch (e) { fail(`stream: ${e.message}`); return; }
   if (!done || !usage || finish === 'error') { fail(`incomplete stream (finish ${finish})`); return; }
-  requests++;
-  tokens += usage.completion_tokens;
-  if (first !== null) ttft.push(first - t0);
+  sv.requests++;
+  sv.tokens += usage.completion_tokens;
+  if (first !== null) sv.ttft.push(first - t0);
 }
 
-const start = performance.now(), deadline = start + opt.seconds * 1000;
-async function client(c) {
-  for (let n = 0; performance.now() < deadline; n++) await one(c, n);
+// A round: the clients load one server for its share of the time, then finish what is in flight.
+async function round(sv, seconds) {
+  const start = performance.now(), deadline = start + seconds * 1000;
+  const client = async (c) => { for (let n = 0; performance.now() < deadline; n++) await one(sv, c, n); };
+  await Promise.all(Array.from({ length: opt.clients }, (_, c) => client(c)));
+  sv.seconds += (performance.now() - start) / 1000;
 }
-await Promise.all(Array.from({ length: opt.clients }, (_, c) => client(c)));
-const seconds = (performance.now() - start) / 1000;
-ttft.sort((a, b) => a - b);
-const pct = (p) => (ttft.length ? ttft[Math.min(ttft.length - 1, Math.floor((p / 100) * ttft.length))] : null);
-const round = (x) => (x === null ? null : Math.round(x * 10) / 10);
-console.log(JSON.stringify({
-  label: opt.label, clients: opt.clients, seconds: round(seconds), requests, failed,
-  errors: Object.fromEntries(errors), completion_tokens: tokens, tokens_per_s: round(tokens / seconds),
-  ttft_ms_p50: round(pct(50)), ttft_ms_p99: round(pct(99)),
-}));
+
+const rounds = urls.length > 1 ? opt.rounds : 1;
+for (let r = 0; r < rounds; r++)
+  for (const sv of servers) await round(sv, opt.seconds / rounds);
+
+const round1 = (x) => (x === null ? null : Math.round(x * 10) / 10);
+let failed = 0;
+for (const sv of servers) {
+  sv.ttft.sort((a, b) => a - b);
+  const pct = (p) => (sv.ttft.length ? sv.ttft[Math.min(sv.ttft.length - 1, Math.floor((p / 100) * sv.ttft.length))] : null);
+  failed += sv.failed;
+  console.log(JSON.stringify({
+    label: sv.label, clients: opt.clients, rounds, seconds: round1(sv.seconds), requests: sv.requests, failed: sv.failed,
+    errors: Object.fromEntries(sv.errors), completion_tokens: sv.tokens, tokens_per_s: round1(sv.tokens / sv.seconds),
+    ttft_ms_p50: round1(pct(50)), ttft_ms_p99: round1(pct(99)),
+  }));
+}
 process.exit(failed ? 1 : 0);
