@@ -433,7 +433,7 @@ static reply_state *reply_new(void) {
 }
 
 /* Starts a round: renders (dropping the oldest whole turns while it does not fit with room to
- * answer), runs what the cache lacks, and makes ready to generate. */
+ * answer), keeps what the cache lacks for prefill(), and makes ready to generate. */
 static lm_status start_round(lm_chat_session *s, lm_error *err) {
     reply_state *r = s->reply;
     int32_t *toks = NULL;

@@ -1,6 +1,7 @@
 #include "llmos/sampler.h"
 
 #include "../base/rng.h"
+#include "../tensor/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -115,11 +116,19 @@ static void apply_repeat_penalty(lm_sampler *s, const int32_t *history, size_t n
     }
 }
 
+/* The first index of the largest value (x has no NaN). The maximum first, in 8 independent
+ * running maxima (one compare-and-keep chain per element was most of a draw over a large
+ * vocabulary), then its first position. */
 static int32_t argmax(const float *x, int32_t n) {
+    float m[8] = {x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0]};
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+    float top = m[0];
+    for (int j = 1; j < 8; j++) top = m[j] > top ? m[j] : top;
+    for (; i < n; i++) top = x[i] > top ? x[i] : top;
     int32_t best = 0;
-    for (int32_t i = 1; i < n; i++) {
-        if (x[i] > x[best]) best = i;
-    }
+    while (x[best] != top) best++;
     return best;
 }
 
@@ -136,8 +145,25 @@ int32_t lm_sampler_sample(lm_sampler *s, const float *logits, const int32_t *his
      * would turn the softmax below into NaN. */
     if (p->temperature == 0.0f || isinf(s->logits[best])) return best;
 
-    candidate *c = s->cands;
     int32_t k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+    if (k == n && p->min_p <= 0.0f && p->top_p >= 1.0f) {
+        /* Nothing is cut (the server's default): the whole softmax through the vectorised
+         * kernel, drawn in token order. The general path below builds, sorts and normalises
+         * candidates with a double exp per token: 0.36 ms a draw over 32,000 tokens. */
+        const float inv_t = 1.0f / p->temperature;
+        for (int32_t i = 0; i < n; i++) s->logits[i] *= inv_t;
+        lm_kernels_best()->softmax(s->logits, n);
+        double r = lm_rng_uniform(&s->rng), cum = 0.0;
+        int32_t last = best;
+        for (int32_t i = 0; i < n; i++) {
+            if (s->logits[i] <= 0.0f) continue; /* -inf logits (banned tokens) are never drawn */
+            cum += s->logits[i];
+            last = i;
+            if (r < cum) return i;
+        }
+        return last; /* the probabilities summed to a little under r: the last token with weight */
+    }
+    candidate *c = s->cands;
     if (k < n) {
         select_top_k(s->logits, n, c, k);
     } else {

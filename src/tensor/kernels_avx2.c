@@ -437,10 +437,18 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
 
 AVX2 static void softmax(float *x, int64_t n) {
     float max = x[0];
-    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    int64_t i = 0;
+    if (n >= 8) { /* the same maximum, 8 lanes at a time (max is exact in any order) */
+        __m256 m = _mm256_loadu_ps(x);
+        for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        max = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    }
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
     const __m256 vmax = _mm256_set1_ps(max);
     __m256 acc = _mm256_setzero_ps();
-    int64_t i = 0;
+    i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
         _mm256_storeu_ps(x + i, e);
