@@ -609,6 +609,11 @@ typedef struct worker_args {
     slot *slots;
     int n_slots;
     float *logits; /* (n_slots, n_vocab) of a step */
+    /* a step's sequences, n_slots each: their contexts, tokens, positions and slots */
+    lm_context **ctxs;
+    int32_t *tokens;
+    int64_t *pos;
+    slot **batch;
 } worker_args;
 
 /* The scheduler: admits queued jobs into free slots, then runs one step for every busy slot. */
@@ -616,15 +621,15 @@ static void *worker(void *arg) {
     worker_args *w = arg;
     server *s = w->s;
     int64_t n_vocab = lm_model_get_config(s->model)->n_vocab;
-    lm_context **ctxs = calloc((size_t)w->n_slots, sizeof *ctxs);
-    int32_t *tokens = calloc((size_t)w->n_slots, sizeof *tokens);
-    int64_t *pos = calloc((size_t)w->n_slots, sizeof *pos);
-    slot **batch = calloc((size_t)w->n_slots, sizeof *batch);
+    lm_context **ctxs = w->ctxs;
+    int32_t *tokens = w->tokens;
+    int64_t *pos = w->pos;
+    slot **batch = w->batch;
     int busy = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->stopping && s->qlen == 0 && busy == 0) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stopping || !ctxs || !tokens || !pos || !batch) {
+        if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
@@ -685,7 +690,6 @@ static void *worker(void *arg) {
         lm_error err = {0};
         if (w->slots[k].j) slot_finish(s, &w->slots[k], lm_error_set(&err, LM_ERR_IO, "the server is shutting down"), &err);
     }
-    free(ctxs), free(tokens), free(pos), free(batch);
     pthread_mutex_lock(&s->mu);
     s->running = 0;
     while (s->qlen) {
@@ -1057,7 +1061,11 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     lm_sampler_params sp0 = lm_sampler_default_params();
     slot *slots = calloc((size_t)n_slots, sizeof *slots);
     float *logits = malloc((size_t)n_slots * (size_t)cfg->n_vocab * sizeof *logits);
-    lm_status st = slots && logits ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
+    worker_args wa = {s, slots, n_slots, logits, calloc((size_t)n_slots, sizeof(lm_context *)),
+                      calloc((size_t)n_slots, sizeof(int32_t)), calloc((size_t)n_slots, sizeof(int64_t)),
+                      calloc((size_t)n_slots, sizeof(slot *))};
+    lm_status st = slots && logits && wa.ctxs && wa.tokens && wa.pos && wa.batch
+                       ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (!st) st = lm_sampler_init(&sp0, (int32_t)cfg->n_vocab, &smp0, err);
     for (int k = 0; !st && k < n_slots; k++) {
         st = lm_context_init(m, n_ctx, s->o.threads, &slots[k].ctx, err);
@@ -1069,7 +1077,6 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     addr.sin_port = htons((uint16_t)s->o.port);
     if (!st && inet_pton(AF_INET, s->o.host, &addr.sin_addr) != 1)
         st = lm_error_set(err, LM_ERR_ARG, "--host %s is not an IPv4 address", s->o.host);
-    worker_args wa = {s, slots, n_slots, logits};
     if (!st) {
         if (pthread_create(&th, NULL, worker, &wa)) st = lm_error_set(err, LM_ERR_IO, "cannot start the worker thread");
         else started = 1;
@@ -1102,6 +1109,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     }
     free(slots);
     free(logits);
+    free(wa.ctxs), free(wa.tokens), free(wa.pos), free(wa.batch);
     lm_sampler_free(smp0);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
