@@ -46,7 +46,7 @@ typedef struct lm_server_options {
     int queue;               /* requests waiting beyond the one running (default 16); more get 503 */
     int timeout_s;           /* idle connection timeout (default 30) */
     int64_t n_ctx;           /* context of each slot (0: the model's, at most 4096) */
-    int parallel;            /* slots: requests decoded together, each with its own KV cache (default 1) */
+    int parallel;            /* slots: requests decoded together, each with its own KV cache (default 1, at most 256) */
     int64_t prefill_chunk;   /* prompt tokens a slot runs per step, so the others keep decoding
                                 while a long prompt is read (default 128; -1: a whole prompt at once) */
     int threads;             /* compute threads */

@@ -1059,12 +1059,15 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     pthread_t th;
     int started = 0, n_slots = s->o.parallel > 0 ? s->o.parallel : 1;
     lm_sampler_params sp0 = lm_sampler_default_params();
+    int too_many = n_slots > 256; /* refused below; nothing is sized by it */
+    if (too_many) n_slots = 1;
     slot *slots = calloc((size_t)n_slots, sizeof *slots);
     float *logits = malloc((size_t)n_slots * (size_t)cfg->n_vocab * sizeof *logits);
     worker_args wa = {s, slots, n_slots, logits, calloc((size_t)n_slots, sizeof(lm_context *)),
                       calloc((size_t)n_slots, sizeof(int32_t)), calloc((size_t)n_slots, sizeof(int64_t)),
                       calloc((size_t)n_slots, sizeof(slot *))};
-    lm_status st = slots && logits && wa.ctxs && wa.tokens && wa.pos && wa.batch
+    lm_status st = too_many ? lm_error_set(err, LM_ERR_ARG, "parallel must be 1 to 256 slots, not %d", s->o.parallel)
+                   : slots && logits && wa.ctxs && wa.tokens && wa.pos && wa.batch
                        ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (!st) st = lm_sampler_init(&sp0, (int32_t)cfg->n_vocab, &smp0, err);
     for (int k = 0; !st && k < n_slots; k++) {
