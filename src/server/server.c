@@ -8,7 +8,6 @@
 
 #include "llmos/chat_session.h"
 #include "llmos/conversation.h"
-#include "llmos/generate.h"
 #include "llmos/sampler.h"
 
 #include <arpa/inet.h>
@@ -567,7 +566,6 @@ static int slot_start(server *s, slot *sl, job *j) {
         st = lm_chat_session_set_client_tools(sl->session, j->client_tools ? j->conv.tools_json : NULL, &err);
         if (!st) {
             lm_chat_session_set_sampler(sl->session, sl->smp);
-            lm_chat_session_set_prefill_chunk(sl->session, (size_t)(s->o.prefill_chunk > 0 ? s->o.prefill_chunk : 0));
             lm_chat_session_take(sl->session, &j->conv);
             st = lm_chat_session_begin_reply(sl->session, j->max_tokens, &sl->hooks, &err);
             sl->began = 1; /* even when it failed: it reset the stats */
@@ -1073,6 +1071,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     for (int k = 0; !st && k < n_slots; k++) {
         st = lm_context_init(m, n_ctx, s->o.threads, &slots[k].ctx, err);
         if (!st) st = lm_chat_session_init(&slots[k].session, m, slots[k].ctx, smp0, tpl, template_source, tools, err);
+        if (!st) lm_chat_session_set_prefill_chunk(slots[k].session, (size_t)(s->o.prefill_chunk > 0 ? s->o.prefill_chunk : 0));
     }
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);

@@ -43,9 +43,13 @@ void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb) {
 /* q8a blocks through the fastest bit-identical path. */
 static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
 #if defined(__x86_64__)
-    static int use_avx2 = -1;
-    if (use_avx2 < 0) __atomic_store_n(&use_avx2, lm_kernels_best() != &lm_kernels_scalar && lm_cpu_has_avx2(), __ATOMIC_RELAXED);
-    if (__atomic_load_n(&use_avx2, __ATOMIC_RELAXED)) {
+    static int use_avx2 = -1; /* decided once; threads that race here decide alike */
+    int use = __atomic_load_n(&use_avx2, __ATOMIC_RELAXED);
+    if (use < 0) {
+        use = lm_kernels_best() != &lm_kernels_scalar && lm_cpu_has_avx2();
+        __atomic_store_n(&use_avx2, use, __ATOMIC_RELAXED);
+    }
+    if (use) {
         lm_quantize_q8a_avx2(x, y, nb);
         return;
     }
