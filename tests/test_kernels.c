@@ -8,6 +8,8 @@
 #include "tensor/dequant_fast.h"
 #include "tensor/gemm.h"
 #include "tensor/kernels.h"
+#include "tensor/ops.h"
+#include "tensor/packed.h"
 #include "test.h"
 
 #include <math.h>
@@ -110,6 +112,142 @@ static void check_path(const lm_kernels *k) {
         if (k != ref) printf("%-6s %-5s worst relative difference from scalar %.2e\n", k->name, info->name, worst);
     }
     CHECK(checked > 0);
+}
+
+/* Random rows of type t: quantised floats (even trials) or raw random
+ * blocks with finite scales (odd trials). */
+static void random_rows(lm_type t, uint8_t *data, int64_t rows, int64_t cols, int trial) {
+    size_t rb = lm_type_row_size(t, cols);
+    float *wf = malloc((size_t)cols * 4);
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *row = data + (size_t)r * rb;
+        if (trial % 2 == 0) {
+            for (int64_t i = 0; i < cols; i++) wf[i] = uniform(-1, 1);
+            lm_quantize_row(t, wf, row, cols, NULL);
+        } else {
+            for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)lm_rng_next(&rng);
+            sanitize(t, row, cols / 32);
+        }
+    }
+    free(wf);
+}
+
+/* The x16 layouts and kernels of a path (packed.h): packing round-trips
+ * byte for byte; each kernel, for 1 to 4 tokens, matches the scalar dot of
+ * the unpacked row, and a token's results do not depend on how many tokens
+ * share the call; rows not a multiple of 16 (one row, 15, 17, 33). */
+static void check_x16(const lm_kernels *k) {
+    const lm_kernels *ref = &lm_kernels_scalar;
+    const int64_t shapes[][2] = {{1, 32}, {15, 96}, {16, 64}, {17, 288}, {33, 32}, {40, 512}};
+    for (int t = 0; t < LM_TYPE_COUNT_; t++) {
+        if (!k->dot_x16[t]) continue;
+        CHECK(lm_x16_supported((lm_type)t));
+        const char *name = lm_type_get_info((uint32_t)t)->name;
+        int bad_pack = 0, bad_dot = 0, bad_same = 0;
+        double worst = 0;
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            for (int trial = 0; trial < 6; trial++) {
+                const int64_t rows = shapes[si][0], cols = shapes[si][1], groups = (rows + 15) / 16;
+                const size_t rb = lm_type_row_size((lm_type)t, cols), psize = lm_x16_size((lm_type)t, rows, cols);
+                CHECK(psize == (size_t)groups * lm_x16_group_bytes((lm_type)t, cols));
+                uint8_t *data = malloc(rb * (size_t)rows), *packed = malloc(psize), *back = malloc(rb);
+                random_rows((lm_type)t, data, rows, cols, trial);
+                lm_x16_pack((lm_type)t, data, rows, cols, packed, 1 + trial % 3);
+                for (int64_t r = 0; r < rows; r++) {
+                    lm_x16_unpack_row((lm_type)t, packed, cols, r, 0, cols / 32, back);
+                    bad_pack += memcmp(back, data + (size_t)r * rb, rb) != 0;
+                }
+                const size_t asz = lm_act_size(LM_ACT_Q8S, cols), rsz = lm_act_size(lm_act_kind_for((lm_type)t), cols);
+                uint8_t *act = malloc(4 * asz), *ref_act = malloc(4 * rsz);
+                float *x = malloc((size_t)cols * 4);
+                for (int j = 0; j < 4; j++) {
+                    for (int64_t i = 0; i < cols; i++) x[i] = uniform(-2, 2);
+                    lm_act_quantize(LM_ACT_Q8S, x, act + j * asz, cols);
+                    lm_act_quantize(lm_act_kind_for((lm_type)t), x, ref_act + j * rsz, cols);
+                }
+                for (int64_t g = 0; g < groups; g++) {
+                    const uint8_t *grp = packed + (size_t)g * lm_x16_group_bytes((lm_type)t, cols);
+                    float one[4][16], many[4][16];
+                    for (int n_tok = 1; n_tok <= 4; n_tok++) {
+                        k->dot_x16[t](grp, act, asz, cols, n_tok, many[0], 16);
+                        if (n_tok == 1) {
+                            for (int j = 0; j < 4; j++) k->dot_x16[t](grp, act + j * asz, asz, cols, 1, one[j], 16);
+                        }
+                        for (int j = 0; j < n_tok; j++) bad_same += memcmp(one[j], many[j], sizeof one[j]) != 0;
+                    }
+                    for (int i = 0; i < 16 && g * 16 + i < rows; i++) {
+                        const uint8_t *row = data + (size_t)(g * 16 + i) * rb;
+                        for (int j = 0; j < 4; j++) {
+                            float want = ref->dot[t](row, ref_act + j * rsz, cols);
+                            float wf[512];
+                            lm_dequantize_row((lm_type)t, row, wf, cols, NULL);
+                            double mag = 0;
+                            for (int64_t c = 0; c < cols; c++) mag += fabs((double)wf[c]) * 2;
+                            double err = fabs((double)want - one[j][i]) / (mag + 1e-30);
+                            worst = err > worst ? err : worst;
+                            bad_dot += !(err <= 1e-5);
+                        }
+                    }
+                }
+                free(data), free(packed), free(back), free(act), free(ref_act), free(x);
+            }
+        }
+        CHECKF(bad_pack == 0, "%s x16 %s: %d rows do not unpack to the bytes packed", k->name, name, bad_pack);
+        CHECKF(bad_dot == 0, "%s x16 %s: %d dot products differ from scalar (worst relative %.2e)", k->name, name, bad_dot,
+               worst);
+        CHECKF(bad_same == 0, "%s x16 %s: %d results depend on the tokens sharing the call", k->name, name, bad_same);
+        printf("%-6s %-5s x16: packing round-trips, worst relative difference from scalar %.2e\n", k->name, name, worst);
+    }
+}
+
+/* lm_matvec, lm_matmul, the prefill GEMM and row lookup on an x16 matrix,
+ * against the same matrix in GGUF's layout: equal bit for bit where both
+ * dequantise (GEMM, lookup), within the kernels' tolerance for the dot
+ * products, and matmul's tokens equal to matvec's bit for bit (what the
+ * server's batched steps rely on); 1 and 3 threads. */
+static void check_x16_ops(void) {
+    const lm_kernels *k = lm_kernels_best();
+    const lm_gemm_kernel *g = lm_gemm_kernel_best();
+    int types = 0;
+    for (int t = 0; t < LM_TYPE_COUNT_; t++) {
+        if (!k->dot_x16[t]) continue;
+        types++;
+        const int64_t rows = 37, cols = 512, n_tok = 19;
+        const size_t rb = lm_type_row_size((lm_type)t, cols);
+        uint8_t *data = malloc(rb * rows), *packed = malloc(lm_x16_size((lm_type)t, rows, cols));
+        random_rows((lm_type)t, data, rows, cols, 0);
+        lm_x16_pack((lm_type)t, data, rows, cols, packed, 2);
+        lm_weight wr = {data, (lm_type)t, rows, cols, rb, LM_LAYOUT_ROWS}, wp = {packed, (lm_type)t, rows, cols, rb, LM_LAYOUT_X16};
+        float *x = malloc(n_tok * cols * 4), *ya = malloc(n_tok * rows * 4), *yb = malloc(n_tok * rows * 4), v[37];
+        for (int64_t i = 0; i < n_tok * cols; i++) x[i] = uniform(-2, 2);
+        int bad_gemm = 0, bad_row = 0, bad_mv = 0, bad_mm = 0;
+        for (int threads = 1; threads <= 3; threads += 2) {
+            if (g) {
+                CHECK(lm_gemm(g, ya, &wr, x, n_tok, threads) && lm_gemm(g, yb, &wp, x, n_tok, threads));
+                bad_gemm += memcmp(ya, yb, (size_t)(n_tok * rows) * 4) != 0;
+            }
+            lm_matmul(yb, &wp, x, 9, threads); /* below the GEMM's threshold: the x16 kernels, 4 + 4 + 1 tokens */
+            for (int64_t j = 0; j < 9; j++) {
+                lm_matvec(v, &wp, x + j * cols, threads);
+                bad_mm += memcmp(v, yb + j * rows, sizeof v) != 0;
+                lm_matvec(ya, &wr, x + j * cols, threads);
+                for (int64_t r = 0; r < rows; r++) bad_mv += !(fabsf(v[r] - ya[r]) <= 1e-4f * (1 + fabsf(ya[r])));
+            }
+        }
+        float ra[512], rbuf[512];
+        for (int64_t r = 0; r < rows; r++) {
+            lm_weight_row(&wr, r, ra);
+            lm_weight_row(&wp, r, rbuf);
+            bad_row += memcmp(ra, rbuf, sizeof ra) != 0;
+        }
+        const char *name = lm_type_get_info((uint32_t)t)->name;
+        CHECKF(bad_gemm == 0, "x16 %s: the GEMM differs from GGUF's layout", name);
+        CHECKF(bad_row == 0, "x16 %s: %d looked-up rows differ", name, bad_row);
+        CHECKF(bad_mv == 0, "x16 %s: %d matvec outputs differ from GGUF's layout", name, bad_mv);
+        CHECKF(bad_mm == 0, "x16 %s: %d matmul tokens differ from matvec", name, bad_mm);
+        free(data), free(packed), free(x), free(ya), free(yb);
+    }
+    printf("x16 matvec, matmul, GEMM and lookup: %d types agree with GGUF's layout\n", types);
 }
 
 /* A GEMM micro-kernel and its driver against a float64 product of the
@@ -294,10 +432,12 @@ int main(void) {
             continue;
         }
         check_path(k);
+        check_x16(k);
         check_attention(k);
         ran++;
     }
     CHECK(ran >= 1);
+    check_x16_ops();
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);
     TEST_END();

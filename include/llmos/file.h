@@ -17,6 +17,10 @@ typedef struct lm_mapped_file {
 
 lm_status lm_file_map(const char *path, lm_mapped_file *out, lm_error *err);
 void lm_file_unmap(lm_mapped_file *file);
+/* Lets the OS drop the resident pages wholly inside [p, p + n) of a mapped
+ * file (they are read from the file again if touched): for data the caller
+ * has copied elsewhere. A no-op for malloc'd bytes or a range outside. */
+void lm_file_release_pages(const lm_mapped_file *file, const void *p, size_t n);
 
 /* Writes a file atomically: the content goes to PATH.tmp.PID, is fsync'd and
  * renamed over PATH, so readers see either the old or the whole new file. */

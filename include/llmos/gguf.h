@@ -64,6 +64,9 @@ lm_status lm_gguf_open(const char *path, lm_gguf **out, lm_error *err);
 /* Parses a buffer the caller keeps alive until lm_gguf_free. */
 lm_status lm_gguf_open_memory(const void *data, size_t size, lm_gguf **out, lm_error *err);
 void lm_gguf_free(lm_gguf *g);
+/* Tells the OS that tensor bytes [p, p + n) copied elsewhere are not needed
+ * now (lm_file_release_pages); a no-op for a buffer. */
+void lm_gguf_release_pages(const lm_gguf *g, const void *p, size_t n);
 
 uint32_t lm_gguf_version(const lm_gguf *g);
 uint64_t lm_gguf_alignment(const lm_gguf *g);

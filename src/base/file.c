@@ -1,8 +1,10 @@
+#define _DEFAULT_SOURCE /* madvise */
 #include "llmos/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,17 @@ lm_status lm_file_map(const char *path, lm_mapped_file *out, lm_error *err) {
     out->size = (size_t)st.st_size;
     out->is_mapped = 1;
     return LM_OK;
+}
+
+void lm_file_release_pages(const lm_mapped_file *file, const void *p, size_t n) {
+    if (!file || !file->is_mapped || !file->data) return;
+    uintptr_t lo = (uintptr_t)p, hi = lo + n, base = (uintptr_t)file->data;
+    if (lo < base || hi < lo || hi > base + file->size) return;
+    long page_size = sysconf(_SC_PAGESIZE);
+    uintptr_t page = page_size > 0 ? (uintptr_t)page_size : 4096;
+    lo = (lo + page - 1) / page * page;
+    hi = hi / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 void lm_file_unmap(lm_mapped_file *file) {

@@ -427,6 +427,8 @@ void lm_gguf_free(lm_gguf *g) {
     free(g);
 }
 
+void lm_gguf_release_pages(const lm_gguf *g, const void *p, size_t n) { lm_file_release_pages(&g->file, p, n); }
+
 uint32_t lm_gguf_version(const lm_gguf *g) { return g->version; }
 uint64_t lm_gguf_alignment(const lm_gguf *g) { return g->alignment; }
 uint64_t lm_gguf_data_offset(const lm_gguf *g) { return g->data_offset; }

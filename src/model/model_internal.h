@@ -41,6 +41,7 @@ struct lm_model {
     layer_weights *layers;    /* (n_layers) */
     float **owned;            /* norm vectors converted to f32 at load, freed with the model */
     size_t n_owned;
+    void *packed;             /* the matrices re-laid at load (packed.h), one buffer */
     lora_factors *lora;       /* (n_lora) the attached adapter, NULL without one */
     int64_t n_lora;
     int64_t lora_max_rank, lora_max_rows; /* scratch a context needs for it */

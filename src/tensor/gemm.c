@@ -68,11 +68,50 @@ static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Packed operands live in per-thread buffers that only grow: prefill and
  * training call this many times per layer, and fresh multi-megabyte
- * allocations would cost a page fault and a cleared page every 4 KiB. */
+ * allocations would cost a page fault and a cleared page every 4 KiB. They
+ * hang off a thread-specific key whose destructor frees them when the
+ * thread ends: OpenMP ends pool threads when a smaller team follows a larger
+ * one, and plain __thread buffers would then leak. */
 typedef struct workspace { float *p; size_t bytes; } workspace;
-static __thread workspace ws_a, ws_panel;
+typedef struct workspaces { workspace a, panel; } workspaces;
+
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+static int ws_key_ok;
+
+static void workspaces_free(void *p) {
+    workspaces *w = p;
+    free(w->a.p);
+    free(w->panel.p);
+    free(w);
+}
+
+static void ws_key_init(void) { ws_key_ok = pthread_key_create(&ws_key, workspaces_free) == 0; }
+
+/* This thread's workspaces, NULL if out of memory. */
+static workspaces *thread_workspaces(void) {
+    pthread_once(&ws_once, ws_key_init);
+    if (!ws_key_ok) return NULL;
+    workspaces *w = pthread_getspecific(ws_key);
+    if (!w && (w = calloc(1, sizeof *w)) && pthread_setspecific(ws_key, w) != 0) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
+static workspace *thread_ws_a(void) {
+    workspaces *w = thread_workspaces();
+    return w ? &w->a : NULL;
+}
+
+static workspace *thread_ws_panel(void) {
+    workspaces *w = thread_workspaces();
+    return w ? &w->panel : NULL;
+}
 
 static float *workspace_get(workspace *ws, size_t bytes) {
+    if (!ws) return NULL;
     bytes = round64(bytes);
     if (ws->bytes >= bytes) return ws->p;
     free(ws->p);
@@ -135,14 +174,14 @@ static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pa
         }
         return 1;
     }
-    float *ap = workspace_get(&ws_a, (size_t)(groups * mr * K) * sizeof(float));
+    float *ap = workspace_get(thread_ws_a(), (size_t)(groups * mr * K) * sizeof(float));
     if (!ap) return 0;
     int failed = 0;
 #pragma omp parallel num_threads(n_threads)
     {
         /* Per thread: the packed panel, scratch for packing it, and a tile
          * for the edges of C (fewer than MR rows or NR columns left). */
-        float *bp = workspace_get(&ws_panel, ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
+        float *bp = workspace_get(thread_ws_panel(), ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
         if (!bp) {
 #pragma omp atomic write
             failed = 1;
@@ -195,10 +234,15 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
     const uint8_t *base = w->data;
     size_t k0_bytes = lm_type_row_size(w->type, k0);
     lm_dequant_fn fast = g->dequant ? g->dequant[w->type] : NULL;
+    uint8_t row_bytes[KC / 32 * 64]; /* an x16 row's blocks back in GGUF's layout */
     for (int j = 0; j < g->nr; j++) {
         int64_t r = n0 + j;
         float *dst = scratch + j * kc;
         const uint8_t *src = base + (size_t)r * w->row_bytes + k0_bytes;
+        if (r < w->rows && w->layout == LM_LAYOUT_X16) {
+            lm_x16_unpack_row(w->type, base, w->cols, r, k0 / 32, kc / 32, row_bytes);
+            src = row_bytes;
+        }
         if (r >= w->rows) {
             memset(dst, 0, (size_t)kc * sizeof(float));
         } else if (fast) {

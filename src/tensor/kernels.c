@@ -27,6 +27,7 @@ static void build_avx512(void) {
             avx512_table.dot4[t] = v->dot4[t];
         }
         if (v->act[t]) avx512_table.act[t] = v->act[t];
+        avx512_table.dot_x16[t] = v->dot_x16[t];
     }
 }
 #endif

@@ -21,8 +21,13 @@ typedef enum lm_act_kind {
     LM_ACT_F32 = 0,     /* the row is dotted with f32 activations */
     LM_ACT_Q8A = 1,     /* with block_q8a activations */
     LM_ACT_Q8K = 2,     /* with block_q8_K activations */
-    LM_ACT_Q4_0_X2 = 3  /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
+    LM_ACT_Q4_0_X2 = 3, /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
+    LM_ACT_Q8S = 4      /* with block_q8s (x16 kernels) */
 } lm_act_kind;
+
+/* A q8a block with the sum of its values, which the x16 kernels need to
+ * cancel the offset of their unsigned weights (packed.h). */
+typedef struct { float d; int32_t sum; int8_t qs[32]; } block_q8s;
 
 /* The q8a blocks 2p and 2p + 1 (the same int8 values and scales), laid out
  * for 512-bit VNNI kernels, which take two weight blocks per instruction:
@@ -44,6 +49,14 @@ typedef float (*lm_dot_fn)(const void *row, const void *act, int64_t n);
  * unpacks each weight block once for four tokens. */
 typedef void (*lm_dot4_fn)(const void *row, const void *act, size_t stride, int64_t n, float out[4]);
 
+/* Rows 16g..16g+15 of an x16 matrix (group: its first block, packed.h)
+ * dotted with n_tok (1..4) activation vectors of kind LM_ACT_Q8S (act,
+ * act + stride, ...): y[t * ldy + i] = dot(row i, token t). Each token's
+ * sums run in the same order whatever n_tok is, so a token's results do
+ * not depend on which others share the call. */
+typedef void (*lm_dot_x16_fn)(const void *group, const void *act, size_t stride, int64_t n, int n_tok, float *y,
+                              int64_t ldy);
+
 /* Attention of one query over n keys (rows of hd floats, stride floats
  * apart): att[t] = scale * dot(q, k_t). */
 typedef void (*lm_attn_scores_fn)(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
@@ -58,6 +71,7 @@ typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
     lm_dot4_fn dot4[LM_TYPE_COUNT_]; /* NULL: four calls of dot */
+    lm_dot_x16_fn dot_x16[LM_TYPE_COUNT_]; /* NULL: the type is not packed for this table */
     lm_attn_scores_fn attn_scores;
     lm_attn_values_fn attn_values;
     lm_softmax_fn softmax;

@@ -482,6 +482,7 @@ const lm_kernels lm_kernels_avx2 = {
         [LM_TYPE_Q8_0] = dot4_q8_0,
         [LM_TYPE_Q4_0] = dot4_q4_0,
     },
+    {0}, /* no x16 kernels: nothing is packed for AVX2 */
     attn_scores,
     attn_values,
     softmax,

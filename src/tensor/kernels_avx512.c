@@ -1,11 +1,16 @@
-/* AVX-512 kernels: Q4_0 two blocks per 512-bit vpdpbusd (VNNI), with
- * activations in the block_q8_x2 layout made for it. Other types keep their
- * AVX2 kernels (kernels.c builds the table): 512-bit F16 and Q8_0 kernels
- * were tried and measured no faster, those types being bound by memory
- * bandwidth already (docs/performance.md). */
+/* AVX-512 kernels (VNNI):
+ *  - x16 kernels for Q4_0 and Q8_0 matrices the loader re-laid 16 rows at a
+ *    time (packed.h): what decoding uses for those types;
+ *  - Q4_0 two blocks per 512-bit vpdpbusd on GGUF's own layout, with
+ *    activations in the block_q8_x2 layout made for it (LLMOS_REPACK=0);
+ *  - Q4_K and Q6_K on GGUF's layout.
+ * Other types keep their AVX2 kernels (kernels.c builds the table): 512-bit
+ * F16 and row-wise Q8_0 kernels were tried and measured no faster
+ * (docs/performance.md). */
 #if defined(__x86_64__)
 #include "fp16.h"
 #include "kernels.h"
+#include "packed.h"
 #include "quant_blocks.h"
 
 #include <immintrin.h>
@@ -149,6 +154,101 @@ K512 static float dot_q6_K_512(const void *row, const void *act, int64_t n) {
     return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(o);
 }
 
+/* ---- x16 kernels: 16 interleaved rows at a time (packed.h) ----
+ * Per 32-weight block and token: the 16 rows' integer sums build up in the
+ * lanes of one register, 4 weights a vpdpbusd against 4 broadcast
+ * activations, starting from -offset x the activations' block sum; then one
+ * convert and one multiply-add scale all 16. Two chains (low and high
+ * nibbles, or the block's two halves) keep the dependent vpdpbusd short.
+ * The loops over tokens and over a block's vectors are unrolled (gcc -O2
+ * would keep them as loops with the arrays on the stack: half the speed). */
+
+/* acc += (int sums) x (row scales x the token's scale) */
+#define X16_SCALE(acc, s0, s1, dw, x) \
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, _mm512_set1_ps((x)->d)), acc)
+
+/* The n_tok activation vectors' block b. */
+#define X16_TOKEN(act, stride, t, b) ((const block_q8s *)((const uint8_t *)(act) + (size_t)(t) * (stride)) + (b))
+
+K512 static inline __attribute__((always_inline)) void q4_0x16_tokens(const block_q4_0x16 *w, const void *act,
+                                                                    size_t stride, int64_t nb, const int T, float *y,
+                                                                    int64_t ldy) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[4];
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i lo[4], hi[4];
+        #pragma GCC unroll 8
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_loadu_si512(w[b].qs[k]);
+            lo[k] = _mm512_and_si512(v, low4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d));
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8s *x = X16_TOKEN(act, stride, t, b);
+            int32_t q[8];
+            memcpy(q, x->qs, 32);
+            __m512i s0 = _mm512_set1_epi32(-8 * x->sum), s1 = _mm512_setzero_si512();
+            #pragma GCC unroll 8
+            for (int k = 0; k < 4; k++) {
+                s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(q[k]));
+                s1 = _mm512_dpbusd_epi32(s1, hi[k], _mm512_set1_epi32(q[4 + k]));
+            }
+            X16_SCALE(acc[t], s0, s1, dw, x);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+K512 static inline __attribute__((always_inline)) void q8_0x16_tokens(const block_q8_0x16 *w, const void *act,
+                                                                    size_t stride, int64_t nb, const int T, float *y,
+                                                                    int64_t ldy) {
+    __m512 acc[4];
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i v[8];
+        #pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(w[b].qs[k]);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d));
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8s *x = X16_TOKEN(act, stride, t, b);
+            int32_t q[8];
+            memcpy(q, x->qs, 32);
+            __m512i s0 = _mm512_set1_epi32(-128 * x->sum), s1 = _mm512_setzero_si512();
+            #pragma GCC unroll 8
+            for (int k = 0; k < 4; k++) {
+                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
+                s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+            }
+            X16_SCALE(acc[t], s0, s1, dw, x);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+/* One entry point per type; the token count becomes a constant so the
+ * accumulators stay in registers. */
+#define X16_DISPATCH(name, fn, block)                                                                             \
+    K512 static void name(const void *group, const void *act, size_t stride, int64_t n, int n_tok, float *y,     \
+                          int64_t ldy) {                                                                          \
+        const block *w = group;                                                                                   \
+        switch (n_tok) {                                                                                          \
+        case 1: fn(w, act, stride, n / 32, 1, y, ldy); break;                                                     \
+        case 2: fn(w, act, stride, n / 32, 2, y, ldy); break;                                                     \
+        case 3: fn(w, act, stride, n / 32, 3, y, ldy); break;                                                     \
+        default: fn(w, act, stride, n / 32, 4, y, ldy); break;                                                    \
+        }                                                                                                         \
+    }
+X16_DISPATCH(dot_q4_0_x16, q4_0x16_tokens, block_q4_0x16)
+X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16)
+
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
     {
@@ -157,6 +257,10 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q6_K] = dot_q6_K_512,
     },
     {0}, /* dot4: kernels.c drops AVX2's where the activation kind differs */
+    {
+        [LM_TYPE_Q4_0] = dot_q4_0_x16,
+        [LM_TYPE_Q8_0] = dot_q8_0_x16,
+    },
     NULL, /* attention and softmax: AVX2's */
     NULL,
     NULL,

@@ -22,6 +22,7 @@ size_t lm_act_size(lm_act_kind kind, int64_t n) {
     switch (kind) {
     case LM_ACT_Q4_0_X2: return (size_t)((n / 32 + 1) / 2) * sizeof(block_q8_x2);
     case LM_ACT_Q8A: return (size_t)(n / 32) * sizeof(block_q8a);
+    case LM_ACT_Q8S: return (size_t)(n / 32) * sizeof(block_q8s);
     case LM_ACT_Q8K: return (size_t)(n / QK_K) * sizeof(block_q8_K);
     default: return (size_t)n * sizeof(float);
     }
@@ -79,8 +80,23 @@ static void quantize_q4_0_x2(const float *x, block_q8_x2 *y, int64_t nb) {
     }
 }
 
+/* q8a blocks with their sums, for the x16 kernels. */
+static void quantize_q8s(const float *x, block_q8s *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        block_q8a q;
+        quantize_q8a(x + 32 * b, &q, 1);
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += q.qs[j];
+        y[b].d = q.d;
+        y[b].sum = sum;
+        memcpy(y[b].qs, q.qs, 32);
+    }
+}
+
 void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
-    if (kind == LM_ACT_Q4_0_X2) {
+    if (kind == LM_ACT_Q8S) {
+        quantize_q8s(x, out, n / 32);
+    } else if (kind == LM_ACT_Q4_0_X2) {
         quantize_q4_0_x2(x, out, n / 32);
     } else if (kind == LM_ACT_Q8K) {
         lm_quantize_row(LM_TYPE_Q8_K, x, out, n, NULL);
@@ -234,6 +250,7 @@ const lm_kernels lm_kernels_scalar = {
         [LM_TYPE_Q6_K] = dot_q6_K,
     },
     {0}, /* four calls of dot */
+    {0}, /* no x16 kernels: nothing is packed for the reference */
     attn_scores,
     attn_values,
     lm_softmax_f32,

@@ -4,6 +4,7 @@
 #include "kernels.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
 
 float lm_dot_f32(const float *a, const float *b, int64_t n) {
@@ -40,8 +41,57 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
  * 64 bytes at a time, and a load split across two lines costs two. */
 static void *alloc_act(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
 
+/* Y (n_tok, rows) = X @ W^T for an x16 matrix: each group of 16 rows is
+ * unpacked once per 4 tokens. Returns 0 if out of memory for the
+ * activations (the caller then takes the reference path). */
+static int matmul_x16(float *Y, const lm_weight *w, lm_dot_x16_fn dot, const float *X, int64_t n_tok, int n_threads) {
+    const int64_t rows = w->rows, cols = w->cols, groups = (rows + LM_X16 - 1) / LM_X16;
+    const size_t act_size = lm_act_size(LM_ACT_Q8S, cols), group_bytes = lm_x16_group_bytes(w->type, cols);
+    uint8_t *act = alloc_act(act_size * (size_t)n_tok);
+    if (!act) return 0;
+    for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(LM_ACT_Q8S, X + t * cols, act + (size_t)t * act_size, cols);
+    int parallel = n_threads > 1 && rows * cols * n_tok >= (1 << 16);
+    (void)parallel;
+    const uint8_t *base = w->data;
+    /* A static split by groups: each thread writes whole 64-byte runs of Y. */
+#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t r0 = g * LM_X16, nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
+        for (int64_t t = 0; t < n_tok; t += 4) {
+            const int nt = n_tok - t < 4 ? (int)(n_tok - t) : 4;
+            float out[4][LM_X16];
+            dot(base + (size_t)g * group_bytes, act + (size_t)t * act_size, act_size, cols, nt, out[0], LM_X16);
+            for (int j = 0; j < nt; j++) memcpy(Y + (t + j) * rows + r0, out[j], (size_t)nr * sizeof(float));
+        }
+    }
+    free(act);
+    return 1;
+}
+
+/* Row r of W dotted with x by dequantising (any layout): the reference path
+ * for types without a kernel, and the fallback when memory runs out. */
+static float ref_dot_row(const lm_weight *w, int64_t r, const float *x) {
+    if (w->layout == LM_LAYOUT_ROWS) return lm_vec_dot_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, x, w->cols);
+    float tmp[256], sum = 0.0f;
+    uint8_t bytes[256 / 32 * 64]; /* 8 blocks of at most 64 bytes */
+    for (int64_t c = 0; c < w->cols; c += 256) {
+        int64_t k = w->cols - c < 256 ? w->cols - c : 256;
+        lm_x16_unpack_row(w->type, w->data, w->cols, r, c / 32, k / 32, bytes);
+        lm_dequantize_row(w->type, bytes, tmp, k, NULL);
+        sum += lm_dot_f32(tmp, x + c, k);
+    }
+    return sum;
+}
+
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     const lm_kernels *k = lm_kernels_best();
+    if (w->layout == LM_LAYOUT_X16) {
+        lm_dot_x16_fn dot = k->dot_x16[w->type];
+        if (dot && matmul_x16(y, w, dot, x, 1, n_threads)) return;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+        for (int64_t r = 0; r < w->rows; r++) y[r] = ref_dot_row(w, r, x);
+        return;
+    }
     lm_dot_fn dot = k->dot[w->type];
     /* Below ~64k multiply-adds a thread team costs more than it saves. */
     int parallel = n_threads > 1 && w->rows * w->cols >= (1 << 16);
@@ -75,6 +125,15 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
         return;
     }
     const lm_kernels *k = lm_kernels_best();
+    if (w->layout == LM_LAYOUT_X16) {
+        lm_dot_x16_fn dot = k->dot_x16[w->type];
+        if (dot && matmul_x16(Y, w, dot, X, n_tok, n_threads)) return;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+        for (int64_t r = 0; r < w->rows; r++) {
+            for (int64_t t = 0; t < n_tok; t++) Y[t * w->rows + r] = ref_dot_row(w, r, X + t * w->cols);
+        }
+        return;
+    }
     lm_dot_fn dot = k->dot[w->type];
     const uint8_t *base = w->data;
     int64_t rows = w->rows, cols = w->cols;
@@ -116,6 +175,15 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
 }
 
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
+    if (w->layout == LM_LAYOUT_X16) {
+        uint8_t bytes[256 / 32 * 64];
+        for (int64_t c = 0; c < w->cols; c += 256) {
+            int64_t k = w->cols - c < 256 ? w->cols - c : 256;
+            lm_x16_unpack_row(w->type, w->data, w->cols, r, c / 32, k / 32, bytes);
+            lm_dequantize_row(w->type, bytes, out + c, k, NULL);
+        }
+        return;
+    }
     lm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols, NULL);
 }
 

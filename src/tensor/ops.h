@@ -7,13 +7,15 @@
 #include <stdint.h>
 
 #include "llmos/types.h"
+#include "packed.h"
 
 /* A weight matrix (rows, cols) of any dequantisable type, rows contiguous. */
 typedef struct lm_weight {
     const void *data;
     lm_type type;
     int64_t rows, cols;
-    size_t row_bytes;
+    size_t row_bytes;  /* of a row in GGUF's layout, whatever the layout */
+    lm_layout layout;  /* LM_LAYOUT_X16: data is packed (packed.h) */
 } lm_weight;
 
 /* y (rows) = W @ x (cols), split by rows over n_threads. */

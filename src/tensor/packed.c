@@ -1,0 +1,99 @@
+/* The x16 layouts (packed.h): packing from GGUF rows and back. */
+#include "packed.h"
+
+#include "../base/checked.h"
+#include "quant_blocks.h"
+
+#include <string.h>
+
+/* Bytes of one x16 block (16 rows x 32 weights), 0 for other types. */
+static size_t x16_block_bytes(lm_type t) {
+    switch (t) {
+    case LM_TYPE_Q4_0: return sizeof(block_q4_0x16);
+    case LM_TYPE_Q8_0: return sizeof(block_q8_0x16);
+    default: return 0;
+    }
+}
+
+int lm_x16_supported(lm_type t) { return x16_block_bytes(t) != 0; }
+
+size_t lm_x16_group_bytes(lm_type t, int64_t cols) { return (size_t)(cols / 32) * x16_block_bytes(t); }
+
+size_t lm_x16_size(lm_type t, int64_t rows, int64_t cols) {
+    size_t per_block = x16_block_bytes(t), total;
+    if (!per_block || rows <= 0 || cols <= 0 || cols % 32) return 0;
+    uint64_t groups = ((uint64_t)rows + LM_X16 - 1) / LM_X16, blocks = (uint64_t)cols / 32;
+    if (lm_mul_overflow_size((size_t)groups, (size_t)blocks, &total) || lm_mul_overflow_size(total, per_block, &total)) {
+        return 0;
+    }
+    return total;
+}
+
+/* Lane i of x16 block o from GGUF block s, or a zero row when s is NULL. */
+static void pack_lane(lm_type t, void *o, const void *s, int i) {
+    if (t == LM_TYPE_Q4_0) {
+        block_q4_0x16 *p = o;
+        const block_q4_0 *b = s;
+        p->d[i] = b ? b->d : 0;
+        for (int k = 0; k < 4; k++) {
+            if (b) memcpy(&p->qs[k][4 * i], b->qs + 4 * k, 4);
+            else memset(&p->qs[k][4 * i], 0x88, 4); /* nibbles of 8: weight 0 */
+        }
+    } else {
+        block_q8_0x16 *p = o;
+        const block_q8_0 *b = s;
+        p->d[i] = b ? b->d : 0;
+        for (int k = 0; k < 8; k++) { /* 4 values at a time, each + 128 (the top bit flipped) */
+            uint32_t v = 0;
+            if (b) memcpy(&v, b->qs + 4 * k, 4);
+            v ^= 0x80808080u;
+            memcpy(&p->qs[k][4 * i], &v, 4);
+        }
+    }
+}
+
+/* GGUF block s from lane i of x16 block o. */
+static void unpack_lane(lm_type t, const void *o, void *s, int i) {
+    if (t == LM_TYPE_Q4_0) {
+        const block_q4_0x16 *p = o;
+        block_q4_0 *b = s;
+        b->d = p->d[i];
+        for (int k = 0; k < 4; k++) memcpy(b->qs + 4 * k, &p->qs[k][4 * i], 4);
+    } else {
+        const block_q8_0x16 *p = o;
+        block_q8_0 *b = s;
+        b->d = p->d[i];
+        for (int k = 0; k < 8; k++) {
+            uint32_t v;
+            memcpy(&v, &p->qs[k][4 * i], 4);
+            v ^= 0x80808080u;
+            memcpy(b->qs + 4 * k, &v, 4);
+        }
+    }
+}
+
+void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads) {
+    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, 32);
+    const size_t row_bytes = lm_type_row_size(t, cols), group_bytes = lm_x16_group_bytes(t, cols);
+    const int64_t groups = (rows + LM_X16 - 1) / LM_X16, nb = cols / 32;
+    (void)n_threads; /* unused without OpenMP */
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t g = 0; g < groups; g++) {
+        uint8_t *out = (uint8_t *)dst + (size_t)g * group_bytes;
+        for (int64_t b = 0; b < nb; b++) {
+            for (int i = 0; i < LM_X16; i++) {
+                int64_t r = g * LM_X16 + i;
+                const void *s = r < rows ? (const uint8_t *)src + (size_t)r * row_bytes + (size_t)b * src_block : NULL;
+                pack_lane(t, out + (size_t)b * per_block, s, i);
+            }
+        }
+    }
+}
+
+void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t b0, int64_t nb, void *out) {
+    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, 32);
+    const uint8_t *group = (const uint8_t *)packed + (size_t)(r / LM_X16) * lm_x16_group_bytes(t, cols);
+    for (int64_t b = 0; b < nb; b++) {
+        unpack_lane(t, group + (size_t)(b0 + b) * per_block, (uint8_t *)out + (size_t)b * src_block, (int)(r % LM_X16));
+    }
+}

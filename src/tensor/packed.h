@@ -1,0 +1,53 @@
+/* Weight matrices re-laid for multi-row kernels ("x16"): rows interleaved 16
+ * at a time, so that one 512-bit vpdpbusd multiplies 4 weights of each of
+ * 16 rows by the same 4 activations (broadcast), and the integer sums of 16
+ * rows come out in the 16 lanes of one register. The per-block float scaling
+ * then costs one multiply-add per 16 rows instead of one per row, and the
+ * weights unpacked once serve several tokens. llama.cpp repacks Q4_0 for
+ * x86 at load time the same way ("Q4_0 8x8").
+ *
+ * The model loader packs the matrices whose type the chosen kernel table has
+ * an x16 kernel for (LLMOS_REPACK=0 turns it off); lm_weight.layout says
+ * which layout a matrix is in, and every consumer (matvec, matmul, the
+ * prefill GEMM, embedding lookup) reads both.
+ *
+ * Layout: group g holds rows 16g..16g+15 (the last group padded with zero
+ * rows), its column blocks one after another; within a block struct, lane i
+ * is row i:
+ *   Q4_0: d[i] row i's scale; qs[k][4i..4i+3] row i's quant bytes 4k..4k+3
+ *         (low nibbles weights 4k.., high nibbles weights 16 + 4k..);
+ *   Q8_0: d[i] row i's scale; qs[k][4i + j] row i's weight 4k + j plus 128,
+ *         unsigned (vpdpbusd multiplies unsigned bytes by signed ones; the
+ *         kernel subtracts 128 x the activations' block sum). */
+#ifndef LLMOS_PACKED_H
+#define LLMOS_PACKED_H
+
+#include "llmos/types.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { LM_X16 = 16 };
+
+typedef enum lm_layout {
+    LM_LAYOUT_ROWS = 0, /* GGUF's: rows one after another */
+    LM_LAYOUT_X16 = 1   /* rows interleaved 16 at a time, as above */
+} lm_layout;
+
+typedef struct { uint16_t d[16]; uint8_t qs[4][64]; } block_q4_0x16; /* 16 rows x 32 weights, 288 bytes */
+typedef struct { uint16_t d[16]; uint8_t qs[8][64]; } block_q8_0x16; /* 16 rows x 32 weights, 544 bytes */
+
+/* Whether type t has an x16 layout. */
+int lm_x16_supported(lm_type t);
+/* Bytes of the x16 layout of a (rows, cols) matrix; 0 if unsupported or on
+ * overflow. cols is a whole number of the type's blocks. */
+size_t lm_x16_size(lm_type t, int64_t rows, int64_t cols);
+/* dst (lm_x16_size bytes) = src (rows of row_bytes, GGUF's layout) in x16. */
+void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads);
+/* Blocks b0 .. b0 + nb - 1 of row r of an x16 matrix, back in GGUF's layout
+ * (lm_type_row_size(t, 32 * nb) bytes at out). */
+void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t b0, int64_t nb, void *out);
+/* Bytes of one group (16 rows, all columns). */
+size_t lm_x16_group_bytes(lm_type t, int64_t cols);
+
+#endif
