@@ -126,7 +126,7 @@ static void random_rows(lm_type t, uint8_t *data, int64_t rows, int64_t cols, in
             lm_quantize_row(t, wf, row, cols, NULL);
         } else {
             for (size_t i = 0; i < rb; i++) row[i] = (uint8_t)lm_rng_next(&rng);
-            sanitize(t, row, cols / 32);
+            sanitize(t, row, cols / (int64_t)lm_type_get_info(t)->block_size);
         }
     }
     free(wf);
@@ -147,22 +147,25 @@ static void check_x16(const lm_kernels *k) {
         double worst = 0;
         for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             for (int trial = 0; trial < 6; trial++) {
-                const int64_t rows = shapes[si][0], cols = shapes[si][1], groups = (rows + 15) / 16;
+                const int64_t bs = (int64_t)lm_type_get_info((uint32_t)t)->block_size;
+                const int64_t rows = shapes[si][0], cols = bs == 32 ? shapes[si][1] : bs * (1 + (int64_t)si % 3);
+                const int64_t groups = (rows + 15) / 16;
                 const size_t rb = lm_type_row_size((lm_type)t, cols), psize = lm_x16_size((lm_type)t, rows, cols);
                 CHECK(psize == (size_t)groups * lm_x16_group_bytes((lm_type)t, cols));
                 uint8_t *data = malloc(rb * (size_t)rows), *packed = malloc(psize), *back = malloc(rb);
                 random_rows((lm_type)t, data, rows, cols, trial);
                 lm_x16_pack((lm_type)t, data, rows, cols, packed, 1 + trial % 3);
                 for (int64_t r = 0; r < rows; r++) {
-                    lm_x16_unpack_row((lm_type)t, packed, cols, r, 0, cols / 32, back);
+                    lm_x16_unpack_row((lm_type)t, packed, cols, r, 0, cols / bs, back);
                     bad_pack += memcmp(back, data + (size_t)r * rb, rb) != 0;
                 }
-                const size_t asz = lm_act_size(LM_ACT_Q8S, cols), rsz = lm_act_size(lm_act_kind_for((lm_type)t), cols);
+                const lm_act_kind kind = lm_x16_act((lm_type)t);
+                const size_t asz = lm_act_size(kind, cols), rsz = lm_act_size(lm_act_kind_for((lm_type)t), cols);
                 uint8_t *act = malloc(4 * asz), *ref_act = malloc(4 * rsz);
                 float *x = malloc((size_t)cols * 4);
                 for (int j = 0; j < 4; j++) {
                     for (int64_t i = 0; i < cols; i++) x[i] = uniform(-2, 2);
-                    lm_act_quantize(LM_ACT_Q8S, x, act + j * asz, cols);
+                    lm_act_quantize(kind, x, act + j * asz, cols);
                     lm_act_quantize(lm_act_kind_for((lm_type)t), x, ref_act + j * rsz, cols);
                 }
                 for (int64_t g = 0; g < groups; g++) {
@@ -179,7 +182,7 @@ static void check_x16(const lm_kernels *k) {
                         const uint8_t *row = data + (size_t)(g * 16 + i) * rb;
                         for (int j = 0; j < 4; j++) {
                             float want = ref->dot[t](row, ref_act + j * rsz, cols);
-                            float wf[512];
+                            float wf[1024];
                             lm_dequantize_row((lm_type)t, row, wf, cols, NULL);
                             double mag = 0;
                             for (int64_t c = 0; c < cols; c++) mag += fabs((double)wf[c]) * 2;

@@ -240,7 +240,8 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
         float *dst = scratch + j * kc;
         const uint8_t *src = base + (size_t)r * w->row_bytes + k0_bytes;
         if (r < w->rows && w->layout == LM_LAYOUT_X16) {
-            lm_x16_unpack_row(w->type, base, w->cols, r, k0 / 32, kc / 32, row_bytes);
+            const int64_t bs = (int64_t)lm_type_get_info(w->type)->block_size; /* KC is a multiple */
+            lm_x16_unpack_row(w->type, base, w->cols, r, k0 / bs, kc / bs, row_bytes);
             src = row_bytes;
         }
         if (r >= w->rows) {

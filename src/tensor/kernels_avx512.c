@@ -1,5 +1,5 @@
 /* AVX-512 kernels (VNNI):
- *  - x16 kernels for Q4_0 and Q8_0 matrices the loader re-laid 16 rows at a
+ *  - x16 kernels for Q4_0, Q8_0 and Q4_K matrices the loader re-laid 16 rows at a
  *    time (packed.h): what decoding uses for those types;
  *  - Q4_0 two blocks per 512-bit vpdpbusd on GGUF's own layout, with
  *    activations in the block_q8_x2 layout made for it (LLMOS_REPACK=0);
@@ -233,21 +233,98 @@ K512 static inline __attribute__((always_inline)) void q8_0x16_tokens(const bloc
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+
+/* Q4_K: per 32-weight sub-block, 8 vpdpbusd give the 16 rows' sums of
+ * nibble x activation, times the rows' sub-block scales (vpmulld: the sums
+ * can pass 16 bits); the mins meet the activations' sub-block sums in
+ * vpmaddwd, two sub-blocks a lane. */
+K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const block_q4_Kx16 *w, const void *act,
+                                                                    size_t stride, int64_t nb, const int T, float *y,
+                                                                    int64_t ldy) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[4];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_Kx16 *p = &w[b];
+        __m512i isum[4], imin[4];
+        /* A block is 37 cache lines and too much work for the out-of-order
+         * window to reach the next one's loads: without prefetching two
+         * blocks ahead the kernel streamed at 12 GB/s on one thread, with it
+         * 30-36 (in cache: 33-37). Prefetches past the end are harmless. */
+        for (size_t o = 0; o < sizeof *p; o += 64) _mm_prefetch((const char *)(p + 2) + o, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+            __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int q = 0; q < 4; q++) { /* sub-blocks 2q, 2q + 1: [min, min] int16 pairs x [sum, sum] */
+                const int32_t s0 = x->bsums[4 * q] + x->bsums[4 * q + 1], s1 = x->bsums[4 * q + 2] + x->bsums[4 * q + 3];
+                const __m512i mins = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->mn[q]));
+                m = _mm512_add_epi32(m, _mm512_madd_epi16(mins, _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)s1 << 16))));
+            }
+            imin[t] = m;
+            isum[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            __m512i lo[8], hi[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m512i v = _mm512_loadu_si512(p->qs[g][k]);
+                lo[k] = _mm512_and_si512(v, low4);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            }
+            const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * g]));
+            const __m512i sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * g + 1]));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                int32_t q[16];
+                memcpy(q, x->qs + 64 * g, 64);
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 8
+                for (int k = 0; k < 4; k++) {
+                    s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(q[k]));
+                    s1 = _mm512_dpbusd_epi32(s1, lo[4 + k], _mm512_set1_epi32(q[4 + k]));
+                    s2 = _mm512_dpbusd_epi32(s2, hi[k], _mm512_set1_epi32(q[8 + k]));
+                    s3 = _mm512_dpbusd_epi32(s3, hi[4 + k], _mm512_set1_epi32(q[12 + k]));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc_lo),
+                                                                     _mm512_mullo_epi32(_mm512_add_epi32(s2, s3), sc_hi)));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->dmin));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+            const __m512 dx = _mm512_set1_ps(x->d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, dx), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dm, dx), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
 /* One entry point per type; the token count becomes a constant so the
  * accumulators stay in registers. */
-#define X16_DISPATCH(name, fn, block)                                                                             \
+#define X16_DISPATCH(name, fn, block, per_block)                                                                  \
     K512 static void name(const void *group, const void *act, size_t stride, int64_t n, int n_tok, float *y,     \
                           int64_t ldy) {                                                                          \
         const block *w = group;                                                                                   \
+        const int64_t nb = n / (per_block);                                                                       \
         switch (n_tok) {                                                                                          \
-        case 1: fn(w, act, stride, n / 32, 1, y, ldy); break;                                                     \
-        case 2: fn(w, act, stride, n / 32, 2, y, ldy); break;                                                     \
-        case 3: fn(w, act, stride, n / 32, 3, y, ldy); break;                                                     \
-        default: fn(w, act, stride, n / 32, 4, y, ldy); break;                                                    \
+        case 1: fn(w, act, stride, nb, 1, y, ldy); break;                                                         \
+        case 2: fn(w, act, stride, nb, 2, y, ldy); break;                                                         \
+        case 3: fn(w, act, stride, nb, 3, y, ldy); break;                                                         \
+        default: fn(w, act, stride, nb, 4, y, ldy); break;                                                        \
         }                                                                                                         \
     }
-X16_DISPATCH(dot_q4_0_x16, q4_0x16_tokens, block_q4_0x16)
-X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16)
+X16_DISPATCH(dot_q4_0_x16, q4_0x16_tokens, block_q4_0x16, 32)
+X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16, 32)
+X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K)
 
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
@@ -260,6 +337,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     {
         [LM_TYPE_Q4_0] = dot_q4_0_x16,
         [LM_TYPE_Q8_0] = dot_q8_0_x16,
+        [LM_TYPE_Q4_K] = dot_q4_K_x16,
     },
     NULL, /* attention and softmax: AVX2's */
     NULL,

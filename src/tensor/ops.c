@@ -46,10 +46,11 @@ static void *alloc_act(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~
  * activations (the caller then takes the reference path). */
 static int matmul_x16(float *Y, const lm_weight *w, lm_dot_x16_fn dot, const float *X, int64_t n_tok, int n_threads) {
     const int64_t rows = w->rows, cols = w->cols, groups = (rows + LM_X16 - 1) / LM_X16;
-    const size_t act_size = lm_act_size(LM_ACT_Q8S, cols), group_bytes = lm_x16_group_bytes(w->type, cols);
+    const lm_act_kind kind = lm_x16_act(w->type);
+    const size_t act_size = lm_act_size(kind, cols), group_bytes = lm_x16_group_bytes(w->type, cols);
     uint8_t *act = alloc_act(act_size * (size_t)n_tok);
     if (!act) return 0;
-    for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(LM_ACT_Q8S, X + t * cols, act + (size_t)t * act_size, cols);
+    for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * act_size, cols);
     int parallel = n_threads > 1 && rows * cols * n_tok >= (1 << 16);
     (void)parallel;
     const uint8_t *base = w->data;
@@ -73,10 +74,11 @@ static int matmul_x16(float *Y, const lm_weight *w, lm_dot_x16_fn dot, const flo
 static float ref_dot_row(const lm_weight *w, int64_t r, const float *x) {
     if (w->layout == LM_LAYOUT_ROWS) return lm_vec_dot_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, x, w->cols);
     float tmp[256], sum = 0.0f;
-    uint8_t bytes[256 / 32 * 64]; /* 8 blocks of at most 64 bytes */
+    uint8_t bytes[256 / 32 * 64]; /* 256 weights: 8 blocks of at most 64 bytes, or one K-quant block */
+    const int64_t bs = (int64_t)lm_type_get_info(w->type)->block_size;
     for (int64_t c = 0; c < w->cols; c += 256) {
         int64_t k = w->cols - c < 256 ? w->cols - c : 256;
-        lm_x16_unpack_row(w->type, w->data, w->cols, r, c / 32, k / 32, bytes);
+        lm_x16_unpack_row(w->type, w->data, w->cols, r, c / bs, k / bs, bytes);
         lm_dequantize_row(w->type, bytes, tmp, k, NULL);
         sum += lm_dot_f32(tmp, x + c, k);
     }
@@ -177,9 +179,10 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
     if (w->layout == LM_LAYOUT_X16) {
         uint8_t bytes[256 / 32 * 64];
+        const int64_t bs = (int64_t)lm_type_get_info(w->type)->block_size;
         for (int64_t c = 0; c < w->cols; c += 256) {
             int64_t k = w->cols - c < 256 ? w->cols - c : 256;
-            lm_x16_unpack_row(w->type, w->data, w->cols, r, c / 32, k / 32, bytes);
+            lm_x16_unpack_row(w->type, w->data, w->cols, r, c / bs, k / bs, bytes);
             lm_dequantize_row(w->type, bytes, out + c, k, NULL);
         }
         return;

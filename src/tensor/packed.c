@@ -11,27 +11,71 @@ static size_t x16_block_bytes(lm_type t) {
     switch (t) {
     case LM_TYPE_Q4_0: return sizeof(block_q4_0x16);
     case LM_TYPE_Q8_0: return sizeof(block_q8_0x16);
+    case LM_TYPE_Q4_K: return sizeof(block_q4_Kx16);
     default: return 0;
     }
 }
 
 int lm_x16_supported(lm_type t) { return x16_block_bytes(t) != 0; }
 
-size_t lm_x16_group_bytes(lm_type t, int64_t cols) { return (size_t)(cols / 32) * x16_block_bytes(t); }
+/* Weights per block of the type (32, or 256 for K-quants). */
+static int64_t block_size(lm_type t) { return (int64_t)lm_type_get_info(t)->block_size; }
+
+size_t lm_x16_group_bytes(lm_type t, int64_t cols) { return (size_t)(cols / block_size(t)) * x16_block_bytes(t); }
 
 size_t lm_x16_size(lm_type t, int64_t rows, int64_t cols) {
     size_t per_block = x16_block_bytes(t), total;
-    if (!per_block || rows <= 0 || cols <= 0 || cols % 32) return 0;
-    uint64_t groups = ((uint64_t)rows + LM_X16 - 1) / LM_X16, blocks = (uint64_t)cols / 32;
+    if (!per_block || rows <= 0 || cols <= 0 || cols % block_size(t)) return 0;
+    uint64_t groups = ((uint64_t)rows + LM_X16 - 1) / LM_X16, blocks = (uint64_t)(cols / block_size(t));
     if (lm_mul_overflow_size((size_t)groups, (size_t)blocks, &total) || lm_mul_overflow_size(total, per_block, &total)) {
         return 0;
     }
     return total;
 }
 
+/* Lane i of a Q4_K x16 block from GGUF block b (NULL: a zero row). */
+static void pack_lane_q4_K(block_q4_Kx16 *p, const block_q4_K *b, int i) {
+    static const uint8_t zero[4];
+    p->d[i] = b ? b->d : 0;
+    p->dmin[i] = b ? b->dmin : 0;
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc = 0, m = 0;
+        if (b) lm_q4_K_scale_min(j, b->scales, &sc, &m);
+        p->sc[j][i] = sc;
+        p->mn[j / 2][2 * i + j % 2] = m;
+    }
+    for (int g = 0; g < 4; g++) {
+        for (int k = 0; k < 8; k++) memcpy(&p->qs[g][k][4 * i], b ? b->qs + 32 * g + 4 * k : zero, 4);
+    }
+}
+
+/* GGUF block b from lane i: the 6-bit scales and mins packed back into 12
+ * bytes exactly as lm_q4_K_scale_min unpacks them (bytes 0-3: scales 0-3
+ * and the top bits of scales 4-7; 4-7: mins 0-3 and the top bits of mins
+ * 4-7; 8-11: the low nibbles of scales and mins 4-7). */
+static void unpack_lane_q4_K(const block_q4_Kx16 *p, block_q4_K *b, int i) {
+    uint8_t sc[8], m[8];
+    b->d = p->d[i];
+    b->dmin = p->dmin[i];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = p->sc[j][i];
+        m[j] = p->mn[j / 2][2 * i + j % 2];
+    }
+    for (int j = 0; j < 4; j++) {
+        b->scales[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        b->scales[j + 4] = (uint8_t)(m[j] | (m[j + 4] >> 4) << 6);
+        b->scales[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | (m[j + 4] & 0xF) << 4);
+    }
+    for (int g = 0; g < 4; g++) {
+        for (int k = 0; k < 8; k++) memcpy(b->qs + 32 * g + 4 * k, &p->qs[g][k][4 * i], 4);
+    }
+}
+
 /* Lane i of x16 block o from GGUF block s, or a zero row when s is NULL. */
 static void pack_lane(lm_type t, void *o, const void *s, int i) {
-    if (t == LM_TYPE_Q4_0) {
+    if (t == LM_TYPE_Q4_K) {
+        pack_lane_q4_K(o, s, i);
+    } else if (t == LM_TYPE_Q4_0) {
         block_q4_0x16 *p = o;
         const block_q4_0 *b = s;
         p->d[i] = b ? b->d : 0;
@@ -54,7 +98,9 @@ static void pack_lane(lm_type t, void *o, const void *s, int i) {
 
 /* GGUF block s from lane i of x16 block o. */
 static void unpack_lane(lm_type t, const void *o, void *s, int i) {
-    if (t == LM_TYPE_Q4_0) {
+    if (t == LM_TYPE_Q4_K) {
+        unpack_lane_q4_K(o, s, i);
+    } else if (t == LM_TYPE_Q4_0) {
         const block_q4_0x16 *p = o;
         block_q4_0 *b = s;
         b->d = p->d[i];
@@ -73,9 +119,9 @@ static void unpack_lane(lm_type t, const void *o, void *s, int i) {
 }
 
 void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads) {
-    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, 32);
+    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, block_size(t));
     const size_t row_bytes = lm_type_row_size(t, cols), group_bytes = lm_x16_group_bytes(t, cols);
-    const int64_t groups = (rows + LM_X16 - 1) / LM_X16, nb = cols / 32;
+    const int64_t groups = (rows + LM_X16 - 1) / LM_X16, nb = cols / block_size(t);
     (void)n_threads; /* unused without OpenMP */
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t g = 0; g < groups; g++) {
@@ -91,7 +137,7 @@ void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *d
 }
 
 void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t b0, int64_t nb, void *out) {
-    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, 32);
+    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, block_size(t));
     const uint8_t *group = (const uint8_t *)packed + (size_t)(r / LM_X16) * lm_x16_group_bytes(t, cols);
     for (int64_t b = 0; b < nb; b++) {
         unpack_lane(t, group + (size_t)(b0 + b) * per_block, (uint8_t *)out + (size_t)b * src_block, (int)(r % LM_X16));

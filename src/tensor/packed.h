@@ -18,7 +18,13 @@
  *         (low nibbles weights 4k.., high nibbles weights 16 + 4k..);
  *   Q8_0: d[i] row i's scale; qs[k][4i + j] row i's weight 4k + j plus 128,
  *         unsigned (vpdpbusd multiplies unsigned bytes by signed ones; the
- *         kernel subtracts 128 x the activations' block sum). */
+ *         kernel subtracts 128 x the activations' block sum);
+ *   Q4_K: per 256 weights, d[i] and dmin[i] row i's block scales; sc[j][i]
+ *         row i's 6-bit scale of sub-block j (0..7) and mn[p][2i + h] its
+ *         min of sub-block 2p + h, a byte each (GGUF packs them in 12 bytes;
+ *         unpacking packs them back exactly); qs[g][k][4i..4i+3] row i's
+ *         quant bytes 32g + 4k .. + 3 (low nibbles sub-block 2g, high
+ *         2g + 1). 2,368 bytes for GGUF's 2,304: 3% more to read. */
 #ifndef LLMOS_PACKED_H
 #define LLMOS_PACKED_H
 
@@ -36,6 +42,12 @@ typedef enum lm_layout {
 
 typedef struct { uint16_t d[16]; uint8_t qs[4][64]; } block_q4_0x16; /* 16 rows x 32 weights, 288 bytes */
 typedef struct { uint16_t d[16]; uint8_t qs[8][64]; } block_q8_0x16; /* 16 rows x 32 weights, 544 bytes */
+typedef struct {
+    uint16_t d[16], dmin[16];
+    uint8_t sc[8][16];
+    uint8_t mn[4][32];
+    uint8_t qs[4][8][64];
+} block_q4_Kx16; /* 16 rows x 256 weights, 2,368 bytes */
 
 /* Whether type t has an x16 layout. */
 int lm_x16_supported(lm_type t);
@@ -45,7 +57,7 @@ size_t lm_x16_size(lm_type t, int64_t rows, int64_t cols);
 /* dst (lm_x16_size bytes) = src (rows of row_bytes, GGUF's layout) in x16. */
 void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads);
 /* Blocks b0 .. b0 + nb - 1 of row r of an x16 matrix, back in GGUF's layout
- * (lm_type_row_size(t, 32 * nb) bytes at out). */
+ * (lm_type_row_size(t, block size x nb) bytes at out). */
 void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t b0, int64_t nb, void *out);
 /* Bytes of one group (16 rows, all columns). */
 size_t lm_x16_group_bytes(lm_type t, int64_t cols);
