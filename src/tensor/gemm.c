@@ -234,14 +234,13 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
     const uint8_t *base = w->data;
     size_t k0_bytes = lm_type_row_size(w->type, k0);
     lm_dequant_fn fast = g->dequant ? g->dequant[w->type] : NULL;
-    uint8_t row_bytes[KC / 32 * 64]; /* an x16 row's blocks back in GGUF's layout */
+    uint8_t row_bytes[KC * 2]; /* an x16 row's KC columns back in GGUF's layout (at most 2 bytes a weight) */
     for (int j = 0; j < g->nr; j++) {
         int64_t r = n0 + j;
         float *dst = scratch + j * kc;
         const uint8_t *src = base + (size_t)r * w->row_bytes + k0_bytes;
         if (r < w->rows && w->layout == LM_LAYOUT_X16) {
-            const int64_t bs = (int64_t)lm_type_get_info(w->type)->block_size; /* KC is a multiple */
-            lm_x16_unpack_row(w->type, base, w->cols, r, k0 / bs, kc / bs, row_bytes);
+            lm_x16_unpack_row(w->type, base, w->cols, r, k0, kc, row_bytes); /* KC is a multiple of 256 */
             src = row_bytes;
         }
         if (r >= w->rows) {

@@ -81,8 +81,8 @@ typedef struct lm_kernels {
 /* The activation kind table k's kernel for type t takes. */
 lm_act_kind lm_kernels_act(const lm_kernels *k, lm_type t);
 
-/* The activation kind the x16 kernels of type t take: Q8_K for K-quants,
- * block_q8s otherwise. */
+/* The activation kind the x16 kernels of type t take: f32 for F16, Q8_K for
+ * K-quants, block_q8s otherwise. */
 lm_act_kind lm_x16_act(lm_type t);
 
 /* The activation kind each weight type's kernels take (F32 if none). */

@@ -1,5 +1,5 @@
 /* AVX-512 kernels (VNNI):
- *  - x16 kernels for Q4_0, Q8_0 and Q4_K matrices the loader re-laid 16 rows at a
+ *  - x16 kernels for F16, Q4_0, Q8_0 and Q4_K matrices the loader re-laid 16 rows at a
  *    time (packed.h): what decoding uses for those types;
  *  - Q4_0 two blocks per 512-bit vpdpbusd on GGUF's own layout, with
  *    activations in the block_q8_x2 layout made for it (LLMOS_REPACK=0);
@@ -234,6 +234,38 @@ K512 static inline __attribute__((always_inline)) void q8_0x16_tokens(const bloc
 }
 
 
+/* F16: per column, the 16 rows' halves convert to one register of floats
+ * that meets the column's activation in one multiply-add; 4 accumulators
+ * per token. */
+K512 static inline __attribute__((always_inline)) void f16x16_tokens(const block_f16x16 *w, const void *act,
+                                                                   size_t stride, int64_t nb, const int T, float *y,
+                                                                   int64_t ldy) {
+    __m512 acc[4][4];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) acc[t][u] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < 32; c += 4) {
+            __m512 v[4];
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) v[u] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].v[c + u]));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const float *x = (const float *)((const uint8_t *)act + (size_t)t * stride) + 32 * b + c;
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) acc[t][u] = _mm512_fmadd_ps(v[u], _mm512_set1_ps(x[u]), acc[t][u]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        _mm512_storeu_ps(y + t * ldy, _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]), _mm512_add_ps(acc[t][2], acc[t][3])));
+    }
+}
+
 /* Q4_K: per 32-weight sub-block, 8 vpdpbusd give the 16 rows' sums of
  * nibble x activation, times the rows' sub-block scales (vpmulld: the sums
  * can pass 16 bits); the mins meet the activations' sub-block sums in
@@ -322,6 +354,7 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
         default: fn(w, act, stride, nb, 4, y, ldy); break;                                                        \
         }                                                                                                         \
     }
+X16_DISPATCH(dot_f16_x16, f16x16_tokens, block_f16x16, 32)
 X16_DISPATCH(dot_q4_0_x16, q4_0x16_tokens, block_q4_0x16, 32)
 X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16, 32)
 X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K)
@@ -335,6 +368,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     },
     {0}, /* dot4: kernels.c drops AVX2's where the activation kind differs */
     {
+        [LM_TYPE_F16] = dot_f16_x16,
         [LM_TYPE_Q4_0] = dot_q4_0_x16,
         [LM_TYPE_Q8_0] = dot_q8_0_x16,
         [LM_TYPE_Q4_K] = dot_q4_K_x16,

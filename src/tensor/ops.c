@@ -74,11 +74,10 @@ static int matmul_x16(float *Y, const lm_weight *w, lm_dot_x16_fn dot, const flo
 static float ref_dot_row(const lm_weight *w, int64_t r, const float *x) {
     if (w->layout == LM_LAYOUT_ROWS) return lm_vec_dot_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, x, w->cols);
     float tmp[256], sum = 0.0f;
-    uint8_t bytes[256 / 32 * 64]; /* 256 weights: 8 blocks of at most 64 bytes, or one K-quant block */
-    const int64_t bs = (int64_t)lm_type_get_info(w->type)->block_size;
+    uint8_t bytes[256 * 2]; /* 256 weights: at most 2 bytes each (F16) */
     for (int64_t c = 0; c < w->cols; c += 256) {
         int64_t k = w->cols - c < 256 ? w->cols - c : 256;
-        lm_x16_unpack_row(w->type, w->data, w->cols, r, c / bs, k / bs, bytes);
+        lm_x16_unpack_row(w->type, w->data, w->cols, r, c, k, bytes);
         lm_dequantize_row(w->type, bytes, tmp, k, NULL);
         sum += lm_dot_f32(tmp, x + c, k);
     }
@@ -178,11 +177,10 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
 
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
     if (w->layout == LM_LAYOUT_X16) {
-        uint8_t bytes[256 / 32 * 64];
-        const int64_t bs = (int64_t)lm_type_get_info(w->type)->block_size;
+        uint8_t bytes[256 * 2];
         for (int64_t c = 0; c < w->cols; c += 256) {
             int64_t k = w->cols - c < 256 ? w->cols - c : 256;
-            lm_x16_unpack_row(w->type, w->data, w->cols, r, c / bs, k / bs, bytes);
+            lm_x16_unpack_row(w->type, w->data, w->cols, r, c, k, bytes);
             lm_dequantize_row(w->type, bytes, out + c, k, NULL);
         }
         return;

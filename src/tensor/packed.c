@@ -9,6 +9,7 @@
 /* Bytes of one x16 block (16 rows x 32 weights), 0 for other types. */
 static size_t x16_block_bytes(lm_type t) {
     switch (t) {
+    case LM_TYPE_F16: return sizeof(block_f16x16);
     case LM_TYPE_Q4_0: return sizeof(block_q4_0x16);
     case LM_TYPE_Q8_0: return sizeof(block_q8_0x16);
     case LM_TYPE_Q4_K: return sizeof(block_q4_Kx16);
@@ -18,8 +19,9 @@ static size_t x16_block_bytes(lm_type t) {
 
 int lm_x16_supported(lm_type t) { return x16_block_bytes(t) != 0; }
 
-/* Weights per block of the type (32, or 256 for K-quants). */
-static int64_t block_size(lm_type t) { return (int64_t)lm_type_get_info(t)->block_size; }
+int64_t lm_x16_block_cols(lm_type t) { return lm_type_get_info(t)->block_size == 256 ? 256 : 32; }
+
+static int64_t block_size(lm_type t) { return lm_x16_block_cols(t); }
 
 size_t lm_x16_group_bytes(lm_type t, int64_t cols) { return (size_t)(cols / block_size(t)) * x16_block_bytes(t); }
 
@@ -73,7 +75,11 @@ static void unpack_lane_q4_K(const block_q4_Kx16 *p, block_q4_K *b, int i) {
 
 /* Lane i of x16 block o from GGUF block s, or a zero row when s is NULL. */
 static void pack_lane(lm_type t, void *o, const void *s, int i) {
-    if (t == LM_TYPE_Q4_K) {
+    if (t == LM_TYPE_F16) {
+        block_f16x16 *p = o;
+        const uint16_t *v = s;
+        for (int c = 0; c < 32; c++) p->v[c][i] = v ? v[c] : 0;
+    } else if (t == LM_TYPE_Q4_K) {
         pack_lane_q4_K(o, s, i);
     } else if (t == LM_TYPE_Q4_0) {
         block_q4_0x16 *p = o;
@@ -98,7 +104,11 @@ static void pack_lane(lm_type t, void *o, const void *s, int i) {
 
 /* GGUF block s from lane i of x16 block o. */
 static void unpack_lane(lm_type t, const void *o, void *s, int i) {
-    if (t == LM_TYPE_Q4_K) {
+    if (t == LM_TYPE_F16) {
+        const block_f16x16 *p = o;
+        uint16_t *v = s;
+        for (int c = 0; c < 32; c++) v[c] = p->v[c][i];
+    } else if (t == LM_TYPE_Q4_K) {
         unpack_lane_q4_K(o, s, i);
     } else if (t == LM_TYPE_Q4_0) {
         const block_q4_0x16 *p = o;
@@ -136,7 +146,8 @@ void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *d
     }
 }
 
-void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t b0, int64_t nb, void *out) {
+void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t c0, int64_t n, void *out) {
+    const int64_t b0 = c0 / block_size(t), nb = n / block_size(t);
     const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, block_size(t));
     const uint8_t *group = (const uint8_t *)packed + (size_t)(r / LM_X16) * lm_x16_group_bytes(t, cols);
     for (int64_t b = 0; b < nb; b++) {

@@ -19,6 +19,8 @@
  *   Q8_0: d[i] row i's scale; qs[k][4i + j] row i's weight 4k + j plus 128,
  *         unsigned (vpdpbusd multiplies unsigned bytes by signed ones; the
  *         kernel subtracts 128 x the activations' block sum);
+ *   F16:  per 32 columns, v[c][i] row i's weight in column c (16 rows'
+ *         halves convert to one register of floats);
  *   Q4_K: per 256 weights, d[i] and dmin[i] row i's block scales; sc[j][i]
  *         row i's 6-bit scale of sub-block j (0..7) and mn[p][2i + h] its
  *         min of sub-block 2p + h, a byte each (GGUF packs them in 12 bytes;
@@ -40,6 +42,7 @@ typedef enum lm_layout {
     LM_LAYOUT_X16 = 1   /* rows interleaved 16 at a time, as above */
 } lm_layout;
 
+typedef struct { uint16_t v[32][16]; } block_f16x16;                 /* 16 rows x 32 weights, 1,024 bytes */
 typedef struct { uint16_t d[16]; uint8_t qs[4][64]; } block_q4_0x16; /* 16 rows x 32 weights, 288 bytes */
 typedef struct { uint16_t d[16]; uint8_t qs[8][64]; } block_q8_0x16; /* 16 rows x 32 weights, 544 bytes */
 typedef struct {
@@ -56,9 +59,12 @@ int lm_x16_supported(lm_type t);
 size_t lm_x16_size(lm_type t, int64_t rows, int64_t cols);
 /* dst (lm_x16_size bytes) = src (rows of row_bytes, GGUF's layout) in x16. */
 void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads);
-/* Blocks b0 .. b0 + nb - 1 of row r of an x16 matrix, back in GGUF's layout
- * (lm_type_row_size(t, block size x nb) bytes at out). */
-void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t b0, int64_t nb, void *out);
+/* Columns per x16 block: 256 for K-quants, 32 for the others. */
+int64_t lm_x16_block_cols(lm_type t);
+/* Columns c0 .. c0 + n - 1 of row r of an x16 matrix, back in GGUF's layout
+ * (lm_type_row_size(t, n) bytes at out); c0 and n are multiples of
+ * lm_x16_block_cols. */
+void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t c0, int64_t n, void *out);
 /* Bytes of one group (16 rows, all columns). */
 size_t lm_x16_group_bytes(lm_type t, int64_t cols);
 
