@@ -1,5 +1,5 @@
 /* AVX-512 kernels (VNNI):
- *  - x16 kernels for F16, Q4_0, Q8_0 and Q4_K matrices the loader re-laid 16 rows at a
+ *  - x16 kernels for F16, Q4_0, Q8_0, Q4_K and Q6_K matrices the loader re-laid 16 rows at a
  *    time (packed.h): what decoding uses for those types;
  *  - Q4_0 two blocks per 512-bit vpdpbusd on GGUF's own layout, with
  *    activations in the block_q8_x2 layout made for it (LLMOS_REPACK=0);
@@ -340,6 +340,84 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+/* Q6_K: the 6-bit values (unsigned, 0..63) build from a nibble of ql and 2
+ * bits of qh; per 16-weight sub-block, 4 vpdpbusd give the 16 rows' sums,
+ * times the rows' scales (vpmulld). The offset of 32 comes off at the end:
+ * 32 x sum over sub-blocks of scale x the activations' sum (vpmaddwd, two
+ * sub-blocks a lane). */
+K512 static inline __attribute__((always_inline)) void q6_Kx16_tokens(const block_q6_Kx16 *w, const void *act,
+                                                                    size_t stride, int64_t nb, const int T, float *y,
+                                                                    int64_t ldy) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+    __m512 acc[4];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_Kx16 *p = &w[b];
+        for (size_t o = 0; o < sizeof *p; o += 64) _mm_prefetch((const char *)(p + 2) + o, _MM_HINT_T0);
+        __m512i isum[4], ioff[4];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+            __m512i o = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) { /* sub-blocks 2q, 2q + 1: [scale, scale] int16 pairs x [sum, sum] */
+                const __m512i sc = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p->sc[q]));
+                const uint32_t pair = (uint32_t)(uint16_t)x->bsums[2 * q] | (uint32_t)(uint16_t)x->bsums[2 * q + 1] << 16;
+                o = _mm512_add_epi32(o, _mm512_madd_epi16(sc, _mm512_set1_epi32((int32_t)pair)));
+            }
+            ioff[t] = o;
+            isum[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int quarter = 0; quarter < 4; quarter++) { /* weights 64 quarter .. + 63: sub-blocks 4 quarter .. + 3 */
+            __m512i v[16];
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) {
+                __m512i l = _mm512_loadu_si512(p->ql[16 * (quarter & 1) + k]);
+                l = quarter < 2 ? _mm512_and_si512(l, low4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), low4);
+                __m512i h = _mm512_loadu_si512(p->qh[k]);
+                h = quarter == 0   ? _mm512_slli_epi16(h, 4)
+                    : quarter == 1 ? _mm512_slli_epi16(h, 2)
+                    : quarter == 2 ? h
+                                   : _mm512_srli_epi16(h, 2);
+                v[k] = _mm512_ternarylogic_epi32(l, h, bits45, 0xF8); /* l | (h & 0x30) */
+            }
+            __m512i sc[4];
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) { /* sub-block 4 quarter + s: byte 2i + s % 2 of sc[2 quarter + s / 2] */
+                __m512i pairs = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p->sc[2 * quarter + s / 2]));
+                sc[s] = s % 2 ? _mm512_srai_epi32(pairs, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                int32_t q[16];
+                memcpy(q, x->qs + 64 * quarter, 64);
+                __m512i part = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int s = 0; s < 4; s++) {
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[4 * s], _mm512_set1_epi32(q[4 * s]));
+                    __m512i e = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[4 * s + 1], _mm512_set1_epi32(q[4 * s + 1]));
+                    d = _mm512_dpbusd_epi32(d, v[4 * s + 2], _mm512_set1_epi32(q[4 * s + 2]));
+                    e = _mm512_dpbusd_epi32(e, v[4 * s + 3], _mm512_set1_epi32(q[4 * s + 3]));
+                    part = _mm512_add_epi32(part, _mm512_mullo_epi32(_mm512_add_epi32(d, e), sc[s]));
+                }
+                isum[t] = _mm512_add_epi32(isum[t], part);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+            const __m512i total = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(ioff[t], 5));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
 /* One entry point per type; the token count becomes a constant so the
  * accumulators stay in registers. */
 #define X16_DISPATCH(name, fn, block, per_block)                                                                  \
@@ -358,6 +436,7 @@ X16_DISPATCH(dot_f16_x16, f16x16_tokens, block_f16x16, 32)
 X16_DISPATCH(dot_q4_0_x16, q4_0x16_tokens, block_q4_0x16, 32)
 X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16, 32)
 X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K)
+X16_DISPATCH(dot_q6_K_x16, q6_Kx16_tokens, block_q6_Kx16, QK_K)
 
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
@@ -372,6 +451,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q4_0] = dot_q4_0_x16,
         [LM_TYPE_Q8_0] = dot_q8_0_x16,
         [LM_TYPE_Q4_K] = dot_q4_K_x16,
+        [LM_TYPE_Q6_K] = dot_q6_K_x16,
     },
     NULL, /* attention and softmax: AVX2's */
     NULL,

@@ -17,7 +17,7 @@ lm_act_kind lm_act_kind_for(lm_type t) {
 }
 
 lm_act_kind lm_x16_act(lm_type t) {
-    return t == LM_TYPE_Q4_K ? LM_ACT_Q8K : t == LM_TYPE_F16 ? LM_ACT_F32 : LM_ACT_Q8S;
+    return t == LM_TYPE_Q4_K || t == LM_TYPE_Q6_K ? LM_ACT_Q8K : t == LM_TYPE_F16 ? LM_ACT_F32 : LM_ACT_Q8S;
 }
 
 lm_act_kind lm_kernels_act(const lm_kernels *k, lm_type t) { return k->act[t] ? k->act[t] : lm_act_kind_for(t); }

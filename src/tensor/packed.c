@@ -13,6 +13,7 @@ static size_t x16_block_bytes(lm_type t) {
     case LM_TYPE_Q4_0: return sizeof(block_q4_0x16);
     case LM_TYPE_Q8_0: return sizeof(block_q8_0x16);
     case LM_TYPE_Q4_K: return sizeof(block_q4_Kx16);
+    case LM_TYPE_Q6_K: return sizeof(block_q6_Kx16);
     default: return 0;
     }
 }
@@ -73,9 +74,60 @@ static void unpack_lane_q4_K(const block_q4_Kx16 *p, block_q4_K *b, int i) {
     }
 }
 
+/* Weight w's 6-bit value in a Q6_K block (ggml's dequantize_row_q6_K order:
+ * in each half of 128, ql[l] and ql[l + 32] hold weights l, l + 32 (low
+ * nibbles) and l + 64, l + 96 (high), qh[l] their top 2 bits). */
+static int q6_K_get(const block_q6_K *b, int w) {
+    const int h = w / 128, r = w % 128, quarter = r / 32, l = r % 32;
+    const uint8_t ql = b->ql[64 * h + l + 32 * (quarter & 1)];
+    const int low = quarter < 2 ? ql & 15 : ql >> 4;
+    return low | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
+}
+
+static void q6_K_set(block_q6_K *b, int w, int q) {
+    const int h = w / 128, r = w % 128, quarter = r / 32, l = r % 32;
+    uint8_t *ql = &b->ql[64 * h + l + 32 * (quarter & 1)], *qh = &b->qh[32 * h + l];
+    *ql = (uint8_t)(quarter < 2 ? (*ql & 0xF0) | (q & 15) : (*ql & 0x0F) | (q & 15) << 4);
+    *qh = (uint8_t)((*qh & ~(3 << (2 * quarter))) | ((q >> 4) & 3) << (2 * quarter));
+}
+
+static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
+    p->d[i] = b ? b->d : 0;
+    for (int j = 0; j < 16; j++) p->sc[j / 2][2 * i + j % 2] = b ? b->scales[j] : 0;
+    for (int k = 0; k < 32; k++) {
+        for (int j = 0; j < 4; j++) {
+            int lo = b ? q6_K_get(b, 4 * k + j) : 32, hi = b ? q6_K_get(b, 128 + 4 * k + j) : 32;
+            p->ql[k][4 * i + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+        }
+    }
+    for (int k = 0; k < 16; k++) {
+        for (int j = 0; j < 4; j++) {
+            int bits = 0;
+            for (int s = 0; s < 4; s++) bits |= ((b ? q6_K_get(b, 64 * s + 4 * k + j) : 32) >> 4) << (2 * s);
+            p->qh[k][4 * i + j] = (uint8_t)bits;
+        }
+    }
+}
+
+static void unpack_lane_q6_K(const block_q6_Kx16 *p, block_q6_K *b, int i) {
+    memset(b->ql, 0, sizeof b->ql);
+    memset(b->qh, 0, sizeof b->qh);
+    b->d = p->d[i];
+    for (int j = 0; j < 16; j++) b->scales[j] = p->sc[j / 2][2 * i + j % 2];
+    for (int w = 0; w < 256; w++) {
+        const int k = (w % 128) / 4, j = w % 4, quarter = w / 64;
+        const uint8_t ql = p->ql[k][4 * i + j];
+        const int low = w < 128 ? ql & 15 : ql >> 4;
+        const int high = (p->qh[(w % 64) / 4][4 * i + j] >> (2 * quarter)) & 3;
+        q6_K_set(b, w, low | high << 4);
+    }
+}
+
 /* Lane i of x16 block o from GGUF block s, or a zero row when s is NULL. */
 static void pack_lane(lm_type t, void *o, const void *s, int i) {
-    if (t == LM_TYPE_F16) {
+    if (t == LM_TYPE_Q6_K) {
+        pack_lane_q6_K(o, s, i);
+    } else if (t == LM_TYPE_F16) {
         block_f16x16 *p = o;
         const uint16_t *v = s;
         for (int c = 0; c < 32; c++) p->v[c][i] = v ? v[c] : 0;
@@ -104,7 +156,9 @@ static void pack_lane(lm_type t, void *o, const void *s, int i) {
 
 /* GGUF block s from lane i of x16 block o. */
 static void unpack_lane(lm_type t, const void *o, void *s, int i) {
-    if (t == LM_TYPE_F16) {
+    if (t == LM_TYPE_Q6_K) {
+        unpack_lane_q6_K(o, s, i);
+    } else if (t == LM_TYPE_F16) {
         const block_f16x16 *p = o;
         uint16_t *v = s;
         for (int c = 0; c < 32; c++) v[c] = p->v[c][i];

@@ -26,7 +26,13 @@
  *         min of sub-block 2p + h, a byte each (GGUF packs them in 12 bytes;
  *         unpacking packs them back exactly); qs[g][k][4i..4i+3] row i's
  *         quant bytes 32g + 4k .. + 3 (low nibbles sub-block 2g, high
- *         2g + 1). 2,368 bytes for GGUF's 2,304: 3% more to read. */
+ *         2g + 1). 2,368 bytes for GGUF's 2,304: 3% more to read;
+ *   Q6_K: per 256 weights, with q(w) row i's 6-bit value of weight w:
+ *         ql[k][4i + j] = q(4k + j) & 15 | (q(128 + 4k + j) & 15) << 4
+ *         (k 0..31); qh[k][4i + j] = the top 2 bits of q(4k + j),
+ *         q(64 + 4k + j), q(128 + 4k + j), q(192 + 4k + j) from bit 0 up
+ *         (k 0..15); sc[p][2i + h] row i's scale of sub-block 2p + h (16
+ *         weights each); d[i] row i's scale. The same 3,360 bytes as GGUF's. */
 #ifndef LLMOS_PACKED_H
 #define LLMOS_PACKED_H
 
@@ -51,6 +57,12 @@ typedef struct {
     uint8_t mn[4][32];
     uint8_t qs[4][8][64];
 } block_q4_Kx16; /* 16 rows x 256 weights, 2,368 bytes */
+typedef struct {
+    uint8_t ql[32][64];
+    uint8_t qh[16][64];
+    int8_t sc[8][32];
+    uint16_t d[16];
+} block_q6_Kx16; /* 16 rows x 256 weights, 3,360 bytes */
 
 /* Whether type t has an x16 layout. */
 int lm_x16_supported(lm_type t);
