@@ -187,6 +187,33 @@ static void matmul(lm_context *ctx, float *Y, const lm_weight *w, const lora_fac
     if (f) lora_add(ctx, Y, f, X, n);
 }
 
+/* Ys[i] (n, rows_i) = X (n, cols) @ W_i^T for matrices sharing the input X
+ * (lm_matmul_shared: one activation quantisation and one thread team), plus
+ * each one's adapter part. */
+static void matmul_shared(lm_context *ctx, int count, float *const *Ys, const lm_weight *const *ws,
+                          const lora_factors *const *fs, const float *X, int64_t n) {
+    lm_matmul_shared(Ys, ws, count, X, n, ctx->n_threads);
+    for (int i = 0; i < count; i++) {
+        if (fs[i]) lora_add(ctx, Ys[i], fs[i], X, n);
+    }
+}
+
+/* Q, K, V of X (n, dim): one shared product. */
+static void project_qkv(lm_context *ctx, const layer_weights *w, const float *X, float *q, float *k, float *v, int64_t n) {
+    float *const ys[3] = {q, k, v};
+    const lm_weight *const ws[3] = {&w->wq, &w->wk, &w->wv};
+    const lora_factors *const fs[3] = {w->lora[LORA_Q], w->lora[LORA_K], w->lora[LORA_V]};
+    matmul_shared(ctx, 3, ys, ws, fs, X, n);
+}
+
+/* The FFN's gate and up projections of X (n, dim): one shared product. */
+static void project_gate_up(lm_context *ctx, const layer_weights *w, const float *X, float *gate, float *up, int64_t n) {
+    float *const ys[2] = {gate, up};
+    const lm_weight *const ws[2] = {&w->w_gate, &w->w_up};
+    const lora_factors *const fs[2] = {w->lora[LORA_GATE], w->lora[LORA_UP]};
+    matmul_shared(ctx, 2, ys, ws, fs, X, n);
+}
+
 /* One head's causal attention: query q (head_dim) against cached positions
  * 0..pos of layer `layer`, KV head at kv_off; att (pos + 1) is scratch;
  * writes out (head_dim). */
@@ -316,9 +343,7 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         float *v = ctx->v_cache + (l * ctx->n_ctx + pos) * kv_dim;
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->attn_norm, dim, eps);
-        matvec(ctx, ctx->q, &w->wq, w->lora[LORA_Q], ctx->xb);
-        matvec(ctx, k, &w->wk, w->lora[LORA_K], ctx->xb);
-        matvec(ctx, v, &w->wv, w->lora[LORA_V], ctx->xb);
+        project_qkv(ctx, w, ctx->xb, ctx->q, k, v, 1);
         lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
         lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
         attention(ctx, l, pos);
@@ -326,8 +351,7 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->ffn_norm, dim, eps);
-        matvec(ctx, ctx->hb, &w->w_gate, w->lora[LORA_GATE], ctx->xb);
-        matvec(ctx, ctx->hb2, &w->w_up, w->lora[LORA_UP], ctx->xb);
+        project_gate_up(ctx, w, ctx->xb, ctx->hb, ctx->hb2, 1);
         lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
         matvec(ctx, ctx->xb2, &w->w_down, w->lora[LORA_DOWN], ctx->hb);
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
@@ -384,9 +408,7 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->attn_norm, dim, eps);
-        matmul(ctx, ctx->bq, &w->wq, w->lora[LORA_Q], ctx->bxb, n);
-        matmul(ctx, ctx->bk, &w->wk, w->lora[LORA_K], ctx->bxb, n);
-        matmul(ctx, ctx->bv, &w->wv, w->lora[LORA_V], ctx->bxb, n);
+        project_qkv(ctx, w, ctx->bxb, ctx->bq, ctx->bk, ctx->bv, n);
         for (int64_t b = 0; b < n; b++) {
             const float *rope = ctx->rope + (pos0 + b) * half * 2;
             lm_rope_f32(ctx->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
@@ -399,8 +421,7 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
         matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
         for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->ffn_norm, dim, eps);
-        matmul(ctx, ctx->bh, &w->w_gate, w->lora[LORA_GATE], ctx->bxb, n);
-        matmul(ctx, ctx->bh2, &w->w_up, w->lora[LORA_UP], ctx->bxb, n);
+        project_gate_up(ctx, w, ctx->bxb, ctx->bh, ctx->bh2, n);
         for (int64_t b = 0; b < n; b++) lm_swiglu_f32(ctx->bh + b * c->ffn_dim, ctx->bh2 + b * c->ffn_dim, c->ffn_dim);
         matmul(ctx, ctx->bxb2, &w->w_down, w->lora[LORA_DOWN], ctx->bh, n);
         for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
@@ -469,9 +490,7 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->attn_norm, dim, eps);
-        matmul(lead, lead->bq, &w->wq, w->lora[LORA_Q], lead->bxb, n);
-        matmul(lead, lead->bk, &w->wk, w->lora[LORA_K], lead->bxb, n);
-        matmul(lead, lead->bv, &w->wv, w->lora[LORA_V], lead->bxb, n);
+        project_qkv(lead, w, lead->bxb, lead->bq, lead->bk, lead->bv, n);
         for (int64_t b = 0; b < n; b++) {
             lm_context *x = ctxs[b];
             const float *rope = x->rope + pos[b] * half * 2;
@@ -494,8 +513,7 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
         matmul(lead, lead->bxb2, &w->wo, w->lora[LORA_O], lead->batt, n);
         for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->ffn_norm, dim, eps);
-        matmul(lead, lead->bh, &w->w_gate, w->lora[LORA_GATE], lead->bxb, n);
-        matmul(lead, lead->bh2, &w->w_up, w->lora[LORA_UP], lead->bxb, n);
+        project_gate_up(lead, w, lead->bxb, lead->bh, lead->bh2, n);
         for (int64_t b = 0; b < n; b++) lm_swiglu_f32(lead->bh + b * c->ffn_dim, lead->bh2 + b * c->ffn_dim, c->ffn_dim);
         matmul(lead, lead->bxb2, &w->w_down, w->lora[LORA_DOWN], lead->bh, n);
         for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];

@@ -41,28 +41,41 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
  * 64 bytes at a time, and a load split across two lines costs two. */
 static void *alloc_act(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
 
-/* Y (n_tok, rows) = X @ W^T for an x16 matrix: each group of 16 rows is
- * unpacked once per 4 tokens. Returns 0 if out of memory for the
- * activations (the caller then takes the reference path). */
-static int matmul_x16(float *Y, const lm_weight *w, lm_dot_x16_fn dot, const float *X, int64_t n_tok, int n_threads) {
-    const int64_t rows = w->rows, cols = w->cols, groups = (rows + LM_X16 - 1) / LM_X16;
-    const lm_act_kind kind = lm_x16_act(w->type);
-    const size_t act_size = lm_act_size(kind, cols), group_bytes = lm_x16_group_bytes(w->type, cols);
+/* Ys[i] (n_tok, rows_i) = X @ W_i^T for n x16 matrices of one type and
+ * column count: the activations are quantised once, and one static split
+ * over all the matrices' groups of 16 rows (each thread writes whole 64-byte
+ * runs of Y) unpacks each group once per 4 tokens. Returns 0 if out of
+ * memory for the activations (the caller then takes the reference path). */
+static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, lm_dot_x16_fn dot, const float *X,
+                      int64_t n_tok, int n_threads) {
+    enum { MAX_SHARED = 4 };
+    const lm_type type = ws[0]->type;
+    const int64_t cols = ws[0]->cols;
+    int64_t first_group[MAX_SHARED + 1] = {0}; /* matrix i's groups are first_group[i] .. first_group[i + 1] - 1 */
+    int64_t macs = 0;
+    for (int i = 0; i < n; i++) {
+        first_group[i + 1] = first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
+        macs += ws[i]->rows * cols * n_tok;
+    }
+    const lm_act_kind kind = lm_x16_act(type);
+    const size_t act_size = lm_act_size(kind, cols), group_bytes = lm_x16_group_bytes(type, cols);
     uint8_t *act = alloc_act(act_size * (size_t)n_tok);
     if (!act) return 0;
     for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * act_size, cols);
-    int parallel = n_threads > 1 && rows * cols * n_tok >= (1 << 16);
+    int parallel = n_threads > 1 && macs >= (1 << 16);
     (void)parallel;
-    const uint8_t *base = w->data;
-    /* A static split by groups: each thread writes whole 64-byte runs of Y. */
 #pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-    for (int64_t g = 0; g < groups; g++) {
-        const int64_t r0 = g * LM_X16, nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
+    for (int64_t gg = 0; gg < first_group[n]; gg++) {
+        int i = 0;
+        while (gg >= first_group[i + 1]) i++;
+        const int64_t g = gg - first_group[i], rows = ws[i]->rows, r0 = g * LM_X16;
+        const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
+        const uint8_t *group = (const uint8_t *)ws[i]->data + (size_t)g * group_bytes;
         for (int64_t t = 0; t < n_tok; t += 4) {
             const int nt = n_tok - t < 4 ? (int)(n_tok - t) : 4;
             float out[4][LM_X16];
-            dot(base + (size_t)g * group_bytes, act + (size_t)t * act_size, act_size, cols, nt, out[0], LM_X16);
-            for (int j = 0; j < nt; j++) memcpy(Y + (t + j) * rows + r0, out[j], (size_t)nr * sizeof(float));
+            dot(group, act + (size_t)t * act_size, act_size, cols, nt, out[0], LM_X16);
+            for (int j = 0; j < nt; j++) memcpy(Ys[i] + (t + j) * rows + r0, out[j], (size_t)nr * sizeof(float));
         }
     }
     free(act);
@@ -88,7 +101,7 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
     const lm_kernels *k = lm_kernels_best();
     if (w->layout == LM_LAYOUT_X16) {
         lm_dot_x16_fn dot = k->dot_x16[w->type];
-        if (dot && matmul_x16(y, w, dot, x, 1, n_threads)) return;
+        if (dot && matmul_x16(&y, &w, 1, dot, x, 1, n_threads)) return;
 #pragma omp parallel for num_threads(n_threads) schedule(static)
         for (int64_t r = 0; r < w->rows; r++) y[r] = ref_dot_row(w, r, x);
         return;
@@ -128,7 +141,7 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
     const lm_kernels *k = lm_kernels_best();
     if (w->layout == LM_LAYOUT_X16) {
         lm_dot_x16_fn dot = k->dot_x16[w->type];
-        if (dot && matmul_x16(Y, w, dot, X, n_tok, n_threads)) return;
+        if (dot && matmul_x16(&Y, &w, 1, dot, X, n_tok, n_threads)) return;
 #pragma omp parallel for num_threads(n_threads) schedule(static)
         for (int64_t r = 0; r < w->rows; r++) {
             for (int64_t t = 0; t < n_tok; t++) Y[t * w->rows + r] = ref_dot_row(w, r, X + t * w->cols);
@@ -173,6 +186,20 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
         for (; t < n_tok; t++) Y[t * rows + r] = dot(row, acts + (size_t)t * stride, cols);
     }
     free(act);
+}
+
+void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads) {
+    const lm_kernels *k = lm_kernels_best();
+    lm_dot_x16_fn dot = n > 0 ? k->dot_x16[ws[0]->type] : NULL;
+    int shared = dot && n <= 4 && n_tok < LM_GEMM_MIN_TOKENS;
+    for (int i = 0; shared && i < n; i++) {
+        shared = ws[i]->layout == LM_LAYOUT_X16 && ws[i]->type == ws[0]->type && ws[i]->cols == ws[0]->cols;
+    }
+    if (shared && matmul_x16(Ys, ws, n, dot, X, n_tok, n_threads)) return;
+    for (int i = 0; i < n; i++) {
+        if (n_tok == 1) lm_matvec(Ys[i], ws[i], X, n_threads);
+        else lm_matmul(Ys[i], ws[i], X, n_tok, n_threads);
+    }
 }
 
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
