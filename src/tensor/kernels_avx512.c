@@ -170,37 +170,46 @@ K512 static float dot_q6_K_512(const void *row, const void *act, int64_t n) {
 /* The n_tok activation vectors' block b. */
 #define X16_TOKEN(act, stride, t, b) ((const block_q8s *)((const uint8_t *)(act) + (size_t)(t) * (stride)) + (b))
 
+/* One Q4_0 or Q8_0 block of 16 rows for T tokens: v[0..3] hold the rows'
+ * values 0..15 and v[4..7] values 16..31 (Q4_0: the low and high nibbles;
+ * Q8_0: the two halves), offset what the kernel added to make them unsigned
+ * (8 or 128). */
+K512 static inline __attribute__((always_inline)) void x16_q8s_block(const __m512i v[8], __m512 dw, int32_t offset,
+                                                                   const void *act, size_t stride, int64_t b,
+                                                                   const int T, __m512 *acc) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        const block_q8s *x = X16_TOKEN(act, stride, t, b);
+        int32_t q[8];
+        memcpy(q, x->qs, 32);
+        __m512i s0 = _mm512_set1_epi32(-offset * x->sum), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 4; k++) {
+            s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
+            s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+        }
+        X16_SCALE(acc[t], s0, s1, dw, x);
+    }
+}
+
 K512 static inline __attribute__((always_inline)) void q4_0x16_tokens(const block_q4_0x16 *w, const void *act,
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512 acc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        __m512i lo[4], hi[4];
-        #pragma GCC unroll 8
+        __m512i v[8];
+#pragma GCC unroll 8
         for (int k = 0; k < 4; k++) {
-            __m512i v = _mm512_loadu_si512(w[b].qs[k]);
-            lo[k] = _mm512_and_si512(v, low4);
-            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            __m512i bytes = _mm512_loadu_si512(w[b].qs[k]);
+            v[k] = _mm512_and_si512(bytes, low4);
+            v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d));
-        #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const block_q8s *x = X16_TOKEN(act, stride, t, b);
-            int32_t q[8];
-            memcpy(q, x->qs, 32);
-            __m512i s0 = _mm512_set1_epi32(-8 * x->sum), s1 = _mm512_setzero_si512();
-            #pragma GCC unroll 8
-            for (int k = 0; k < 4; k++) {
-                s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(q[k]));
-                s1 = _mm512_dpbusd_epi32(s1, hi[k], _mm512_set1_epi32(q[4 + k]));
-            }
-            X16_SCALE(acc[t], s0, s1, dw, x);
-        }
+        x16_q8s_block(v, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d)), 8, act, stride, b, T, acc);
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
@@ -208,31 +217,17 @@ K512 static inline __attribute__((always_inline)) void q8_0x16_tokens(const bloc
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
     __m512 acc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         __m512i v[8];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(w[b].qs[k]);
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d));
-        #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const block_q8s *x = X16_TOKEN(act, stride, t, b);
-            int32_t q[8];
-            memcpy(q, x->qs, 32);
-            __m512i s0 = _mm512_set1_epi32(-128 * x->sum), s1 = _mm512_setzero_si512();
-            #pragma GCC unroll 8
-            for (int k = 0; k < 4; k++) {
-                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
-                s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
-            }
-            X16_SCALE(acc[t], s0, s1, dw, x);
-        }
+        x16_q8s_block(v, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d)), 128, act, stride, b, T, acc);
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
-
 
 /* F16: per column, the 16 rows' halves convert to one register of floats
  * that meets the column's activation in one multiply-add; 4 accumulators
