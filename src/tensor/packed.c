@@ -84,13 +84,6 @@ static int q6_K_get(const block_q6_K *b, int w) {
     return low | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
 }
 
-static void q6_K_set(block_q6_K *b, int w, int q) {
-    const int h = w / 128, r = w % 128, quarter = r / 32, l = r % 32;
-    uint8_t *ql = &b->ql[64 * h + l + 32 * (quarter & 1)], *qh = &b->qh[32 * h + l];
-    *ql = (uint8_t)(quarter < 2 ? (*ql & 0xF0) | (q & 15) : (*ql & 0x0F) | (q & 15) << 4);
-    *qh = (uint8_t)((*qh & ~(3 << (2 * quarter))) | ((q >> 4) & 3) << (2 * quarter));
-}
-
 static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
     p->d[i] = b ? b->d : 0;
     for (int j = 0; j < 16; j++) p->sc[j / 2][2 * i + j % 2] = b ? b->scales[j] : 0;
@@ -109,17 +102,35 @@ static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
     }
 }
 
+/* GGUF block b from lane i: the 256 6-bit values gathered, then packed as
+ * ggml's quantize_row_q6_K packs them. (Setting the bits one weight at a
+ * time made the prefill GEMM, which unpacks rows for its panels, about 20%
+ * slower on Q4_K_M files.) */
 static void unpack_lane_q6_K(const block_q6_Kx16 *p, block_q6_K *b, int i) {
-    memset(b->ql, 0, sizeof b->ql);
-    memset(b->qh, 0, sizeof b->qh);
+    uint8_t q[256];
     b->d = p->d[i];
     for (int j = 0; j < 16; j++) b->scales[j] = p->sc[j / 2][2 * i + j % 2];
-    for (int w = 0; w < 256; w++) {
-        const int k = (w % 128) / 4, j = w % 4, quarter = w / 64;
-        const uint8_t ql = p->ql[k][4 * i + j];
-        const int low = w < 128 ? ql & 15 : ql >> 4;
-        const int high = (p->qh[(w % 64) / 4][4 * i + j] >> (2 * quarter)) & 3;
-        q6_K_set(b, w, low | high << 4);
+    for (int k = 0; k < 32; k++) {
+        for (int j = 0; j < 4; j++) {
+            const uint8_t lo = p->ql[k][4 * i + j];
+            q[4 * k + j] = lo & 15;
+            q[128 + 4 * k + j] = lo >> 4;
+        }
+    }
+    for (int k = 0; k < 16; k++) {
+        for (int j = 0; j < 4; j++) {
+            const uint8_t hb = p->qh[k][4 * i + j];
+            for (int s = 0; s < 4; s++) q[64 * s + 4 * k + j] |= (uint8_t)(((hb >> (2 * s)) & 3) << 4);
+        }
+    }
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *v = q + 128 * h;
+        uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        for (int l = 0; l < 32; l++) {
+            ql[l] = (uint8_t)((v[l] & 15) | (v[l + 64] & 15) << 4);
+            ql[l + 32] = (uint8_t)((v[l + 32] & 15) | (v[l + 96] & 15) << 4);
+            qh[l] = (uint8_t)(v[l] >> 4 | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6);
+        }
     }
 }
 
