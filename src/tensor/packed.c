@@ -6,7 +6,8 @@
 
 #include <string.h>
 
-/* Bytes of one x16 block (16 rows x 32 weights), 0 for other types. */
+/* Bytes of one x16 block (16 rows x lm_x16_block_cols columns), 0 for
+ * types without an x16 layout. */
 static size_t x16_block_bytes(lm_type t) {
     switch (t) {
     case LM_TYPE_F16: return sizeof(block_f16x16);
@@ -22,14 +23,12 @@ int lm_x16_supported(lm_type t) { return x16_block_bytes(t) != 0; }
 
 int64_t lm_x16_block_cols(lm_type t) { return lm_type_get_info(t)->block_size == 256 ? 256 : 32; }
 
-static int64_t block_size(lm_type t) { return lm_x16_block_cols(t); }
-
-size_t lm_x16_group_bytes(lm_type t, int64_t cols) { return (size_t)(cols / block_size(t)) * x16_block_bytes(t); }
+size_t lm_x16_group_bytes(lm_type t, int64_t cols) { return (size_t)(cols / lm_x16_block_cols(t)) * x16_block_bytes(t); }
 
 size_t lm_x16_size(lm_type t, int64_t rows, int64_t cols) {
     size_t per_block = x16_block_bytes(t), total;
-    if (!per_block || rows <= 0 || cols <= 0 || cols % block_size(t)) return 0;
-    uint64_t groups = ((uint64_t)rows + LM_X16 - 1) / LM_X16, blocks = (uint64_t)(cols / block_size(t));
+    if (!per_block || rows <= 0 || cols <= 0 || cols % lm_x16_block_cols(t)) return 0;
+    uint64_t groups = ((uint64_t)rows + LM_X16 - 1) / LM_X16, blocks = (uint64_t)(cols / lm_x16_block_cols(t));
     if (lm_mul_overflow_size((size_t)groups, (size_t)blocks, &total) || lm_mul_overflow_size(total, per_block, &total)) {
         return 0;
     }
@@ -74,29 +73,36 @@ static void unpack_lane_q4_K(const block_q4_Kx16 *p, block_q4_K *b, int i) {
     }
 }
 
-/* Weight w's 6-bit value in a Q6_K block (ggml's dequantize_row_q6_K order:
- * in each half of 128, ql[l] and ql[l + 32] hold weights l, l + 32 (low
- * nibbles) and l + 64, l + 96 (high), qh[l] their top 2 bits). */
-static int q6_K_get(const block_q6_K *b, int w) {
-    const int h = w / 128, r = w % 128, quarter = r / 32, l = r % 32;
-    const uint8_t ql = b->ql[64 * h + l + 32 * (quarter & 1)];
-    const int low = quarter < 2 ? ql & 15 : ql >> 4;
-    return low | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
-}
-
+/* Lane i of a Q6_K x16 block from GGUF block b (NULL: a zero row, values
+ * 32, which stand for 0): the 256 6-bit values gathered in ggml's order (in
+ * each half of 128, ql[l] and ql[l + 32] hold weights l, l + 32 in their low
+ * nibbles and l + 64, l + 96 in their high ones, qh[l] the top 2 bits of
+ * all four), then laid out as packed.h says. */
 static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
+    uint8_t q[256];
     p->d[i] = b ? b->d : 0;
     for (int j = 0; j < 16; j++) p->sc[j / 2][2 * i + j % 2] = b ? b->scales[j] : 0;
-    for (int k = 0; k < 32; k++) {
-        for (int j = 0; j < 4; j++) {
-            int lo = b ? q6_K_get(b, 4 * k + j) : 32, hi = b ? q6_K_get(b, 128 + 4 * k + j) : 32;
-            p->ql[k][4 * i + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+    if (b) {
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+            uint8_t *v = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                v[l] = (uint8_t)((ql[l] & 15) | (qh[l] & 3) << 4);
+                v[l + 32] = (uint8_t)((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4);
+                v[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+                v[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+            }
         }
+    } else {
+        memset(q, 32, sizeof q);
+    }
+    for (int k = 0; k < 32; k++) {
+        for (int j = 0; j < 4; j++) p->ql[k][4 * i + j] = (uint8_t)((q[4 * k + j] & 15) | (q[128 + 4 * k + j] & 15) << 4);
     }
     for (int k = 0; k < 16; k++) {
         for (int j = 0; j < 4; j++) {
             int bits = 0;
-            for (int s = 0; s < 4; s++) bits |= ((b ? q6_K_get(b, 64 * s + 4 * k + j) : 32) >> 4) << (2 * s);
+            for (int s = 0; s < 4; s++) bits |= (q[64 * s + 4 * k + j] >> 4) << (2 * s);
             p->qh[k][4 * i + j] = (uint8_t)bits;
         }
     }
@@ -194,9 +200,9 @@ static void unpack_lane(lm_type t, const void *o, void *s, int i) {
 }
 
 void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads) {
-    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, block_size(t));
+    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, lm_x16_block_cols(t));
     const size_t row_bytes = lm_type_row_size(t, cols), group_bytes = lm_x16_group_bytes(t, cols);
-    const int64_t groups = (rows + LM_X16 - 1) / LM_X16, nb = cols / block_size(t);
+    const int64_t groups = (rows + LM_X16 - 1) / LM_X16, nb = cols / lm_x16_block_cols(t);
     (void)n_threads; /* unused without OpenMP */
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t g = 0; g < groups; g++) {
@@ -212,8 +218,8 @@ void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *d
 }
 
 void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t c0, int64_t n, void *out) {
-    const int64_t b0 = c0 / block_size(t), nb = n / block_size(t);
-    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, block_size(t));
+    const int64_t b0 = c0 / lm_x16_block_cols(t), nb = n / lm_x16_block_cols(t);
+    const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, lm_x16_block_cols(t));
     const uint8_t *group = (const uint8_t *)packed + (size_t)(r / LM_X16) * lm_x16_group_bytes(t, cols);
     for (int64_t b = 0; b < nb; b++) {
         unpack_lane(t, group + (size_t)(b0 + b) * per_block, (uint8_t *)out + (size_t)b * src_block, (int)(r % LM_X16));
