@@ -248,9 +248,33 @@ static void check_x16_ops(void) {
         CHECKF(bad_row == 0, "x16 %s: %d looked-up rows differ", name, bad_row);
         CHECKF(bad_mv == 0, "x16 %s: %d matvec outputs differ from GGUF's layout", name, bad_mv);
         CHECKF(bad_mm == 0, "x16 %s: %d matmul tokens differ from matvec", name, bad_mm);
+        /* Three matrices sharing the input (rows 37, 16 and 5: groups that
+         * end mid-way), each equal to its own lm_matmul bit for bit. */
+        uint8_t *d2 = malloc(rb * 16), *d3 = malloc(rb * 5);
+        uint8_t *p2 = malloc(lm_x16_size((lm_type)t, 16, cols)), *p3 = malloc(lm_x16_size((lm_type)t, 5, cols));
+        random_rows((lm_type)t, d2, 16, cols, 0);
+        random_rows((lm_type)t, d3, 5, cols, 1);
+        lm_x16_pack((lm_type)t, d2, 16, cols, p2, 1);
+        lm_x16_pack((lm_type)t, d3, 5, cols, p3, 1);
+        lm_weight w2 = {p2, (lm_type)t, 16, cols, rb, LM_LAYOUT_X16}, w3 = {p3, (lm_type)t, 5, cols, rb, LM_LAYOUT_X16};
+        const lm_weight *const shared[3] = {&wp, &w2, &w3};
+        int bad_shared = 0;
+        for (int64_t n_tok = 1; n_tok <= 6; n_tok += 5) {
+            float *got[3], *want = malloc((size_t)(n_tok * rows) * 4);
+            for (int i = 0; i < 3; i++) got[i] = malloc((size_t)(n_tok * shared[i]->rows) * 4);
+            lm_matmul_shared(got, shared, 3, x, n_tok, 3);
+            for (int i = 0; i < 3; i++) {
+                lm_matmul(want, shared[i], x, n_tok, 1);
+                bad_shared += memcmp(got[i], want, (size_t)(n_tok * shared[i]->rows) * 4) != 0;
+                free(got[i]);
+            }
+            free(want);
+        }
+        CHECKF(bad_shared == 0, "x16 %s: %d shared-input products differ from their own matmul", name, bad_shared);
+        free(d2), free(d3), free(p2), free(p3);
         free(data), free(packed), free(x), free(ya), free(yb);
     }
-    printf("x16 matvec, matmul, GEMM and lookup: %d types agree with GGUF's layout\n", types);
+    printf("x16 matvec, matmul, GEMM, lookup and shared-input products: %d types agree with GGUF's layout\n", types);
 }
 
 /* A GEMM micro-kernel and its driver against a float64 product of the

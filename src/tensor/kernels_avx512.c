@@ -14,6 +14,7 @@
 #include "quant_blocks.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #define K512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -170,63 +171,66 @@ K512 static float dot_q6_K_512(const void *row, const void *act, int64_t n) {
 /* The n_tok activation vectors' block b. */
 #define X16_TOKEN(act, stride, t, b) ((const block_q8s *)((const uint8_t *)(act) + (size_t)(t) * (stride)) + (b))
 
-/* One Q4_0 or Q8_0 block of 16 rows for T tokens: v[0..3] hold the rows'
- * values 0..15 and v[4..7] values 16..31 (Q4_0: the low and high nibbles;
- * Q8_0: the two halves), offset what the kernel added to make them unsigned
- * (8 or 128). */
-K512 static inline __attribute__((always_inline)) void x16_q8s_block(const __m512i v[8], __m512 dw, int32_t offset,
-                                                                   const void *act, size_t stride, int64_t b,
-                                                                   const int T, __m512 *acc) {
+/* Q4_0 (nibbles = 1) and Q8_0 (nibbles = 0) x16 blocks: both hold the 16
+ * rows' scales, then their quant bytes (packed.h). Per block, v[0..3] get
+ * the rows' values 0..15 and v[4..7] values 16..31 (Q4_0: the low and high
+ * nibbles; Q8_0: the block's two halves), which vpdpbusd takes as unsigned:
+ * Q4_0's 0..15 stand for -8..7, Q8_0's bytes hold the value + 128, and the
+ * sums start from that offset x the activations' block sum. */
+_Static_assert(offsetof(block_q4_0x16, qs) == 32 && offsetof(block_q8_0x16, qs) == 32,
+               "x16 Q4_0 and Q8_0 blocks start with 16 fp16 scales");
+
+K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint8_t *w, size_t block_bytes,
+                                                                    const int nibbles, const void *act, size_t stride,
+                                                                    int64_t nb, const int T, float *y, int64_t ldy) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const int32_t offset = nibbles ? 8 : 128;
+    __m512 acc[4];
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) {
-        const block_q8s *x = X16_TOKEN(act, stride, t, b);
-        int32_t q[8];
-        memcpy(q, x->qs, 32);
-        __m512i s0 = _mm512_set1_epi32(-offset * x->sum), s1 = _mm512_setzero_si512();
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = w + (size_t)b * block_bytes, *qs = blk + 32;
+        __m512i v[8];
+        if (nibbles) {
 #pragma GCC unroll 8
-        for (int k = 0; k < 4; k++) {
-            s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
-            s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+            for (int k = 0; k < 4; k++) {
+                __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
+                v[k] = _mm512_and_si512(bytes, low4);
+                v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(qs + 64 * k);
         }
-        X16_SCALE(acc[t], s0, s1, dw, x);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8s *x = X16_TOKEN(act, stride, t, b);
+            int32_t q[8];
+            memcpy(q, x->qs, 32);
+            __m512i s0 = _mm512_set1_epi32(-offset * x->sum), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 4; k++) {
+                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
+                s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+            }
+            X16_SCALE(acc[t], s0, s1, dw, x);
+        }
     }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
 K512 static inline __attribute__((always_inline)) void q4_0x16_tokens(const block_q4_0x16 *w, const void *act,
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    __m512 acc[4];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m512i v[8];
-#pragma GCC unroll 8
-        for (int k = 0; k < 4; k++) {
-            __m512i bytes = _mm512_loadu_si512(w[b].qs[k]);
-            v[k] = _mm512_and_si512(bytes, low4);
-            v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
-        }
-        x16_q8s_block(v, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d)), 8, act, stride, b, T, acc);
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+    q8s_x16_tokens((const uint8_t *)w, sizeof *w, 1, act, stride, nb, T, y, ldy);
 }
 
 K512 static inline __attribute__((always_inline)) void q8_0x16_tokens(const block_q8_0x16 *w, const void *act,
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
-    __m512 acc[4];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m512i v[8];
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(w[b].qs[k]);
-        x16_q8s_block(v, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[b].d)), 128, act, stride, b, T, acc);
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+    q8s_x16_tokens((const uint8_t *)w, sizeof *w, 0, act, stride, nb, T, y, ldy);
 }
 
 /* F16: per column, the 16 rows' halves convert to one register of floats

@@ -82,16 +82,22 @@ static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, lm_do
     return 1;
 }
 
+/* Columns c .. c + k - 1 (k <= 256, whole x16 blocks) of row r of an x16
+ * matrix as floats: the bytes back in GGUF's layout, then dequantised. */
+static void x16_row_part(const lm_weight *w, int64_t r, int64_t c, int64_t k, float *out) {
+    uint8_t bytes[256 * 2]; /* 256 weights: at most 2 bytes each (F16) */
+    lm_x16_unpack_row(w->type, w->data, w->cols, r, c, k, bytes);
+    lm_dequantize_row(w->type, bytes, out, k, NULL);
+}
+
 /* Row r of W dotted with x by dequantising (any layout): the reference path
  * for types without a kernel, and the fallback when memory runs out. */
 static float ref_dot_row(const lm_weight *w, int64_t r, const float *x) {
     if (w->layout == LM_LAYOUT_ROWS) return lm_vec_dot_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, x, w->cols);
     float tmp[256], sum = 0.0f;
-    uint8_t bytes[256 * 2]; /* 256 weights: at most 2 bytes each (F16) */
     for (int64_t c = 0; c < w->cols; c += 256) {
         int64_t k = w->cols - c < 256 ? w->cols - c : 256;
-        lm_x16_unpack_row(w->type, w->data, w->cols, r, c, k, bytes);
-        lm_dequantize_row(w->type, bytes, tmp, k, NULL);
+        x16_row_part(w, r, c, k, tmp);
         sum += lm_dot_f32(tmp, x + c, k);
     }
     return sum;
@@ -204,12 +210,7 @@ void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const
 
 void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
     if (w->layout == LM_LAYOUT_X16) {
-        uint8_t bytes[256 * 2];
-        for (int64_t c = 0; c < w->cols; c += 256) {
-            int64_t k = w->cols - c < 256 ? w->cols - c : 256;
-            lm_x16_unpack_row(w->type, w->data, w->cols, r, c, k, bytes);
-            lm_dequantize_row(w->type, bytes, out + c, k, NULL);
-        }
+        for (int64_t c = 0; c < w->cols; c += 256) x16_row_part(w, r, c, w->cols - c < 256 ? w->cols - c : 256, out + c);
         return;
     }
     lm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols, NULL);
