@@ -1,6 +1,7 @@
 #include "llmos/machine.h"
 
 #include "cpu.h"
+#include "pool.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,49 +44,78 @@ static double sum_scalar(const float *p, size_t n) {
     return s;
 }
 
+/* The threads of these measurements are the worker pool's, the threads
+ * that run the model (base/pool.h). Each writes its result to its own slot. */
+typedef struct {
+    float *buf;
+    size_t n;
+    int use_avx2, width;
+    long iters;
+    double result[LM_POOL_MAX_THREADS];
+    int threads; /* how many threads the pool gave */
+} measure_job;
+
+/* Thread t's share of buf: whole runs of 32 floats, the rest to the last. */
+static void share_of(const measure_job *j, int t, int nt, size_t *start, size_t *len) {
+    size_t per = j->n / (size_t)nt / 32 * 32;
+    *start = per * (size_t)t;
+    *len = t == nt - 1 ? j->n - *start : per;
+}
+
+/* First touch from the threads that will read, so pages are local. */
+static void touch_share(void *arg, int t, int nt) {
+    measure_job *j = arg;
+    size_t start, len;
+    share_of(j, t, nt, &start, &len);
+    for (size_t i = 0; i < len; i++) j->buf[start + i] = 1.0f;
+}
+
+static void read_share(void *arg, int t, int nt) {
+    measure_job *j = arg;
+    size_t start, len;
+    share_of(j, t, nt, &start, &len);
+    j->threads = nt;
+#if defined(__x86_64__)
+    j->result[t] = j->use_avx2 ? sum_avx2(j->buf + start, len) : sum_scalar(j->buf + start, len);
+#else
+    j->result[t] = sum_scalar(j->buf + start, len);
+#endif
+}
+
+static double result_sum(const measure_job *j) {
+    double s = 0;
+    for (int t = 0; t < j->threads; t++) s += j->result[t];
+    return s;
+}
+
 double lm_measure_read_bandwidth(int n_threads, size_t bytes) {
     if (n_threads < 1) n_threads = 1;
-    size_t n = bytes / sizeof(float) / 256 * 256;
-    float *buf = aligned_alloc(64, n * sizeof(float));
-    if (!buf || n == 0) {
-        free(buf);
+    measure_job *j = calloc(1, sizeof *j);
+    if (!j) return 0.0;
+    j->n = bytes / sizeof(float) / 256 * 256;
+    j->buf = j->n ? aligned_alloc(64, j->n * sizeof(float)) : NULL;
+    if (!j->buf) {
+        free(j);
         return 0.0;
     }
-    int use_avx2 = 0;
 #if defined(__x86_64__)
-    use_avx2 = lm_cpu_has_avx2();
+    j->use_avx2 = lm_cpu_has_avx2();
 #endif
-    /* First touch from the threads that will read, so pages are local. */
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = 1.0f;
+    lm_parallel(n_threads, touch_share, j);
     double best = 1e30, sink = 0;
     for (int pass = 0; pass < 3; pass++) {
-        double t0 = now(), total = 0;
-#pragma omp parallel num_threads(n_threads) reduction(+ : total)
-        {
-            int id = 0, nt = 1;
-#ifdef _OPENMP
-            extern int omp_get_thread_num(void);
-            extern int omp_get_num_threads(void);
-            id = omp_get_thread_num();
-            nt = omp_get_num_threads();
-#endif
-            size_t per = n / (size_t)nt / 32 * 32, start = per * (size_t)id, len = id == nt - 1 ? n - start : per;
-#if defined(__x86_64__)
-            total += use_avx2 ? sum_avx2(buf + start, len) : sum_scalar(buf + start, len);
-#else
-            (void)use_avx2;
-            total += sum_scalar(buf + start, len);
-#endif
-        }
+        double t0 = now();
+        lm_parallel(n_threads, read_share, j);
         double dt = now() - t0;
-        sink += total;
+        sink += result_sum(j);
         if (dt < best) best = dt;
     }
-    free(buf);
+    double gb_per_s = (double)(j->n * sizeof(float)) / best / 1e9;
+    free(j->buf);
+    free(j);
     volatile double keep = sink;
     (void)keep;
-    return (double)(n * sizeof(float)) / best / 1e9;
+    return gb_per_s;
 }
 
 #if defined(__x86_64__)
@@ -165,6 +195,16 @@ static double fma_chains_scalar(long iters) {
     return s;
 }
 
+static void fma_share(void *arg, int t, int nt) {
+    measure_job *j = arg;
+    j->threads = nt;
+#if defined(__x86_64__)
+    j->result[t] = j->width == 16 ? fma_chains_avx512(j->iters) : j->width == 8 ? fma_chains_avx2(j->iters) : fma_chains_scalar(j->iters);
+#else
+    j->result[t] = fma_chains_scalar(j->iters);
+#endif
+}
+
 double lm_measure_fma_peak(int n_threads, const char **isa) {
     if (n_threads < 1) n_threads = 1;
     /* The widest FMA this CPU has: the one the matrix-matrix kernels use. */
@@ -174,23 +214,21 @@ double lm_measure_fma_peak(int n_threads, const char **isa) {
     else if (lm_cpu_has_avx2()) width = 8;
 #endif
     if (isa) *isa = width == 16 ? "avx512-fma" : width == 8 ? "avx2-fma" : "scalar";
-    const long iters = width > 1 ? 20 * 1000 * 1000 : 2500 * 1000;
+    measure_job *j = calloc(1, sizeof *j);
+    if (!j) return 0.0;
+    j->width = width;
+    j->iters = width > 1 ? 20 * 1000 * 1000 : 2500 * 1000;
     double best = 1e30, sink = 0;
     for (int pass = 0; pass < 3; pass++) {
-        double t0 = now(), total = 0;
-#pragma omp parallel num_threads(n_threads) reduction(+ : total)
-        {
-#if defined(__x86_64__)
-            total += width == 16 ? fma_chains_avx512(iters) : width == 8 ? fma_chains_avx2(iters) : fma_chains_scalar(iters);
-#else
-            total += fma_chains_scalar(iters);
-#endif
-        }
+        double t0 = now();
+        lm_parallel(n_threads, fma_share, j);
         double dt = now() - t0;
-        sink += total;
+        sink += result_sum(j);
         if (dt < best) best = dt;
     }
     volatile double keep = sink;
     (void)keep;
-    return (double)iters * 12 * width * 2 * n_threads / best / 1e9;
+    const double flops = (double)j->iters * 12 * width * 2 * j->threads;
+    free(j);
+    return flops / best / 1e9;
 }

@@ -7,12 +7,13 @@
 #include "model_internal.h"
 
 #include "../base/checked.h"
-#include "../base/threads.h"
+#include "../base/pool.h"
 #include "../tensor/gemm.h"
 #include "../tensor/kernels.h"
 #include "../tensor/ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,7 +189,7 @@ static void matmul(lm_context *ctx, float *Y, const lm_weight *w, const lora_fac
 }
 
 /* Ys[i] (n, rows_i) = X (n, cols) @ W_i^T for matrices sharing the input X
- * (lm_matmul_shared: one activation quantisation and one thread team), plus
+ * (lm_matmul_shared: one activation quantisation and one parallel region), plus
  * each one's adapter part. */
 static void matmul_shared(lm_context *ctx, int count, float *const *Ys, const lm_weight *const *ws,
                           const lora_factors *const *fs, const float *X, int64_t n) {
@@ -230,16 +231,39 @@ static void attend_head(const lm_context *ctx, int64_t layer, int64_t pos, int64
     k->attn_values(out, att, v_layer + kv_off, kv_dim, pos + 1, hd);
 }
 
-/* Causal attention of the current query against cached positions 0..pos. */
+/* Attention work items: (token b, head h) for b < n, h < n_heads, item
+ * b * n_heads + h. Token b belongs to ctxs[b] (a decode step of several
+ * sequences) or to `lead` (one sequence), sits at position pos[b] or
+ * pos0 + b, and has its query at q + b * q_dim + h * head_dim and its output
+ * at out + (the same). Thread t's scratch is scratch + t * lead->n_ctx. */
+typedef struct {
+    const lm_context *lead;
+    lm_context *const *ctxs;
+    const int64_t *pos;
+    int64_t pos0, layer;
+    const float *q;
+    float *out, *scratch;
+} attn_job;
+
+static void attend_items(void *arg, int64_t begin, int64_t end, int thread) {
+    const attn_job *j = arg;
+    const lm_model_config *c = &j->lead->model->cfg;
+    const int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd;
+    float *att = j->scratch + thread * j->lead->n_ctx;
+    for (int64_t i = begin; i < end; i++) {
+        const int64_t b = i / c->n_heads, h = i % c->n_heads, at = b * q_dim + h * hd;
+        attend_head(j->ctxs ? j->ctxs[b] : j->lead, j->layer, j->pos ? j->pos[b] : j->pos0 + b, (h / group) * hd,
+                    j->q + at, j->out + at, att);
+    }
+}
+
+/* Causal attention of the current query against cached positions 0..pos:
+ * heads split evenly (ctx->att has a row per head, so per thread too). */
 static void attention(lm_context *ctx, int64_t layer, int64_t pos) {
     const lm_model_config *c = &ctx->model->cfg;
-    int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    int parallel = ctx->n_threads > 1 && c->n_heads * (pos + 1) * hd >= (1 << 15);
-    (void)parallel;
-#pragma omp parallel for num_threads(ctx->n_threads) if (parallel) schedule(static)
-    for (int64_t h = 0; h < c->n_heads; h++) {
-        attend_head(ctx, layer, pos, (h / group) * hd, ctx->q + h * hd, ctx->att_out + h * hd, ctx->att + h * ctx->n_ctx);
-    }
+    int parallel = ctx->n_threads > 1 && c->n_heads * (pos + 1) * c->head_dim >= (1 << 15);
+    attn_job j = {.lead = ctx, .pos0 = pos, .layer = layer, .q = ctx->q, .out = ctx->att_out, .scratch = ctx->att};
+    lm_parallel_for(parallel ? ctx->n_threads : 1, c->n_heads, attend_items, &j);
 }
 
 /* Causal attention for a batch of n queries at positions pos0..pos0+n-1
@@ -247,69 +271,62 @@ static void attention(lm_context *ctx, int64_t layer, int64_t pos) {
  * work item, so threads stay busy across the whole batch. Gives exactly
  * what n calls of attention() give. */
 static void attention_batch_items(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
+    attn_job j = {.lead = ctx, .pos0 = pos0, .layer = layer, .q = ctx->bq, .out = ctx->batt, .scratch = ctx->batt_scratch};
+    lm_parallel_for_dynamic(ctx->n_threads, n * ctx->model->cfg.n_heads, 4, attend_items, &j);
+}
+
+typedef struct {
+    lm_context *ctx;
+    int64_t layer, n, pos0;
+    _Atomic int failed;
+    _Alignas(64) _Atomic int64_t next_head;
+} attn_gemm_job;
+
+static void attend_heads_gemm(void *arg, int thread, int n_threads) {
+    (void)thread, (void)n_threads;
+    attn_gemm_job *j = arg;
+    lm_context *ctx = j->ctx;
     const lm_model_config *c = &ctx->model->cfg;
-    int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd;
-    int64_t items = n * c->n_heads;
-#pragma omp parallel num_threads(ctx->n_threads)
-    {
-        float *att = ctx->batt_scratch + (int64_t)lm_thread_index() * ctx->n_ctx;
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t i = 0; i < items; i++) {
-            int64_t b = i / c->n_heads, h = i % c->n_heads;
-            attend_head(ctx, layer, pos0 + b, (h / group) * hd, ctx->bq + b * q_dim + h * hd,
-                        ctx->batt + b * q_dim + h * hd, att);
+    const lm_kernels *k = lm_kernels_best();
+    const lm_gemm_kernel *g = lm_gemm_kernel_any();
+    const int64_t n = j->n, pos0 = j->pos0, hd = c->head_dim, group = c->n_heads / c->n_kv_heads,
+                  q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
+    const float *k_layer = ctx->k_cache + j->layer * ctx->n_ctx * kv_dim;
+    const float *v_layer = ctx->v_cache + j->layer * ctx->n_ctx * kv_dim;
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    float *S = malloc((size_t)(n * keys) * sizeof *S);
+    if (!S) atomic_store(&j->failed, 1);
+    for (int64_t h; S && !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
+                    (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
+        const int64_t kv_off = (h / group) * hd;
+        lm_fview Q = {ctx->bq + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_dim}, V = {v_layer + kv_off, kv_dim, 1};
+        if (!lm_sgemm(g, n, keys, hd, Q, Kt, S, keys, 0, 1)) {
+            atomic_store(&j->failed, 1);
+            break;
         }
+        for (int64_t b = 0; b < n; b++) {
+            float *row = S + b * keys;
+            int64_t visible = pos0 + b + 1;
+            for (int64_t t = 0; t < visible; t++) row[t] *= scale;
+            k->softmax(row, visible);
+            memset(row + visible, 0, (size_t)(keys - visible) * sizeof *row);
+        }
+        lm_fview P = {S, keys, 1};
+        if (!lm_sgemm(g, n, hd, keys, P, V, ctx->batt + h * hd, q_dim, 0, 1)) atomic_store(&j->failed, 1);
     }
+    free(S);
 }
 
 /* The same for large batches, as two GEMMs per head: S = Q K^T over the
  * cached positions 0..pos0+n-1 (n x (pos0 + n)), the causal softmax of each
  * row in place, O = P V. One head per thread at a time; the sums run in
- * another order than attention()'s, so the results differ in the last bits. */
+ * another order than attention()'s, so the results differ in the last bits.
+ * Returns 0 if out of memory (some heads may be done; the caller redoes all). */
 static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
-    const lm_model_config *c = &ctx->model->cfg;
-    const lm_kernels *k = lm_kernels_best();
-    const lm_gemm_kernel *g = lm_gemm_kernel_any();
-    const int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads, q_dim = c->n_heads * hd,
-                  kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
-    const float *k_layer = ctx->k_cache + layer * ctx->n_ctx * kv_dim;
-    const float *v_layer = ctx->v_cache + layer * ctx->n_ctx * kv_dim;
-    const float scale = (float)(1.0 / sqrt((double)hd));
-    int failed = 0;
-#pragma omp parallel num_threads(ctx->n_threads)
-    {
-        float *S = malloc((size_t)(n * keys) * sizeof *S);
-        if (!S) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp barrier
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t h = 0; h < c->n_heads; h++) {
-            if (failed) continue;
-            const int64_t kv_off = (h / group) * hd;
-            lm_fview Q = {ctx->bq + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_dim}, V = {v_layer + kv_off, kv_dim, 1};
-            if (!lm_sgemm(g, n, keys, hd, Q, Kt, S, keys, 0, 1)) {
-#pragma omp atomic write
-                failed = 1;
-                continue;
-            }
-            for (int64_t b = 0; b < n; b++) {
-                float *row = S + b * keys;
-                int64_t visible = pos0 + b + 1;
-                for (int64_t t = 0; t < visible; t++) row[t] *= scale;
-                k->softmax(row, visible);
-                memset(row + visible, 0, (size_t)(keys - visible) * sizeof *row);
-            }
-            lm_fview P = {S, keys, 1};
-            if (!lm_sgemm(g, n, hd, keys, P, V, ctx->batt + h * hd, q_dim, 0, 1)) {
-#pragma omp atomic write
-                failed = 1;
-            }
-        }
-        free(S);
-    }
-    return !failed;
+    attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};
+    int64_t heads = ctx->model->cfg.n_heads;
+    lm_parallel(ctx->n_threads < heads ? ctx->n_threads : (int)heads, attend_heads_gemm, &j);
+    return !atomic_load(&j.failed);
 }
 
 static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
@@ -484,7 +501,6 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
             if (ctxs[a] == x) return lm_error_set(err, LM_ERR_ARG, "sequence %lld appears twice in one step", (long long)b);
     }
     int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2;
-    int64_t group = c->n_heads / c->n_kv_heads;
     float eps = (float)c->norm_eps;
     for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], lead->bx + b * dim);
     for (int64_t l = 0; l < c->n_layers; l++) {
@@ -499,17 +515,9 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
             memcpy(x->k_cache + (l * x->n_ctx + pos[b]) * kv_dim, lead->bk + b * kv_dim, (size_t)kv_dim * sizeof(float));
             memcpy(x->v_cache + (l * x->n_ctx + pos[b]) * kv_dim, lead->bv + b * kv_dim, (size_t)kv_dim * sizeof(float));
         }
-        int64_t items = n * c->n_heads;
-#pragma omp parallel num_threads(lead->n_threads)
-        {
-            float *att = lead->batt_scratch + (int64_t)lm_thread_index() * lead->n_ctx;
-#pragma omp for schedule(dynamic, 4)
-            for (int64_t i = 0; i < items; i++) {
-                int64_t b = i / c->n_heads, h = i % c->n_heads;
-                attend_head(ctxs[b], l, pos[b], (h / group) * hd, lead->bq + b * q_dim + h * hd, lead->batt + b * q_dim + h * hd,
-                            att);
-            }
-        }
+        attn_job aj = {.lead = lead, .ctxs = ctxs, .pos = pos, .layer = l, .q = lead->bq, .out = lead->batt,
+                       .scratch = lead->batt_scratch};
+        lm_parallel_for_dynamic(lead->n_threads, n * c->n_heads, 4, attend_items, &aj);
         matmul(lead, lead->bxb2, &w->wo, w->lora[LORA_O], lead->batt, n);
         for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];
         for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->ffn_norm, dim, eps);

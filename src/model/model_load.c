@@ -5,6 +5,7 @@
 #include "model_internal.h"
 
 #include "../base/checked.h"
+#include "../base/pool.h"
 #include "../tensor/kernels.h"
 
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 /* Sizes beyond these are not a model this engine can run; they keep every
  * product below in range. */
@@ -242,15 +244,16 @@ static void pack_matrices(lm_model *m) {
     }
     uint8_t *arena = offset && total && total != SIZE_MAX ? alloc_packed(total) : NULL;
     if (arena) {
-        /* One thread (about 3 GB/s of weights): an OpenMP team started here
-         * would outlive the load, and libgomp, counting more threads than
-         * CPUs, then stops spinning at barriers. The server's worker thread
-         * runs its own team; with this one alive its decode steps slept and
-         * woke on futexes at every matrix, twice as slow. */
+        /* On every core, in the worker pool that will run the model (an
+         * OpenMP team here outlived the load: libgomp, counting more
+         * threads than CPUs once the server's worker started its own, then
+         * slept at every barrier, and decoding ran at half speed). */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        const int threads = cores < 1 ? 1 : cores > LM_POOL_MAX_THREADS ? LM_POOL_MAX_THREADS : (int)cores;
         for (size_t i = 0; i < count; i++) {
             lm_weight *w = list[i];
             if (offset[i] == SIZE_MAX) continue;
-            lm_x16_pack(w->type, w->data, w->rows, w->cols, arena + offset[i], 1);
+            lm_x16_pack(w->type, w->data, w->rows, w->cols, arena + offset[i], threads);
             lm_gguf_release_pages(m->gguf, w->data, (size_t)w->rows * w->row_bytes);
             w->data = arena + offset[i];
             w->layout = LM_LAYOUT_X16;

@@ -6,8 +6,10 @@
 
 #include "kernels.h"
 #include "../base/cpu.h"
+#include "../base/pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,11 +164,82 @@ static void pack_a_group(const void *ctx, float *ap, int64_t M, int64_t K, int m
     }
 }
 
-/* K counts packed units: values for f32, pairs of values for bf16. */
-static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pack_a_fn pack_a, const void *actx,
-                    pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads) {
+/* One GEMM's shared state: C (M, N) (+)= A (M, K) B (K, N) through packed
+ * operands. */
+typedef struct {
+    const lm_gemm_kernel *g;
+    int64_t M, N, K, groups, panels;
+    pack_a_fn pack_a;
+    const void *actx;
+    pack_b_fn pack_b;
+    const void *bctx;
+    float *C, *ap; /* ap: all of A packed, (groups * MR, K) in (kc, MR) tiles */
+    int64_t ldc;
+    int accumulate;
+    _Atomic int failed;
+    _Alignas(64) _Atomic int64_t next_panel;
+} gemm_job;
+
+static void pack_a_range(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const gemm_job *j = arg;
+    for (int64_t gi = begin; gi < end; gi++) j->pack_a(j->actx, j->ap, j->M, j->K, j->g->mr, gi);
+}
+
+/* Takes panels of NR columns of C until none are left: per panel and block
+ * of KC, B's block is packed once and every group of A passes over it. */
+static void panels_share(void *arg, int thread, int n_threads) {
+    (void)thread, (void)n_threads;
+    gemm_job *j = arg;
+    const lm_gemm_kernel *g = j->g;
     const int mr = g->mr, nr = g->nr;
-    const int64_t groups = (M + mr - 1) / mr, panels = (N + nr - 1) / nr;
+    const int64_t M = j->M, N = j->N, K = j->K, groups = j->groups, ldc = j->ldc;
+    /* Per thread: the packed panel, scratch for packing it, and a tile for
+     * the edges of C (fewer than MR rows or NR columns left). */
+    float *bp = workspace_get(thread_ws_panel(), ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
+    if (!bp) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    float *scratch = bp + (size_t)KC * nr, *edge = scratch + (size_t)KC * nr;
+    for (int64_t p; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
+                    (p = atomic_fetch_add_explicit(&j->next_panel, 1, memory_order_relaxed)) < j->panels;) {
+        int64_t n0 = p * nr, n_cols = N - n0 < nr ? N - n0 : nr;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int64_t kc = K - k0 < KC ? K - k0 : KC;
+            j->pack_b(j->bctx, g, bp, scratch, n0, k0, kc);
+            const float *ablock = j->ap + k0 * groups * mr;
+            int acc = j->accumulate || k0 > 0;
+            for (int64_t gi = 0; gi < groups; gi++) {
+                int64_t m0 = gi * mr, n_m = M - m0 < mr ? M - m0 : mr;
+                float *tile = j->C + m0 * ldc + n0;
+                if (n_m == mr && n_cols == nr) {
+                    g->micro(kc, ablock + gi * kc * mr, bp, tile, ldc, acc);
+                    continue;
+                }
+                g->micro(kc, ablock + gi * kc * mr, bp, edge, nr, 0);
+                for (int64_t i = 0; i < n_m; i++) {
+                    float *dst = tile + i * ldc;
+                    const float *src = edge + i * nr;
+                    if (acc) {
+                        for (int64_t c = 0; c < n_cols; c++) dst[c] += src[c];
+                    } else {
+                        memcpy(dst, src, (size_t)n_cols * sizeof(float));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* K counts packed units: values for f32, pairs of values for bf16. The
+ * inference path (use_pool) runs on the worker pool of base/pool.h like the
+ * rest of the forward pass; training runs its other steps in OpenMP teams,
+ * so its products stay in OpenMP too (two sets of spinning threads would
+ * fight over the cores). */
+static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pack_a_fn pack_a, const void *actx,
+                    pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads,
+                    int use_pool) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0) { /* an empty sum */
         if (!accumulate) {
@@ -174,54 +247,24 @@ static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pa
         }
         return 1;
     }
-    float *ap = workspace_get(thread_ws_a(), (size_t)(groups * mr * K) * sizeof(float));
-    if (!ap) return 0;
-    int failed = 0;
+    gemm_job j = {.g = g, .M = M, .N = N, .K = K, .groups = (M + g->mr - 1) / g->mr, .panels = (N + g->nr - 1) / g->nr,
+                  .pack_a = pack_a, .actx = actx, .pack_b = pack_b, .bctx = ctx, .C = C, .ldc = ldc,
+                  .accumulate = accumulate};
+    j.ap = workspace_get(thread_ws_a(), (size_t)(j.groups * g->mr * K) * sizeof(float));
+    if (!j.ap) return 0;
+    if (n_threads > j.panels) n_threads = (int)j.panels;
+    if (use_pool) {
+        lm_parallel_for(n_threads, j.groups, pack_a_range, &j);
+        lm_parallel(n_threads, panels_share, &j);
+    } else {
 #pragma omp parallel num_threads(n_threads)
-    {
-        /* Per thread: the packed panel, scratch for packing it, and a tile
-         * for the edges of C (fewer than MR rows or NR columns left). */
-        float *bp = workspace_get(thread_ws_panel(), ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
-        if (!bp) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        {
 #pragma omp for schedule(static)
-        for (int64_t gi = 0; gi < groups; gi++) pack_a(actx, ap, M, K, mr, gi);
-        /* (the for's barrier also publishes `failed`) */
-        if (!failed) {
-            float *scratch = bp + (size_t)KC * nr, *edge = scratch + (size_t)KC * nr;
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t p = 0; p < panels; p++) {
-                int64_t n0 = p * nr, n_cols = N - n0 < nr ? N - n0 : nr;
-                for (int64_t k0 = 0; k0 < K; k0 += KC) {
-                    int64_t kc = K - k0 < KC ? K - k0 : KC;
-                    pack_b(ctx, g, bp, scratch, n0, k0, kc);
-                    const float *ablock = ap + k0 * groups * mr;
-                    int acc = accumulate || k0 > 0;
-                    for (int64_t gi = 0; gi < groups; gi++) {
-                        int64_t m0 = gi * mr, n_m = M - m0 < mr ? M - m0 : mr;
-                        float *tile = C + m0 * ldc + n0;
-                        if (n_m == mr && n_cols == nr) {
-                            g->micro(kc, ablock + gi * kc * mr, bp, tile, ldc, acc);
-                            continue;
-                        }
-                        g->micro(kc, ablock + gi * kc * mr, bp, edge, nr, 0);
-                        for (int64_t i = 0; i < n_m; i++) {
-                            float *dst = tile + i * ldc;
-                            const float *src = edge + i * nr;
-                            if (acc) {
-                                for (int64_t j = 0; j < n_cols; j++) dst[j] += src[j];
-                            } else {
-                                memcpy(dst, src, (size_t)n_cols * sizeof(float));
-                            }
-                        }
-                    }
-                }
-            }
+            for (int64_t gi = 0; gi < j.groups; gi++) pack_a_range(&j, gi, gi + 1, 0);
+            panels_share(&j, 0, 1); /* (the for's barrier: A is packed) */
         }
     }
-    return !failed;
+    return !atomic_load(&j.failed);
 }
 
 /* ---- lm_gemm: B = W^T, panels dequantised from weight rows ---- */
@@ -256,7 +299,7 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
 
 int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
     lm_fview A = {X, w->cols, 1};
-    return gemm_run(g, n_tok, w->rows, w->cols, pack_a_group, &A, pack_weight, w, Y, w->rows, 0, n_threads);
+    return gemm_run(g, n_tok, w->rows, w->cols, pack_a_group, &A, pack_weight, w, Y, w->rows, 0, n_threads, 1);
 }
 
 /* ---- lm_sgemm: B a strided f32 view ---- */
@@ -289,7 +332,7 @@ static void pack_view(const void *ctx, const lm_gemm_kernel *g, float *bp, float
 int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C, int64_t ldc,
              int accumulate, int n_threads) {
     view_b ctx = {B, N};
-    return gemm_run(g, M, N, K, pack_a_group, &A, pack_view, &ctx, C, ldc, accumulate, n_threads);
+    return gemm_run(g, M, N, K, pack_a_group, &A, pack_view, &ctx, C, ldc, accumulate, n_threads, 0);
 }
 
 /* ---- lm_sgemm_bf16: the same views, multiplied in bf16 pairs ---- */
@@ -359,5 +402,5 @@ const lm_gemm_kernel *lm_gemm_kernel_bf16(void) {
 int lm_sgemm_bf16(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C,
                   int64_t ldc, int accumulate, int n_threads) {
     view_bf16 a = {A, M, K}, b = {B, N, K};
-    return gemm_run(g, M, N, (K + 1) / 2, pack_a_bf16, &a, pack_b_bf16, &b, C, ldc, accumulate, n_threads);
+    return gemm_run(g, M, N, (K + 1) / 2, pack_a_bf16, &a, pack_b_bf16, &b, C, ldc, accumulate, n_threads, 0);
 }

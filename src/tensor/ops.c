@@ -2,6 +2,7 @@
 
 #include "gemm.h"
 #include "kernels.h"
+#include "../base/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,43 +42,63 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n) {
  * 64 bytes at a time, and a load split across two lines costs two. */
 static void *alloc_act(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
 
+/* Below ~64k multiply-adds a region costs more than it saves. */
+static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ? n_threads : 1; }
+
 /* Ys[i] (n_tok, rows_i) = X @ W_i^T for n x16 matrices of one type and
  * column count: the activations are quantised once, and one static split
  * over all the matrices' groups of 16 rows (each thread writes whole 64-byte
- * runs of Y) unpacks each group once per 4 tokens. Returns 0 if out of
- * memory for the activations (the caller then takes the reference path). */
+ * runs of Y) unpacks each group once per 4 tokens. */
+enum { MAX_SHARED = 4 };
+typedef struct {
+    float *const *Ys;
+    const lm_weight *const *ws;
+    int64_t first_group[MAX_SHARED + 1]; /* matrix i's groups are first_group[i] .. first_group[i + 1] - 1 */
+    lm_dot_x16_fn dot;
+    const uint8_t *act; /* n_tok quantised activation vectors, act_size bytes apart */
+    size_t act_size, group_bytes;
+    int64_t n_tok;
+} x16_job;
+
+static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const x16_job *j = arg;
+    const int64_t cols = j->ws[0]->cols;
+    int i = 0;
+    for (int64_t gg = begin; gg < end; gg++) {
+        while (gg >= j->first_group[i + 1]) i++;
+        const int64_t g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
+        const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
+        const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
+        for (int64_t t = 0; t < j->n_tok; t += 4) {
+            const int nt = j->n_tok - t < 4 ? (int)(j->n_tok - t) : 4;
+            float out[4][LM_X16];
+            j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
+            for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
+        }
+    }
+}
+
+/* Returns 0 if out of memory for the activations (the caller then takes the
+ * reference path). */
 static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, lm_dot_x16_fn dot, const float *X,
                       int64_t n_tok, int n_threads) {
-    enum { MAX_SHARED = 4 };
     const lm_type type = ws[0]->type;
     const int64_t cols = ws[0]->cols;
-    int64_t first_group[MAX_SHARED + 1] = {0}; /* matrix i's groups are first_group[i] .. first_group[i + 1] - 1 */
+    x16_job j = {.Ys = Ys, .ws = ws, .dot = dot, .n_tok = n_tok};
     int64_t macs = 0;
     for (int i = 0; i < n; i++) {
-        first_group[i + 1] = first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
+        j.first_group[i + 1] = j.first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
         macs += ws[i]->rows * cols * n_tok;
     }
     const lm_act_kind kind = lm_x16_act(type);
-    const size_t act_size = lm_act_size(kind, cols), group_bytes = lm_x16_group_bytes(type, cols);
-    uint8_t *act = alloc_act(act_size * (size_t)n_tok);
+    j.act_size = lm_act_size(kind, cols);
+    j.group_bytes = lm_x16_group_bytes(type, cols);
+    uint8_t *act = alloc_act(j.act_size * (size_t)n_tok);
     if (!act) return 0;
-    for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * act_size, cols);
-    int parallel = n_threads > 1 && macs >= (1 << 16);
-    (void)parallel;
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-    for (int64_t gg = 0; gg < first_group[n]; gg++) {
-        int i = 0;
-        while (gg >= first_group[i + 1]) i++;
-        const int64_t g = gg - first_group[i], rows = ws[i]->rows, r0 = g * LM_X16;
-        const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
-        const uint8_t *group = (const uint8_t *)ws[i]->data + (size_t)g * group_bytes;
-        for (int64_t t = 0; t < n_tok; t += 4) {
-            const int nt = n_tok - t < 4 ? (int)(n_tok - t) : 4;
-            float out[4][LM_X16];
-            dot(group, act + (size_t)t * act_size, act_size, cols, nt, out[0], LM_X16);
-            for (int j = 0; j < nt; j++) memcpy(Ys[i] + (t + j) * rows + r0, out[j], (size_t)nr * sizeof(float));
-        }
-    }
+    for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * j.act_size, cols);
+    j.act = act;
+    lm_parallel_for(threads_for(macs, n_threads), j.first_group[n], x16_groups, &j);
     free(act);
     return 1;
 }
@@ -103,95 +124,81 @@ static float ref_dot_row(const lm_weight *w, int64_t r, const float *x) {
     return sum;
 }
 
-void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) {
+/* Y (n_tok, rows) = X @ W^T one row of W at a time: by the type's dot
+ * kernel on activations quantised once for all rows (and its 4-token form
+ * where it has one, unpacking each weight block once per 4 tokens), or with
+ * dot NULL by the dequantising reference. */
+typedef struct {
+    float *Y;
+    const lm_weight *w;
+    const float *X;
+    int64_t n_tok;
+    lm_dot_fn dot;
+    lm_dot4_fn dot4;
+    const uint8_t *acts; /* token t's activations at acts + t * stride */
+    size_t stride;
+} rows_job;
+
+static void rows_range(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const rows_job *j = arg;
+    const int64_t rows = j->w->rows, cols = j->w->cols, n_tok = j->n_tok;
+    for (int64_t r = begin; r < end; r++) {
+        if (!j->dot) {
+            for (int64_t t = 0; t < n_tok; t++) j->Y[t * rows + r] = ref_dot_row(j->w, r, j->X + t * cols);
+            continue;
+        }
+        const uint8_t *row = (const uint8_t *)j->w->data + (size_t)r * j->w->row_bytes;
+        int64_t t = 0;
+        if (j->dot4) {
+            for (; t + 4 <= n_tok; t += 4) {
+                float out[4];
+                j->dot4(row, j->acts + (size_t)t * j->stride, j->stride, cols, out);
+                for (int k = 0; k < 4; k++) j->Y[(t + k) * rows + r] = out[k];
+            }
+        }
+        for (; t < n_tok; t++) j->Y[t * rows + r] = j->dot(row, j->acts + (size_t)t * j->stride, cols);
+    }
+}
+
+/* Y = X @ W^T by the fastest kernel short of the GEMM. */
+static void matmul_kernels(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
     const lm_kernels *k = lm_kernels_best();
+    const int nt = threads_for(w->rows * w->cols * n_tok, n_threads);
+    rows_job j = {.Y = Y, .w = w, .X = X, .n_tok = n_tok};
     if (w->layout == LM_LAYOUT_X16) {
         lm_dot_x16_fn dot = k->dot_x16[w->type];
-        if (dot && matmul_x16(&y, &w, 1, dot, x, 1, n_threads)) return;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-        for (int64_t r = 0; r < w->rows; r++) y[r] = ref_dot_row(w, r, x);
+        if (dot && matmul_x16(&Y, &w, 1, dot, X, n_tok, n_threads)) return;
+        lm_parallel_for(nt, w->rows, rows_range, &j); /* no kernel, or no memory: the reference */
         return;
     }
-    lm_dot_fn dot = k->dot[w->type];
-    /* Below ~64k multiply-adds a thread team costs more than it saves. */
-    int parallel = n_threads > 1 && w->rows * w->cols >= (1 << 16);
-    (void)parallel;
-    const uint8_t *base = w->data;
-    if (!dot) { /* no kernel for this type: the dequantising reference */
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-        for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
-        return;
+    const int64_t cols = w->cols;
+    const lm_act_kind kind = lm_kernels_act(k, w->type);
+    const size_t act_size = lm_act_size(kind, cols);
+    uint8_t *act = k->dot[w->type] && kind != LM_ACT_F32 ? alloc_act(act_size * (size_t)n_tok) : NULL;
+    /* Without a kernel for this type (or memory for the activations), the
+     * reference, which needs no allocation: still correct, just slower. */
+    if (k->dot[w->type] && (kind == LM_ACT_F32 || act)) {
+        j.dot = k->dot[w->type];
+        j.dot4 = k->dot4[w->type];
+        for (int64_t t = 0; act && t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * act_size, cols);
+        j.acts = act ? act : (const uint8_t *)X;
+        j.stride = act ? act_size : (size_t)cols * sizeof(float);
     }
-    /* Integer kernels take the activations quantised once for all rows. */
-    lm_act_kind kind = lm_kernels_act(k, w->type);
-    void *act = kind == LM_ACT_F32 ? NULL : alloc_act(lm_act_size(kind, w->cols));
-    if (kind != LM_ACT_F32 && !act) { /* out of memory: still correct, just slower */
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-        for (int64_t r = 0; r < w->rows; r++) y[r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, x, w->cols);
-        return;
-    }
-    if (act) lm_act_quantize(kind, x, act, w->cols);
-    const void *a = act ? act : (const void *)x;
     /* An even static split: handing out chunks dynamically was measured
      * slower (110M Q4_0 decode 164 vs 230 tok/s, 1.1B Q4_K_M 31 vs 36). */
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-    for (int64_t r = 0; r < w->rows; r++) y[r] = dot(base + (size_t)r * w->row_bytes, a, w->cols);
+    lm_parallel_for(nt, w->rows, rows_range, &j);
     free(act);
 }
+
+void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) { matmul_kernels(y, w, x, 1, n_threads); }
 
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
     const lm_gemm_kernel *g = lm_gemm_kernel_best();
     if (g && n_tok >= LM_GEMM_MIN_TOKENS && lm_type_can_dequantize(w->type) && lm_gemm(g, Y, w, X, n_tok, n_threads)) {
         return;
     }
-    const lm_kernels *k = lm_kernels_best();
-    if (w->layout == LM_LAYOUT_X16) {
-        lm_dot_x16_fn dot = k->dot_x16[w->type];
-        if (dot && matmul_x16(&Y, &w, 1, dot, X, n_tok, n_threads)) return;
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-        for (int64_t r = 0; r < w->rows; r++) {
-            for (int64_t t = 0; t < n_tok; t++) Y[t * w->rows + r] = ref_dot_row(w, r, X + t * w->cols);
-        }
-        return;
-    }
-    lm_dot_fn dot = k->dot[w->type];
-    const uint8_t *base = w->data;
-    int64_t rows = w->rows, cols = w->cols;
-    lm_act_kind kind = lm_kernels_act(k, w->type);
-    size_t act_size = lm_act_size(kind, cols);
-    uint8_t *act = dot && kind != LM_ACT_F32 ? alloc_act(act_size * (size_t)n_tok) : NULL;
-    if (!dot || (kind != LM_ACT_F32 && !act)) {
-        /* No kernel for this type (or no memory for the activations): the
-         * dequantising reference, which needs no allocation. */
-        free(act);
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            for (int64_t t = 0; t < n_tok; t++) Y[t * rows + r] = lm_vec_dot_row(w->type, base + (size_t)r * w->row_bytes, X + t * cols, cols);
-        }
-        return;
-    }
-    if (act) {
-        for (int64_t t = 0; t < n_tok; t++) lm_act_quantize(kind, X + t * cols, act + (size_t)t * act_size, cols);
-    }
-    int parallel = n_threads > 1 && rows * cols * n_tok >= (1 << 16);
-    (void)parallel;
-    lm_dot4_fn dot4 = k->dot4[w->type];
-    const uint8_t *acts = act ? act : (const uint8_t *)X; /* token t's activations at acts + t * stride */
-    size_t stride = act ? act_size : (size_t)cols * sizeof(float);
-#pragma omp parallel for num_threads(n_threads) if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *row = base + (size_t)r * w->row_bytes;
-        int64_t t = 0;
-        if (dot4) { /* each weight block unpacked once for four tokens */
-            for (; t + 4 <= n_tok; t += 4) {
-                float out[4];
-                dot4(row, acts + (size_t)t * stride, stride, cols, out);
-                for (int j = 0; j < 4; j++) Y[(t + j) * rows + r] = out[j];
-            }
-        }
-        for (; t < n_tok; t++) Y[t * rows + r] = dot(row, acts + (size_t)t * stride, cols);
-    }
-    free(act);
+    matmul_kernels(Y, w, X, n_tok, n_threads);
 }
 
 void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads) {

@@ -30,7 +30,7 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
  * that share the input (a layer's Q, K and V; gate and up). Each Ys[i]
  * equals lm_matmul's bit for bit; where all are x16 matrices of one type
  * and fewer than LM_GEMM_MIN_TOKENS tokens, the activations are quantised
- * once and one thread team does all the rows (a decode step has about 7 of
+ * once and one parallel region does all the rows (a decode step has about 7 of
  * these products a layer, and each team's start and join costs). */
 void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads);
 /* dot(row of type t, x) over n elements (a whole number of blocks). */

@@ -2,6 +2,7 @@
 #include "packed.h"
 
 #include "../base/checked.h"
+#include "../base/pool.h"
 #include "quant_blocks.h"
 
 #include <string.h>
@@ -199,22 +200,35 @@ static void unpack_lane(lm_type t, const void *o, void *s, int i) {
     }
 }
 
-void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads) {
+typedef struct {
+    lm_type t;
+    const uint8_t *src;
+    int64_t rows, cols;
+    uint8_t *dst;
+} pack_job;
+
+static void pack_groups(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const pack_job *j = arg;
+    const lm_type t = j->t;
     const size_t per_block = x16_block_bytes(t), src_block = lm_type_row_size(t, lm_x16_block_cols(t));
-    const size_t row_bytes = lm_type_row_size(t, cols), group_bytes = lm_x16_group_bytes(t, cols);
-    const int64_t groups = (rows + LM_X16 - 1) / LM_X16, nb = cols / lm_x16_block_cols(t);
-    (void)n_threads; /* unused without OpenMP */
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t g = 0; g < groups; g++) {
-        uint8_t *out = (uint8_t *)dst + (size_t)g * group_bytes;
+    const size_t row_bytes = lm_type_row_size(t, j->cols), group_bytes = lm_x16_group_bytes(t, j->cols);
+    const int64_t nb = j->cols / lm_x16_block_cols(t);
+    for (int64_t g = begin; g < end; g++) {
+        uint8_t *out = j->dst + (size_t)g * group_bytes;
         for (int64_t b = 0; b < nb; b++) {
             for (int i = 0; i < LM_X16; i++) {
                 int64_t r = g * LM_X16 + i;
-                const void *s = r < rows ? (const uint8_t *)src + (size_t)r * row_bytes + (size_t)b * src_block : NULL;
+                const void *s = r < j->rows ? j->src + (size_t)r * row_bytes + (size_t)b * src_block : NULL;
                 pack_lane(t, out + (size_t)b * per_block, s, i);
             }
         }
     }
+}
+
+void lm_x16_pack(lm_type t, const void *src, int64_t rows, int64_t cols, void *dst, int n_threads) {
+    pack_job j = {t, src, rows, cols, dst};
+    lm_parallel_for(n_threads, (rows + LM_X16 - 1) / LM_X16, pack_groups, &j);
 }
 
 void lm_x16_unpack_row(lm_type t, const void *packed, int64_t cols, int64_t r, int64_t c0, int64_t n, void *out) {
