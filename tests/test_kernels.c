@@ -328,11 +328,12 @@ static void check_gemm(const lm_gemm_kernel *g) {
 }
 
 /* The attention kernels and softmax of a path against the scalar ones: head
- * sizes that are and are not a multiple of the vector width, 1 to 300 keys,
+ * sizes that are and are not a multiple of the vector width (and past the
+ * 128 that the 512-bit kernels keep in registers), 1 to 300 keys,
  * scores spanning past exp's underflow. */
 static void check_attention(const lm_kernels *k) {
     const lm_kernels *ref = &lm_kernels_scalar;
-    const int64_t head_dims[] = {64, 48, 7, 128, 8};
+    const int64_t head_dims[] = {64, 48, 7, 128, 8, 16, 144, 200};
     double worst_s = 0, worst_v = 0, worst_sm = 0;
     for (size_t hi = 0; hi < sizeof head_dims / sizeof *head_dims; hi++) {
         int64_t hd = head_dims[hi], stride = hd * 3 + 5;

@@ -176,6 +176,38 @@ typedef struct {
     _Alignas(64) _Atomic int64_t next; /* dynamic: the first item not yet handed out */
 } range_job;
 
+/* lm_parallel_for: thread t owns the t-th even run of items and takes it
+ * in chunks from the front, then helps the others with what they have not
+ * started. Without interference every thread streams through its own run
+ * (handing chunks out from one counter interleaves the threads' memory
+ * streams, measured 5% slower); when one thread loses its CPU for a while
+ * (the server's connection threads share the cores) the other finishes
+ * its work instead of waiting for it. */
+enum { MAX_OWNED = 64, CHUNKS_PER_RUN = 8 };
+typedef struct {
+    _Alignas(64) _Atomic int64_t next; /* the run's first item not yet taken */
+    int64_t end;
+} owned_run;
+
+typedef struct {
+    lm_range_fn fn;
+    void *arg;
+    int64_t chunk;
+    int n_runs; /* the threads asked for; the pool may give fewer, who then take all runs */
+    owned_run run[MAX_OWNED];
+} owned_job;
+
+static void owned_share(void *p, int t, int nt) {
+    owned_job *j = p;
+    (void)nt;
+    for (int k = 0; k < j->n_runs; k++) {
+        owned_run *r = &j->run[(t + k) % j->n_runs]; /* ours first */
+        for (int64_t begin; (begin = atomic_fetch_add_explicit(&r->next, j->chunk, memory_order_relaxed)) < r->end;) {
+            j->fn(j->arg, begin, begin + j->chunk < r->end ? begin + j->chunk : r->end, t);
+        }
+    }
+}
+
 static void static_share(void *p, int t, int nt) {
     range_job *j = p;
     int64_t begin, end;
@@ -196,8 +228,22 @@ static void dynamic_share(void *p, int t, int nt) {
 void lm_parallel_for(int n_threads, int64_t n, lm_range_fn fn, void *arg) {
     if (n <= 0) return;
     if (n_threads > n) n_threads = (int)n;
-    range_job j = {fn, arg, n, 0, 0};
-    lm_parallel(n_threads, static_share, &j);
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > MAX_OWNED) {
+        range_job j = {fn, arg, n, 0, 0};
+        lm_parallel(n_threads, static_share, &j);
+        return;
+    }
+    owned_job *j = &(owned_job){.fn = fn, .arg = arg, .n_runs = n_threads};
+    const int64_t per = n / n_threads;
+    j->chunk = per / CHUNKS_PER_RUN > 1 ? per / CHUNKS_PER_RUN : 1;
+    for (int t = 0; t < n_threads; t++) {
+        int64_t begin, end;
+        lm_split(n, t, n_threads, &begin, &end);
+        atomic_init(&j->run[t].next, begin);
+        j->run[t].end = end;
+    }
+    lm_parallel(n_threads, owned_share, j);
 }
 
 void lm_parallel_for_dynamic(int n_threads, int64_t n, int64_t chunk, lm_range_fn fn, void *arg) {

@@ -3,7 +3,8 @@
  *    time (packed.h): what decoding uses for those types;
  *  - Q4_0 two blocks per 512-bit vpdpbusd on GGUF's own layout, with
  *    activations in the block_q8_x2 layout made for it (LLMOS_REPACK=0);
- *  - Q4_K and Q6_K on GGUF's layout.
+ *  - Q4_K and Q6_K on GGUF's layout;
+ *  - attention scores and values over the f32 KV cache, 16 keys at a time.
  * Other types keep their AVX2 kernels (kernels.c builds the table): 512-bit
  * F16 and row-wise Q8_0 kernels were tried and measured no faster
  * (docs/performance.md). */
@@ -417,6 +418,136 @@ K512 static inline __attribute__((always_inline)) void q6_Kx16_tokens(const bloc
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+/* ---- Attention over an f32 KV cache ----
+ * Scores: 16 keys at a time, each key's hd products summed in its own
+ * register (the query stays in registers), then one transpose-and-add tree
+ * turns the 16 registers into the 16 scores (45 shuffles and adds for 16
+ * keys, against a horizontal sum per key). Values: the output stays in
+ * registers while the keys stream past, two keys per step in separate
+ * accumulators so the multiply-adds do not wait on each other. Head sizes
+ * up to 128 (8 vectors; a partial last vector is masked); larger ones go
+ * 128 columns at a time (values) or one key at a time (scores). */
+
+/* v[0..15] (one key's partial sums each) -> one vector of their 16 sums. */
+K512 static inline __m512 sum16(__m512 v[16]) {
+    __m512 r[8], s[4], u[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) { /* keys 2i, 2i+1 interleaved in each 128-bit block */
+        r[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* keys 4i..4i+3 in order in each block */
+        s[i] = _mm512_add_ps(_mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0x44), _mm512_shuffle_ps(r[2 * i], r[2 * i + 1], 0xEE));
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) { /* blocks: keys 8i..8i+3 (twice), 8i+4..8i+7 (twice) */
+        u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+K512 static inline __attribute__((always_inline)) void scores_nv(float *att, const float *q, const float *k,
+                                                                 int64_t stride, int64_t n, int64_t hd, float scale,
+                                                                 const int nv) {
+    const __mmask16 last = (__mmask16)(hd % 16 ? (1u << (hd % 16)) - 1 : 0xFFFF);
+    __m512 qv[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; i++) qv[i] = _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, q + 16 * i);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    int64_t t = 0;
+    for (; t + 16 <= n; t += 16) {
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int p = 0; p < 16; p++) {
+            const float *kp = k + (t + p) * stride;
+            acc[p] = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(nv == 1 ? last : 0xFFFF, kp));
+#pragma GCC unroll 8
+            for (int i = 1; i < nv; i++) {
+                acc[p] = _mm512_fmadd_ps(qv[i], _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, kp + 16 * i), acc[p]);
+            }
+        }
+        _mm512_storeu_ps(att + t, _mm512_mul_ps(sum16(acc), vscale));
+    }
+    for (; t < n; t++) {
+        const float *kp = k + t * stride;
+        __m512 acc = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(nv == 1 ? last : 0xFFFF, kp));
+#pragma GCC unroll 8
+        for (int i = 1; i < nv; i++) acc = _mm512_fmadd_ps(qv[i], _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, kp + 16 * i), acc);
+        att[t] = _mm512_reduce_add_ps(acc) * scale;
+    }
+}
+
+K512 static void attn_scores_512(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
+                                 float scale) {
+    switch ((hd + 15) / 16) {
+    case 1: scores_nv(att, q, k, stride, n, hd, scale, 1); return;
+    case 2: scores_nv(att, q, k, stride, n, hd, scale, 2); return;
+    case 3: scores_nv(att, q, k, stride, n, hd, scale, 3); return;
+    case 4: scores_nv(att, q, k, stride, n, hd, scale, 4); return;
+    case 5: scores_nv(att, q, k, stride, n, hd, scale, 5); return;
+    case 6: scores_nv(att, q, k, stride, n, hd, scale, 6); return;
+    case 7: scores_nv(att, q, k, stride, n, hd, scale, 7); return;
+    case 8: scores_nv(att, q, k, stride, n, hd, scale, 8); return;
+    default: break;
+    }
+    for (int64_t t = 0; t < n; t++) { /* heads over 128: one key at a time */
+        const float *kp = k + t * stride;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= hd; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(kp + i), acc);
+        const __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kp + i), acc);
+        att[t] = _mm512_reduce_add_ps(acc) * scale;
+    }
+}
+
+/* out[0 .. width) for width <= 16 * nv columns (the last vector masked). */
+K512 static inline __attribute__((always_inline)) void values_nv(float *out, const float *att, const float *v,
+                                                                 int64_t stride, int64_t n, int64_t width, const int nv) {
+    const __mmask16 last = (__mmask16)(width % 16 ? (1u << (width % 16)) - 1 : 0xFFFF);
+    __m512 o0[8], o1[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; i++) o0[i] = o1[i] = _mm512_setzero_ps();
+    int64_t t = 0;
+    for (; t + 2 <= n; t += 2) {
+        const __m512 a0 = _mm512_set1_ps(att[t]), a1 = _mm512_set1_ps(att[t + 1]);
+        const float *v0 = v + t * stride, *v1 = v0 + stride;
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; i++) {
+            const __mmask16 m = i == nv - 1 ? last : 0xFFFF;
+            o0[i] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(m, v0 + 16 * i), o0[i]);
+            o1[i] = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(m, v1 + 16 * i), o1[i]);
+        }
+    }
+    if (t < n) {
+        const __m512 a0 = _mm512_set1_ps(att[t]);
+#pragma GCC unroll 8
+        for (int i = 0; i < nv; i++) {
+            o0[i] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, v + t * stride + 16 * i), o0[i]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < nv; i++) _mm512_mask_storeu_ps(out + 16 * i, i == nv - 1 ? last : 0xFFFF, _mm512_add_ps(o0[i], o1[i]));
+}
+
+K512 static void attn_values_512(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
+    for (int64_t c = 0; c < hd; c += 128) { /* 128 columns (8 vectors) at a time */
+        const int64_t width = hd - c < 128 ? hd - c : 128;
+        switch ((width + 15) / 16) {
+        case 1: values_nv(out + c, att, v + c, stride, n, width, 1); break;
+        case 2: values_nv(out + c, att, v + c, stride, n, width, 2); break;
+        case 3: values_nv(out + c, att, v + c, stride, n, width, 3); break;
+        case 4: values_nv(out + c, att, v + c, stride, n, width, 4); break;
+        case 5: values_nv(out + c, att, v + c, stride, n, width, 5); break;
+        case 6: values_nv(out + c, att, v + c, stride, n, width, 6); break;
+        case 7: values_nv(out + c, att, v + c, stride, n, width, 7); break;
+        default: values_nv(out + c, att, v + c, stride, n, width, 8); break;
+        }
+    }
+}
+
 /* One entry point per type; the token count becomes a constant so the
  * accumulators stay in registers. */
 #define X16_DISPATCH(name, fn, block, per_block)                                                                  \
@@ -452,9 +583,9 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q4_K] = dot_q4_K_x16,
         [LM_TYPE_Q6_K] = dot_q6_K_x16,
     },
-    NULL, /* attention and softmax: AVX2's */
-    NULL,
-    NULL,
+    attn_scores_512,
+    attn_values_512,
+    NULL, /* softmax: AVX2's */
     {
         [LM_TYPE_Q4_0] = LM_ACT_Q4_0_X2,
     },
