@@ -259,7 +259,9 @@ static void check_x16_ops(void) {
         lm_weight w2 = {p2, (lm_type)t, 16, cols, rb, LM_LAYOUT_X16}, w3 = {p3, (lm_type)t, 5, cols, rb, LM_LAYOUT_X16};
         const lm_weight *const shared[3] = {&wp, &w2, &w3};
         int bad_shared = 0;
-        for (int64_t n_tok = 1; n_tok <= 6; n_tok += 5) {
+        const int64_t shared_tokens[] = {1, 6, n_tok}; /* the x16 kernels, then the GEMM (x holds n_tok tokens) */
+        for (size_t si = 0; si < 3; si++) {
+            const int64_t n_tok = shared_tokens[si];
             float *got[3], *want = malloc((size_t)(n_tok * rows) * 4);
             for (int i = 0; i < 3; i++) got[i] = malloc((size_t)(n_tok * shared[i]->rows) * 4);
             lm_matmul_shared(got, shared, 3, x, n_tok, 3);
@@ -370,6 +372,29 @@ static void check_attention(const lm_kernels *k) {
     CHECKF(worst_s < 1e-6 && worst_sm < 1e-6 && worst_v < 1e-6, "%s attention kernels differ from the scalar ones", k->name);
 }
 
+/* The feed-forward gate against the scalar one (expf): lengths around the
+ * vector width, values from far below exp's underflow to far above. */
+static void check_swiglu(const lm_kernels *k) {
+    double worst = 0;
+    for (int64_t n = 1; n <= 70; n += 3) {
+        float g[70], up[70], a[70], b[70];
+        for (int64_t i = 0; i < n; i++) {
+            g[i] = i % 7 == 0 ? uniform(-120, 120) : uniform(-12, 12);
+            up[i] = uniform(-2, 2);
+            a[i] = b[i] = g[i];
+        }
+        k->swiglu(a, up, n);
+        lm_kernels_scalar.swiglu(b, up, n);
+        for (int64_t i = 0; i < n; i++) {
+            double e = fabs(a[i] - b[i]) / (fabs(b[i]) > 1e-30 ? fabs(b[i]) : 1e-30);
+            if (fabs(b[i]) < 1e-30 && fabs(a[i]) < 1e-30) e = 0; /* both (next to) zero */
+            worst = e > worst ? e : worst;
+        }
+    }
+    printf("%s swiglu: %.1e relative\n", k->name, worst);
+    CHECKF(worst < 1e-6, "%s swiglu differs from the scalar one by %.1e", k->name, worst);
+}
+
 #if defined(__x86_64__)
 /* Vectorised dequantisation equals the scalar reference bit for bit, on
  * quantised data and on raw random blocks (every bit pattern of scales). */
@@ -462,6 +487,7 @@ int main(void) {
         check_path(k);
         check_x16(k);
         check_attention(k);
+        check_swiglu(k);
         ran++;
     }
     CHECK(ran >= 1);

@@ -275,6 +275,8 @@ static void attention_batch_items(lm_context *ctx, int64_t layer, int64_t n, int
     lm_parallel_for_dynamic(ctx->n_threads, n * ctx->model->cfg.n_heads, 4, attend_items, &j);
 }
 
+enum { ATTN_ROW_BLOCK = 48 }; /* queries per causal block: a multiple of the GEMM's 12- and 6-row tiles */
+
 typedef struct {
     lm_context *ctx;
     int64_t layer, n, pos0;
@@ -294,32 +296,43 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     const float *k_layer = ctx->k_cache + j->layer * ctx->n_ctx * kv_dim;
     const float *v_layer = ctx->v_cache + j->layer * ctx->n_ctx * kv_dim;
     const float scale = (float)(1.0 / sqrt((double)hd));
-    float *S = malloc((size_t)(n * keys) * sizeof *S);
+    float *S = malloc((size_t)((n < ATTN_ROW_BLOCK ? n : ATTN_ROW_BLOCK) * keys) * sizeof *S); /* (block, keys) */
     if (!S) atomic_store(&j->failed, 1);
     for (int64_t h; S && !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
         const int64_t kv_off = (h / group) * hd;
-        lm_fview Q = {ctx->bq + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_dim}, V = {v_layer + kv_off, kv_dim, 1};
-        if (!lm_sgemm(g, n, keys, hd, Q, Kt, S, keys, 0, 1)) {
-            atomic_store(&j->failed, 1);
-            break;
+        /* Causal: queries r0..r1-1 see keys 0..pos0+r1-1 only, so blocks
+         * of queries skip the keys past them (about half the work of a
+         * prompt into an empty cache). The zeros they would add change no
+         * sum: the results are those of one block of all n. */
+        for (int64_t r0 = 0; r0 < n; r0 += ATTN_ROW_BLOCK) {
+            const int64_t rows = n - r0 < ATTN_ROW_BLOCK ? n - r0 : ATTN_ROW_BLOCK, seen = pos0 + r0 + rows;
+            lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_dim},
+                     V = {v_layer + kv_off, kv_dim, 1};
+            if (!lm_sgemm(g, rows, seen, hd, Q, Kt, S, seen, 0, 1)) {
+                atomic_store(&j->failed, 1);
+                break;
+            }
+            for (int64_t b = 0; b < rows; b++) {
+                float *row = S + b * seen;
+                int64_t visible = pos0 + r0 + b + 1;
+                for (int64_t t = 0; t < visible; t++) row[t] *= scale;
+                k->softmax(row, visible);
+                memset(row + visible, 0, (size_t)(seen - visible) * sizeof *row);
+            }
+            lm_fview P = {S, seen, 1};
+            if (!lm_sgemm(g, rows, hd, seen, P, V, ctx->batt + r0 * q_dim + h * hd, q_dim, 0, 1)) {
+                atomic_store(&j->failed, 1);
+                break;
+            }
         }
-        for (int64_t b = 0; b < n; b++) {
-            float *row = S + b * keys;
-            int64_t visible = pos0 + b + 1;
-            for (int64_t t = 0; t < visible; t++) row[t] *= scale;
-            k->softmax(row, visible);
-            memset(row + visible, 0, (size_t)(keys - visible) * sizeof *row);
-        }
-        lm_fview P = {S, keys, 1};
-        if (!lm_sgemm(g, n, hd, keys, P, V, ctx->batt + h * hd, q_dim, 0, 1)) atomic_store(&j->failed, 1);
     }
     free(S);
 }
 
-/* The same for large batches, as two GEMMs per head: S = Q K^T over the
- * cached positions 0..pos0+n-1 (n x (pos0 + n)), the causal softmax of each
- * row in place, O = P V. One head per thread at a time; the sums run in
+/* The same for large batches, as two GEMMs per head and block of queries:
+ * S = Q K^T over the cached positions the block sees, the causal softmax of
+ * each row in place, O = P V. One head per thread at a time; the sums run in
  * another order than attention()'s, so the results differ in the last bits.
  * Returns 0 if out of memory (some heads may be done; the caller redoes all). */
 static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
@@ -412,6 +425,41 @@ static lm_status alloc_batch(lm_context *ctx, lm_error *err) {
     return LM_OK;
 }
 
+/* The per-token steps between a batch's matrix products, split over the
+ * threads by tokens once the batch is big enough: for each token b,
+ * x_b += add_b (if add), out_b = rmsnorm(x_b) * norm (if norm), and
+ * gate_b = silu(gate_b) * up_b (if gate). Each value is computed as one
+ * token alone would compute it. */
+typedef struct {
+    float *x, *out, *gate;
+    const float *add, *norm, *up;
+    int64_t dim, ffn;
+    float eps;
+} token_steps;
+
+static void token_steps_range(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const token_steps *j = arg;
+    for (int64_t b = begin; b < end; b++) {
+        float *x = j->x ? j->x + b * j->dim : NULL;
+        if (j->add) {
+            const float *a = j->add + b * j->dim;
+            for (int64_t i = 0; i < j->dim; i++) x[i] += a[i];
+        }
+        if (j->norm) lm_rmsnorm_f32(j->out + b * j->dim, x, j->norm, j->dim, j->eps);
+        if (j->gate) lm_swiglu_f32(j->gate + b * j->ffn, j->up + b * j->ffn, j->ffn);
+    }
+}
+
+static void run_token_steps(const lm_context *ctx, token_steps *j, int64_t n) {
+    const lm_model_config *c = &ctx->model->cfg;
+    j->dim = c->dim;
+    j->ffn = c->ffn_dim;
+    j->eps = (float)c->norm_eps;
+    const int64_t values = n * (j->gate ? c->ffn_dim : c->dim);
+    lm_parallel_for(values >= 8192 ? ctx->n_threads : 1, n, token_steps_range, j);
+}
+
 /* One batch of n <= batch_cap tokens; the same steps as lm_context_forward, with
  * matrix-matrix products. */
 static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int64_t pos0, float *logits_all,
@@ -420,11 +468,11 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
     const lm_model_config *c = &m->cfg;
     int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2;
     int nt = ctx->n_threads;
-    float eps = (float)c->norm_eps;
     for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], ctx->bx + b * dim);
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
-        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->attn_norm, dim, eps);
+        /* (the previous layer's feed-forward output joins the residual here) */
+        run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = l > 0 ? ctx->bxb2 : NULL, .out = ctx->bxb, .norm = w->attn_norm}, n);
         project_qkv(ctx, w, ctx->bxb, ctx->bq, ctx->bk, ctx->bv, n);
         for (int64_t b = 0; b < n; b++) {
             const float *rope = ctx->rope + (pos0 + b) * half * 2;
@@ -436,14 +484,12 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
         /* Causal attention: token b sees positions up to pos0 + b. */
         attention_batch(ctx, l, n, pos0);
         matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
-        for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
-        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bxb + b * dim, ctx->bx + b * dim, w->ffn_norm, dim, eps);
+        run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = ctx->bxb2, .out = ctx->bxb, .norm = w->ffn_norm}, n);
         project_gate_up(ctx, w, ctx->bxb, ctx->bh, ctx->bh2, n);
-        for (int64_t b = 0; b < n; b++) lm_swiglu_f32(ctx->bh + b * c->ffn_dim, ctx->bh2 + b * c->ffn_dim, c->ffn_dim);
+        run_token_steps(ctx, &(token_steps){.gate = ctx->bh, .up = ctx->bh2}, n);
         matmul(ctx, ctx->bxb2, &w->w_down, w->lora[LORA_DOWN], ctx->bh, n);
-        for (int64_t i = 0; i < n * dim; i++) ctx->bx[i] += ctx->bxb2[i];
     }
-    for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(ctx->bx + b * dim, ctx->bx + b * dim, m->output_norm, dim, eps);
+    run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = c->n_layers > 0 ? ctx->bxb2 : NULL, .out = ctx->bx, .norm = m->output_norm}, n);
     if (logits_all) lm_matmul(logits_all, &m->output, ctx->bx, n, nt);
     if (want_last) lm_matvec(ctx->logits, &m->output, ctx->bx + (n - 1) * dim, nt);
 }
@@ -501,11 +547,11 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
             if (ctxs[a] == x) return lm_error_set(err, LM_ERR_ARG, "sequence %lld appears twice in one step", (long long)b);
     }
     int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2;
-    float eps = (float)c->norm_eps;
     for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], lead->bx + b * dim);
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
-        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->attn_norm, dim, eps);
+        /* (the previous layer's feed-forward output joins the residual here) */
+        run_token_steps(lead, &(token_steps){.x = lead->bx, .add = l > 0 ? lead->bxb2 : NULL, .out = lead->bxb, .norm = w->attn_norm}, n);
         project_qkv(lead, w, lead->bxb, lead->bq, lead->bk, lead->bv, n);
         for (int64_t b = 0; b < n; b++) {
             lm_context *x = ctxs[b];
@@ -519,14 +565,12 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
                        .scratch = lead->batt_scratch};
         lm_parallel_for_dynamic(lead->n_threads, n * c->n_heads, 4, attend_items, &aj);
         matmul(lead, lead->bxb2, &w->wo, w->lora[LORA_O], lead->batt, n);
-        for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];
-        for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bxb + b * dim, lead->bx + b * dim, w->ffn_norm, dim, eps);
+        run_token_steps(lead, &(token_steps){.x = lead->bx, .add = lead->bxb2, .out = lead->bxb, .norm = w->ffn_norm}, n);
         project_gate_up(lead, w, lead->bxb, lead->bh, lead->bh2, n);
-        for (int64_t b = 0; b < n; b++) lm_swiglu_f32(lead->bh + b * c->ffn_dim, lead->bh2 + b * c->ffn_dim, c->ffn_dim);
+        run_token_steps(lead, &(token_steps){.gate = lead->bh, .up = lead->bh2}, n);
         matmul(lead, lead->bxb2, &w->w_down, w->lora[LORA_DOWN], lead->bh, n);
-        for (int64_t i = 0; i < n * dim; i++) lead->bx[i] += lead->bxb2[i];
     }
-    for (int64_t b = 0; b < n; b++) lm_rmsnorm_f32(lead->bx + b * dim, lead->bx + b * dim, m->output_norm, dim, eps);
+    run_token_steps(lead, &(token_steps){.x = lead->bx, .add = c->n_layers > 0 ? lead->bxb2 : NULL, .out = lead->bx, .norm = m->output_norm}, n);
     lm_matmul(logits_all, &m->output, lead->bx, n, lead->n_threads);
     return LM_OK;
 }

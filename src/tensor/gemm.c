@@ -164,17 +164,27 @@ static void pack_a_group(const void *ctx, float *ap, int64_t M, int64_t K, int m
     }
 }
 
-/* One GEMM's shared state: C (M, N) (+)= A (M, K) B (K, N) through packed
- * operands. */
+/* One GEMM's shared state: C_i (M, N_i) (+)= A (M, K) B_i (K, N_i) through
+ * packed operands, for up to GEMM_MAX_B products that share A (a layer's
+ * Q, K, V; gate and up): A is packed once, and the panels of all the B_i
+ * are handed out as one sequence. */
+enum { GEMM_MAX_B = 4 };
+typedef struct {
+    const void *ctx; /* pack_b's description of B */
+    float *C;
+    int64_t N, ldc;
+} gemm_b;
+
 typedef struct {
     const lm_gemm_kernel *g;
-    int64_t M, N, K, groups, panels;
+    int64_t M, K, groups;
     pack_a_fn pack_a;
     const void *actx;
     pack_b_fn pack_b;
-    const void *bctx;
-    float *C, *ap; /* ap: all of A packed, (groups * MR, K) in (kc, MR) tiles */
-    int64_t ldc;
+    int n_b;
+    gemm_b b[GEMM_MAX_B];
+    int64_t first_panel[GEMM_MAX_B + 1]; /* B_i's panels are first_panel[i] .. first_panel[i + 1] - 1 */
+    float *ap; /* all of A packed, (groups * MR, K) in (kc, MR) tiles */
     int accumulate;
     _Atomic int failed;
     _Alignas(64) _Atomic int64_t next_panel;
@@ -186,14 +196,14 @@ static void pack_a_range(void *arg, int64_t begin, int64_t end, int thread) {
     for (int64_t gi = begin; gi < end; gi++) j->pack_a(j->actx, j->ap, j->M, j->K, j->g->mr, gi);
 }
 
-/* Takes panels of NR columns of C until none are left: per panel and block
+/* Takes panels of NR columns of a C until none are left: per panel and block
  * of KC, B's block is packed once and every group of A passes over it. */
 static void panels_share(void *arg, int thread, int n_threads) {
     (void)thread, (void)n_threads;
     gemm_job *j = arg;
     const lm_gemm_kernel *g = j->g;
     const int mr = g->mr, nr = g->nr;
-    const int64_t M = j->M, N = j->N, K = j->K, groups = j->groups, ldc = j->ldc;
+    const int64_t M = j->M, K = j->K, groups = j->groups;
     /* Per thread: the packed panel, scratch for packing it, and a tile for
      * the edges of C (fewer than MR rows or NR columns left). */
     float *bp = workspace_get(thread_ws_panel(), ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
@@ -202,25 +212,28 @@ static void panels_share(void *arg, int thread, int n_threads) {
         return;
     }
     float *scratch = bp + (size_t)KC * nr, *edge = scratch + (size_t)KC * nr;
-    for (int64_t p; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
-                    (p = atomic_fetch_add_explicit(&j->next_panel, 1, memory_order_relaxed)) < j->panels;) {
-        int64_t n0 = p * nr, n_cols = N - n0 < nr ? N - n0 : nr;
+    for (int64_t pp; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
+                     (pp = atomic_fetch_add_explicit(&j->next_panel, 1, memory_order_relaxed)) < j->first_panel[j->n_b];) {
+        int i = 0;
+        while (pp >= j->first_panel[i + 1]) i++;
+        const gemm_b *b = &j->b[i];
+        const int64_t n0 = (pp - j->first_panel[i]) * nr, n_cols = b->N - n0 < nr ? b->N - n0 : nr, ldc = b->ldc;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             int64_t kc = K - k0 < KC ? K - k0 : KC;
-            j->pack_b(j->bctx, g, bp, scratch, n0, k0, kc);
+            j->pack_b(b->ctx, g, bp, scratch, n0, k0, kc);
             const float *ablock = j->ap + k0 * groups * mr;
             int acc = j->accumulate || k0 > 0;
             for (int64_t gi = 0; gi < groups; gi++) {
                 int64_t m0 = gi * mr, n_m = M - m0 < mr ? M - m0 : mr;
-                float *tile = j->C + m0 * ldc + n0;
+                float *tile = b->C + m0 * ldc + n0;
                 if (n_m == mr && n_cols == nr) {
                     g->micro(kc, ablock + gi * kc * mr, bp, tile, ldc, acc);
                     continue;
                 }
                 g->micro(kc, ablock + gi * kc * mr, bp, edge, nr, 0);
-                for (int64_t i = 0; i < n_m; i++) {
-                    float *dst = tile + i * ldc;
-                    const float *src = edge + i * nr;
+                for (int64_t r = 0; r < n_m; r++) {
+                    float *dst = tile + r * ldc;
+                    const float *src = edge + r * nr;
                     if (acc) {
                         for (int64_t c = 0; c < n_cols; c++) dst[c] += src[c];
                     } else {
@@ -232,11 +245,33 @@ static void panels_share(void *arg, int thread, int n_threads) {
     }
 }
 
-/* K counts packed units: values for f32, pairs of values for bf16. The
+/* Runs a job whose B list is filled in: packs A, then all the panels. The
  * inference path (use_pool) runs on the worker pool of base/pool.h like the
  * rest of the forward pass; training runs its other steps in OpenMP teams,
  * so its products stay in OpenMP too (two sets of spinning threads would
  * fight over the cores). */
+static int gemm_job_run(gemm_job *j, int n_threads, int use_pool) {
+    const lm_gemm_kernel *g = j->g;
+    j->groups = (j->M + g->mr - 1) / g->mr;
+    for (int i = 0; i < j->n_b; i++) j->first_panel[i + 1] = j->first_panel[i] + (j->b[i].N + g->nr - 1) / g->nr;
+    j->ap = workspace_get(thread_ws_a(), (size_t)(j->groups * g->mr * j->K) * sizeof(float));
+    if (!j->ap) return 0;
+    if (n_threads > j->first_panel[j->n_b]) n_threads = (int)j->first_panel[j->n_b];
+    if (use_pool || n_threads <= 1) {
+        lm_parallel_for(n_threads, j->groups, pack_a_range, j);
+        lm_parallel(n_threads, panels_share, j);
+    } else {
+#pragma omp parallel num_threads(n_threads)
+        {
+#pragma omp for schedule(static)
+            for (int64_t gi = 0; gi < j->groups; gi++) pack_a_range(j, gi, gi + 1, 0);
+            panels_share(j, 0, 1); /* (the for's barrier: A is packed) */
+        }
+    }
+    return !atomic_load(&j->failed);
+}
+
+/* K counts packed units: values for f32, pairs of values for bf16. */
 static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pack_a_fn pack_a, const void *actx,
                     pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads,
                     int use_pool) {
@@ -247,24 +282,9 @@ static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pa
         }
         return 1;
     }
-    gemm_job j = {.g = g, .M = M, .N = N, .K = K, .groups = (M + g->mr - 1) / g->mr, .panels = (N + g->nr - 1) / g->nr,
-                  .pack_a = pack_a, .actx = actx, .pack_b = pack_b, .bctx = ctx, .C = C, .ldc = ldc,
-                  .accumulate = accumulate};
-    j.ap = workspace_get(thread_ws_a(), (size_t)(j.groups * g->mr * K) * sizeof(float));
-    if (!j.ap) return 0;
-    if (n_threads > j.panels) n_threads = (int)j.panels;
-    if (use_pool) {
-        lm_parallel_for(n_threads, j.groups, pack_a_range, &j);
-        lm_parallel(n_threads, panels_share, &j);
-    } else {
-#pragma omp parallel num_threads(n_threads)
-        {
-#pragma omp for schedule(static)
-            for (int64_t gi = 0; gi < j.groups; gi++) pack_a_range(&j, gi, gi + 1, 0);
-            panels_share(&j, 0, 1); /* (the for's barrier: A is packed) */
-        }
-    }
-    return !atomic_load(&j.failed);
+    gemm_job j = {.g = g, .M = M, .K = K, .pack_a = pack_a, .actx = actx, .pack_b = pack_b, .n_b = 1,
+                  .b = {{ctx, C, N, ldc}}, .accumulate = accumulate};
+    return gemm_job_run(&j, n_threads, use_pool);
 }
 
 /* ---- lm_gemm: B = W^T, panels dequantised from weight rows ---- */
@@ -298,8 +318,20 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
 }
 
 int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
-    lm_fview A = {X, w->cols, 1};
-    return gemm_run(g, n_tok, w->rows, w->cols, pack_a_group, &A, pack_weight, w, Y, w->rows, 0, n_threads, 1);
+    return lm_gemm_shared(g, &Y, &w, 1, X, n_tok, n_threads);
+}
+
+int lm_gemm_shared(const lm_gemm_kernel *g, float *const *Ys, const lm_weight *const *ws, int n, const float *X,
+                   int64_t n_tok, int n_threads) {
+    if (n < 1 || n > GEMM_MAX_B) return 0;
+    if (n_tok <= 0) return 1;
+    lm_fview A = {X, ws[0]->cols, 1};
+    gemm_job j = {.g = g, .M = n_tok, .K = ws[0]->cols, .pack_a = pack_a_group, .actx = &A, .pack_b = pack_weight, .n_b = n};
+    for (int i = 0; i < n; i++) {
+        if (ws[i]->cols != ws[0]->cols) return 0;
+        j.b[i] = (gemm_b){ws[i], Ys[i], ws[i]->rows, ws[i]->rows};
+    }
+    return gemm_job_run(&j, n_threads, 1);
 }
 
 /* ---- lm_sgemm: B a strided f32 view ---- */

@@ -47,6 +47,12 @@ enum { LM_GEMM_MIN_TOKENS = 16 };
 /* Y = X @ W^T with micro-kernel g. Returns 0 when it cannot run (no memory
  * for the packed operands); the caller then uses the dot-product path. */
 int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads);
+/* Ys[i] = X @ W_i^T for n <= 4 matrices with one column count (products that
+ * share an input): X is packed once for all of them. Each Ys[i] equals
+ * lm_gemm's bit for bit. Returns 0 as lm_gemm does (or for n outside 1..4,
+ * or differing column counts). */
+int lm_gemm_shared(const lm_gemm_kernel *g, float *const *Ys, const lm_weight *const *ws, int n, const float *X,
+                   int64_t n_tok, int n_threads);
 
 /* A strided view of an f32 matrix: element (i, j) at p[i * rs + j * cs]. */
 typedef struct lm_fview {

@@ -67,6 +67,9 @@ typedef void (*lm_attn_values_fn)(float *out, const float *att, const float *v, 
 /* x (n) = softmax(x), in place. */
 typedef void (*lm_softmax_fn)(float *x, int64_t n);
 
+/* gate (n) = silu(gate) * up: the feed-forward's gate, in place. */
+typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
+
 typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
@@ -75,6 +78,7 @@ typedef struct lm_kernels {
     lm_attn_scores_fn attn_scores;
     lm_attn_values_fn attn_values;
     lm_softmax_fn softmax;
+    lm_swiglu_fn swiglu;
     lm_act_kind act[LM_TYPE_COUNT_]; /* 0 (F32): lm_act_kind_for's kind */
 } lm_kernels;
 

@@ -465,6 +465,24 @@ AVX2 static void softmax(float *x, int64_t n) {
     for (; i < n; i++) x[i] *= (float)(1.0 / sum);
 }
 
+/* silu(g) = g * sigmoid(g), with e = e^-|g| (never overflows):
+ * sigmoid(g) = 1 / (1 + e) for g >= 0, e / (1 + e) below. */
+AVX2 static void swiglu(float *gate, const float *up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 e = exp_nonpositive(_mm256_or_ps(g, sign)); /* e^-|g| */
+        const __m256 negative = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ);
+        const __m256 sig = _mm256_div_ps(_mm256_blendv_ps(one, e, negative), _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_mul_ps(g, sig), _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
 const lm_kernels lm_kernels_avx2 = {
     "avx2",
     {
@@ -486,6 +504,7 @@ const lm_kernels lm_kernels_avx2 = {
     attn_scores,
     attn_values,
     softmax,
+    swiglu,
     {0}, /* activation kinds: lm_act_kind_for's */
 };
 #endif

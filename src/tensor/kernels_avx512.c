@@ -585,7 +585,8 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     },
     attn_scores_512,
     attn_values_512,
-    NULL, /* softmax: AVX2's */
+    NULL, /* softmax and swiglu: AVX2's */
+    NULL,
     {
         [LM_TYPE_Q4_0] = LM_ACT_Q4_0_X2,
     },

@@ -241,6 +241,13 @@ static void attn_values(float *out, const float *att, const float *v, int64_t st
     }
 }
 
+static void swiglu(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
 const lm_kernels lm_kernels_scalar = {
     "scalar",
     {
@@ -258,5 +265,6 @@ const lm_kernels lm_kernels_scalar = {
     attn_scores,
     attn_values,
     lm_softmax_f32,
+    swiglu,
     {0}, /* activation kinds: lm_act_kind_for's */
 };

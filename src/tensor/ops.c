@@ -209,6 +209,10 @@ void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const
         shared = ws[i]->layout == LM_LAYOUT_X16 && ws[i]->type == ws[0]->type && ws[i]->cols == ws[0]->cols;
     }
     if (shared && matmul_x16(Ys, ws, n, dot, X, n_tok, n_threads)) return;
+    const lm_gemm_kernel *g = lm_gemm_kernel_best();
+    int gemm = g && n_tok >= LM_GEMM_MIN_TOKENS && n <= 4;
+    for (int i = 0; gemm && i < n; i++) gemm = lm_type_can_dequantize(ws[i]->type) && ws[i]->cols == ws[0]->cols;
+    if (gemm && lm_gemm_shared(g, Ys, ws, n, X, n_tok, n_threads)) return;
     for (int i = 0; i < n; i++) {
         if (n_tok == 1) lm_matvec(Ys[i], ws[i], X, n_threads);
         else lm_matmul(Ys[i], ws[i], X, n_tok, n_threads);
@@ -254,9 +258,4 @@ void lm_rope_f32(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, 
     }
 }
 
-void lm_swiglu_f32(float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
-}
+void lm_swiglu_f32(float *gate, const float *up, int64_t n) { lm_kernels_best()->swiglu(gate, up, n); }

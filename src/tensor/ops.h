@@ -46,7 +46,7 @@ void lm_softmax_f32(float *x, int64_t n);
 /* Rotates adjacent pairs (x[2i], x[2i+1]) of the first rope_dim values of
  * each of n_heads heads; cos_sin holds (rope_dim / 2) (cos, sin) pairs. */
 void lm_rope_f32(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin);
-/* gate (n) = silu(gate) * up */
+/* gate (n) = silu(gate) * up, by the best kernel table's swiglu */
 void lm_swiglu_f32(float *gate, const float *up, int64_t n);
 
 #endif
