@@ -421,6 +421,30 @@ static void check_quantize_q8a_avx2(void) {
     printf("avx2 q8a quantisation: equal to the reference byte for byte\n");
 }
 
+/* The same for Q8_K (the K-quant kernels' activations): magnitudes from 1e-3
+ * to 1e3, a zero block, ties for the largest magnitude (+a before -a and the
+ * reverse), values that scale to exactly k + 1/2. */
+static void check_quantize_q8_K_avx2(void) {
+    enum { NB = 8 };
+    float x[NB * QK_K];
+    block_q8_K a[NB], b[NB];
+    int differ = 0;
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < NB * QK_K; i++) x[i] = uniform(-1, 1) * (float)pow(10.0, (double)(i / QK_K % 7) - 3);
+        for (int i = 0; i < QK_K; i++) x[i] = 0;            /* block 0: all zero */
+        x[QK_K + 5] = 2.0f, x[QK_K + 9] = -2.0f;           /* block 1: +max first */
+        x[2 * QK_K + 3] = -3.0f, x[2 * QK_K + 200] = 3.0f; /* block 2: -max first */
+        x[3 * QK_K] = -127.0f; /* block 3: iscale 1, values at k + 1/2 */
+        for (int i = 1; i < 64; i++) x[3 * QK_K + i] = (float)((i % 2 ? 1 : -1) * ((i % 60) + 0.5));
+        memset(a, 0x55, sizeof a), memset(b, 0x55, sizeof b); /* padding alike */
+        REQUIRE(lm_quantize_row(LM_TYPE_Q8_K, x, a, NB * QK_K, NULL) == LM_OK);
+        lm_quantize_q8_K_avx2(x, b, NB);
+        differ += memcmp(a, b, sizeof a) != 0;
+    }
+    CHECKF(differ == 0, "avx2 q8_K quantisation differs from the reference in %d of 50 trials", differ);
+    if (differ == 0) printf("avx2 q8_K quantisation: equal to the reference byte for byte\n");
+}
+
 static void check_dequant_avx2(void) {
     int types = 0;
     for (int t = 0; t < LM_TYPE_COUNT_; t++) {
@@ -470,7 +494,10 @@ int main(void) {
     lm_rng_seed(&rng, 99);
 #if defined(__x86_64__)
     if (lm_kernels_named("avx2")) check_dequant_avx2();
-    if (lm_kernels_named("avx2")) check_quantize_q8a_avx2();
+    if (lm_kernels_named("avx2")) {
+        check_quantize_q8a_avx2();
+        check_quantize_q8_K_avx2();
+    }
 #endif
 #if defined(__x86_64__)
     if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2);

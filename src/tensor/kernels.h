@@ -104,6 +104,9 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n);
 void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb);
 #if defined(__x86_64__)
 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb);
+/* nb blocks of 256 activations to Q8_K, equal to lm_quantize_row's bit for
+ * bit (what the K-quant kernels take; lm_act_quantize uses it the same way). */
+void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb);
 #endif
 
 /* The best table this CPU runs, or the one LLMOS_KERNELS names

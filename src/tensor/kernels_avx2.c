@@ -157,6 +157,55 @@ AVX2 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb) {
     }
 }
 
+/* lm_quantize_row(Q8_K)'s result, bit for bit: the value of largest
+ * magnitude (the first, on a tie) sets iscale = -127 / max; each value is
+ * iscale * x rounded to nearest even (cvtps's default, as nearest_int) and
+ * capped at 127; bsums are exact integer sums; d = 1 / iscale. */
+AVX2 void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), cap = _mm256_set1_epi32(127);
+    for (int64_t b = 0; b < nb; b++, x += QK_K) {
+        __m256 amax = _mm256_setzero_ps();
+        for (int i = 0; i < QK_K; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float top = _mm_cvtss_f32(m);
+        if (!(top > 0)) { /* all zero (or NaN: the reference's compare never fires either) */
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        float max = 0;
+        const __m256 vtop = _mm256_set1_ps(top);
+        for (int i = 0; i < QK_K; i += 8) { /* the first value whose magnitude is the maximum */
+            int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), vtop, _CMP_EQ_OQ));
+            if (hit) {
+                max = x[i + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 vis = _mm256_set1_ps(iscale);
+        for (int g = 0; g < QK_K; g += 32) {
+            __m256i q[4];
+            for (int i = 0; i < 4; i++) {
+                q[i] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(vis, _mm256_loadu_ps(x + g + 8 * i))), cap);
+            }
+            /* 16 values a bsum: q[0], q[1] and q[2], q[3] */
+            for (int h = 0; h < 2; h++) {
+                __m256i s = _mm256_add_epi32(q[2 * h], q[2 * h + 1]);
+                __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                t = _mm_hadd_epi32(t, t);
+                t = _mm_hadd_epi32(t, t);
+                y[b].bsums[g / 16 + h] = (int16_t)_mm_cvtsi128_si32(t);
+            }
+            __m256i r = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            _mm256_storeu_si256((__m256i *)(y[b].qs + g), _mm256_permutevar8x32_epi32(r, order));
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
 AVX2 static float dot_f32(const void *row, const void *act, int64_t n) {
     const float *a = row, *b = act;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();

@@ -45,8 +45,9 @@ void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb) {
     for (int64_t b = 0; b < nb; b++) quantize_q8a_block(x + 32 * b, &y[b]);
 }
 
-/* q8a blocks through the fastest bit-identical path. */
-static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
+/* Whether the bit-identical AVX2 activation quantisers may run: not when
+ * LLMOS_KERNELS=scalar forces the reference. */
+static int act_avx2(void) {
 #if defined(__x86_64__)
     static int use_avx2 = -1; /* decided once; threads that race here decide alike */
     int use = __atomic_load_n(&use_avx2, __ATOMIC_RELAXED);
@@ -54,7 +55,16 @@ static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
         use = lm_kernels_best() != &lm_kernels_scalar && lm_cpu_has_avx2();
         __atomic_store_n(&use_avx2, use, __ATOMIC_RELAXED);
     }
-    if (use) {
+    return use;
+#else
+    return 0;
+#endif
+}
+
+/* q8a blocks through the fastest bit-identical path. */
+static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
+#if defined(__x86_64__)
+    if (act_avx2()) {
         lm_quantize_q8a_avx2(x, y, nb);
         return;
     }
@@ -103,6 +113,12 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
     } else if (kind == LM_ACT_Q4_0_X2) {
         quantize_q4_0_x2(x, out, n / 32);
     } else if (kind == LM_ACT_Q8K) {
+#if defined(__x86_64__)
+        if (act_avx2()) {
+            lm_quantize_q8_K_avx2(x, out, n / QK_K);
+            return;
+        }
+#endif
         lm_quantize_row(LM_TYPE_Q8_K, x, out, n, NULL);
     } else if (kind == LM_ACT_Q8A) {
         quantize_q8a(x, out, n / 32);
