@@ -148,7 +148,7 @@ void lm_parallel(int n_threads, lm_pool_fn fn, void *arg) {
     atomic_store_explicit(&pool.pending, n_threads - 1, memory_order_relaxed);
     uint32_t word = atomic_load_explicit(&pool.region, memory_order_relaxed);
     word = (((word >> COUNT_BITS) + 1) << COUNT_BITS) | (uint32_t)n_threads;
-    atomic_store(&pool.region, word); /* sequentially consistent: see wait_for_region */
+    atomic_store(&pool.region, word); /* sequentially consistent: see sleep_until_changed */
     for (int i = 1; i < n_threads; i++) {
         if (atomic_load(&pool.asleep[i])) {
             syscall(SYS_futex, (uint32_t *)&pool.region, FUTEX_WAKE_BITSET_PRIVATE, INT_MAX, NULL, NULL, wake_bits(n_threads));

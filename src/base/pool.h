@@ -26,10 +26,11 @@ void lm_parallel(int n_threads, lm_pool_fn fn, void *arg);
 enum { LM_POOL_MAX_THREADS = 256 };
 
 /* Loops over items 0..n-1: fn(arg, begin, end, thread) gets runs of items,
- * thread being its caller's index (for per-thread scratch). The static form
- * gives each thread one even run (OpenMP's schedule(static)); the dynamic
- * one hands out runs of `chunk` items as threads come for them. Neither
- * starts more threads than there are runs. */
+ * thread being its caller's index (for per-thread scratch). lm_parallel_for
+ * gives each thread one even run (as OpenMP's schedule(static)), which it
+ * takes in chunks and then helps the others finish theirs; the dynamic
+ * form hands out runs of `chunk` items as threads come for them. Neither
+ * starts more threads than there are items (or chunks). */
 typedef void (*lm_range_fn)(void *arg, int64_t begin, int64_t end, int thread);
 void lm_parallel_for(int n_threads, int64_t n, lm_range_fn fn, void *arg);
 void lm_parallel_for_dynamic(int n_threads, int64_t n, int64_t chunk, lm_range_fn fn, void *arg);
