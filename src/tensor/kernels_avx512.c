@@ -191,6 +191,14 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = w + (size_t)b * block_bytes, *qs = blk + 32;
+        /* With 2 or more tokens a block is enough work that the loads of
+         * blocks further on wait: prefetching 16 blocks ahead (into the
+         * next group, which this thread takes next) made 4 and 8 tokens
+         * over a 142 MB Q8_0 matrix a third faster (4.15 -> 2.76 ms, 7.14
+         * -> 4.8); one token streams as fast without. */
+        if (T > 1) {
+            for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)blk + 16 * block_bytes + o, _MM_HINT_T0);
+        }
         __m512i v[8];
         if (nibbles) {
 #pragma GCC unroll 8
