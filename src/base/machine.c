@@ -74,7 +74,7 @@ static void read_share(void *arg, int t, int nt) {
     measure_job *j = arg;
     size_t start, len;
     share_of(j, t, nt, &start, &len);
-    j->threads = nt;
+    if (t == 0) j->threads = nt; /* (one writer; the others report through result[t]) */
 #if defined(__x86_64__)
     j->result[t] = j->use_avx2 ? sum_avx2(j->buf + start, len) : sum_scalar(j->buf + start, len);
 #else
@@ -197,7 +197,7 @@ static double fma_chains_scalar(long iters) {
 
 static void fma_share(void *arg, int t, int nt) {
     measure_job *j = arg;
-    j->threads = nt;
+    if (t == 0) j->threads = nt; /* (one writer; the others report through result[t]) */
 #if defined(__x86_64__)
     j->result[t] = j->width == 16 ? fma_chains_avx512(j->iters) : j->width == 8 ? fma_chains_avx2(j->iters) : fma_chains_scalar(j->iters);
 #else

@@ -46,9 +46,10 @@ static void *alloc_act(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~
 static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ? n_threads : 1; }
 
 /* Ys[i] (n_tok, rows_i) = X @ W_i^T for n x16 matrices of one type and
- * column count: the activations are quantised once, and one static split
- * over all the matrices' groups of 16 rows (each thread writes whole 64-byte
- * runs of Y) unpacks each group once per 4 tokens. */
+ * column count: the activations are quantised once, and one split of all
+ * the matrices' groups of 16 rows over the threads (lm_parallel_for; each
+ * thread writes whole 64-byte runs of Y) unpacks each group once per 4
+ * tokens. */
 enum { MAX_SHARED = 4 };
 typedef struct {
     float *const *Ys;
