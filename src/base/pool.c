@@ -119,6 +119,12 @@ static int start_worker(void) {
     return ok;
 }
 
+int lm_cpu_count(void) {
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > INT_MAX ? INT_MAX : (int)n;
+}
+
 void lm_parallel(int n_threads, lm_pool_fn fn, void *arg) {
     if (n_threads > LM_POOL_MAX_THREADS) n_threads = LM_POOL_MAX_THREADS;
     if (n_threads <= 1 || in_region) {
@@ -126,11 +132,7 @@ void lm_parallel(int n_threads, lm_pool_fn fn, void *arg) {
         return;
     }
     pthread_mutex_lock(&pool.lock);
-    if (!pool.n_cpus) {
-        cpu_set_t set;
-        pool.n_cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        if (pool.n_cpus < 1) pool.n_cpus = 1;
-    }
+    if (!pool.n_cpus) pool.n_cpus = lm_cpu_count();
     while (pool.n_workers < n_threads - 1 && start_worker()) {
     }
     if (n_threads > pool.n_workers + 1) n_threads = pool.n_workers + 1;

@@ -1,9 +1,9 @@
 /* One process-wide pool of worker threads for the inference kernels.
  *
- * A decode step of a small model is ~70 short parallel regions (each matrix
+ * A decode step of a small model is ~50 short parallel regions (each matrix
  * product, each layer's attention); an OpenMP fork/join costs ~3 us on the
- * 2-vCPU machines we measure on, a spinning handoff ~0.6 us (bench/ numbers
- * in docs/performance.md). So the hot paths hand work to these threads:
+ * 2-vCPU machines we measure on, a spinning handoff ~0.6 us (numbers in
+ * docs/performance.md). So the hot paths hand work to these threads:
  * lm_parallel(n, fn, arg) runs fn(arg, 0, n) on the calling thread and
  * fn(arg, i, n) on workers 1..n-1, and returns when all n have returned.
  *
@@ -24,6 +24,10 @@ typedef void (*lm_pool_fn)(void *arg, int thread, int n_threads);
 void lm_parallel(int n_threads, lm_pool_fn fn, void *arg);
 
 enum { LM_POOL_MAX_THREADS = 256 };
+
+/* The CPUs this process may run on (its affinity mask), at least 1: the
+ * count the pool compares regions against to decide whether to spin. */
+int lm_cpu_count(void);
 
 /* Loops over items 0..n-1: fn(arg, begin, end, thread) gets runs of items,
  * thread being its caller's index (for per-thread scratch). lm_parallel_for

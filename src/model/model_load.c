@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 /* Sizes beyond these are not a model this engine can run; they keep every
  * product below in range. */
@@ -248,8 +247,7 @@ static void pack_matrices(lm_model *m) {
          * OpenMP team here outlived the load: libgomp, counting more
          * threads than CPUs once the server's worker started its own, then
          * slept at every barrier, and decoding ran at half speed). */
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        const int threads = cores < 1 ? 1 : cores > LM_POOL_MAX_THREADS ? LM_POOL_MAX_THREADS : (int)cores;
+        const int threads = lm_cpu_count();
         for (size_t i = 0; i < count; i++) {
             lm_weight *w = list[i];
             if (offset[i] == SIZE_MAX) continue;

@@ -166,12 +166,14 @@ AVX2 void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb) {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), cap = _mm256_set1_epi32(127);
     for (int64_t b = 0; b < nb; b++, x += QK_K) {
         __m256 amax = _mm256_setzero_ps();
-        for (int i = 0; i < QK_K; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        for (int i = 0; i < QK_K; i += 8) amax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), amax);
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
         m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         m = _mm_max_ss(m, _mm_movehdup_ps(m));
         const float top = _mm_cvtss_f32(m);
-        if (!(top > 0)) { /* all zero (or NaN: the reference's compare never fires either) */
+        /* (maxps returns its second operand when either is NaN: NaN values
+         * are passed over, as the reference's compare passes over them) */
+        if (!(top > 0)) { /* all zero or NaN: the reference's zero block */
             memset(&y[b], 0, sizeof y[b]);
             continue;
         }

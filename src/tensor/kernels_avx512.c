@@ -165,6 +165,12 @@ K512 static float dot_q6_K_512(const void *row, const void *act, int64_t n) {
  * The loops over tokens and over a block's vectors are unrolled (gcc -O2
  * would keep them as loops with the arrays on the stack: half the speed). */
 
+/* Asks for the bytes [p, p + n) in L1 ahead of use (prefetches past the end
+ * of a buffer are harmless: they never fault). */
+K512 static inline void prefetch_bytes(const void *p, size_t n) {
+    for (size_t o = 0; o < n; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+}
+
 /* acc += (int sums) x (row scales x the token's scale) */
 #define X16_SCALE(acc, s0, s1, dw, x) \
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, _mm512_set1_ps((x)->d)), acc)
@@ -197,7 +203,7 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
          * over a 142 MB Q8_0 matrix a third faster (4.15 -> 2.76 ms, 7.14
          * -> 4.8); one token streams as fast without. */
         if (T > 1) {
-            for (size_t o = 0; o < block_bytes; o += 64) _mm_prefetch((const char *)blk + 16 * block_bytes + o, _MM_HINT_T0);
+            prefetch_bytes(blk + 16 * block_bytes, block_bytes);
         }
         __m512i v[8];
         if (nibbles) {
@@ -291,8 +297,8 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
         /* A block is 37 cache lines and too much work for the out-of-order
          * window to reach the next one's loads: without prefetching two
          * blocks ahead the kernel streamed at 12 GB/s on one thread, with it
-         * 30-36 (in cache: 33-37). Prefetches past the end are harmless. */
-        for (size_t o = 0; o < sizeof *p; o += 64) _mm_prefetch((const char *)(p + 2) + o, _MM_HINT_T0);
+         * 30-36 (in cache: 33-37). */
+        prefetch_bytes(p + 2, sizeof *p);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
@@ -362,7 +368,7 @@ K512 static inline __attribute__((always_inline)) void q6_Kx16_tokens(const bloc
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q6_Kx16 *p = &w[b];
-        for (size_t o = 0; o < sizeof *p; o += 64) _mm_prefetch((const char *)(p + 2) + o, _MM_HINT_T0);
+        prefetch_bytes(p + 2, sizeof *p);
         __m512i isum[4], ioff[4];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {

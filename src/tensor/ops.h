@@ -31,7 +31,9 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
  * equals lm_matmul's bit for bit; where all are x16 matrices of one type
  * and fewer than LM_GEMM_MIN_TOKENS tokens, the activations are quantised
  * once and one parallel region does all the rows (a decode step has about 7 of
- * these products a layer, and each team's start and join costs). */
+ * these products a layer, and each region's start and join costs); from
+ * LM_GEMM_MIN_TOKENS on, the GEMM packs the activations once for all
+ * (lm_gemm_shared). */
 void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads);
 /* dot(row of type t, x) over n elements (a whole number of blocks). */
 float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);
