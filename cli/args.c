@@ -128,3 +128,13 @@ int arg_threads(int argc, char **argv, int *i, int *out) {
     *out = (int)n;
     return 0;
 }
+
+int arg_kv_type(int argc, char **argv, int *i, lm_kv_type *out) {
+    const char *flag = argv[*i], *v = arg_value(argc, argv, i);
+    if (!v) return -1;
+    if (lm_kv_type_parse(v, out)) {
+        cli_error("%s: '%s' is not a KV cache type (f16 or f32)", flag, v);
+        return -1;
+    }
+    return 0;
+}

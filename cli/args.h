@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "llmos/model.h"
+
 /* Each returns 0 on success; on failure prints "llmos: FLAG: ..." and returns -1. */
 int arg_int64(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
 int arg_float(const char *flag, const char *text, double lo, double hi, float *out);
@@ -32,6 +34,8 @@ int cli_default_threads(void);
 /* For "-t N": parses the value after argv[*i] into *out (1..1024); 0 on
  * success, -1 after printing the error. */
 int arg_threads(int argc, char **argv, int *i, int *out);
+/* For "--kv TYPE": f16 or f32 into *out; 0 on success, -1 after printing the error. */
+int arg_kv_type(int argc, char **argv, int *i, lm_kv_type *out);
 
 /* Reads a whole file (or standard input when path is NULL) into a malloc'd
  * buffer with a NUL after the *len bytes; NULL on failure. */

@@ -12,7 +12,7 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: llmos bench MODEL.gguf [-p 512] [-n 128] [-s SEQS] [-t THREADS] [-r REPEATS] [--json]\n"
+            "usage: llmos bench MODEL.gguf [-p 512] [-n 128] [-s SEQS] [-t THREADS] [-r REPEATS] [--kv f16|f32] [--json]\n"
             "\n"
             "Measures prompt processing (pp: P tokens into an empty cache in batches) and generation\n"
             "(tg: N tokens one at a time) in tokens/s, mean and standard deviation over R\n"
@@ -29,6 +29,7 @@ static void usage(FILE *out) {
             "  -s, --seqs S       sequences generated together, 1 to 64 (default 1: tg only)\n"
             "  -t, --threads T    threads (default: all cores)\n"
             "  -r, --repeats R    runs per test (default 5)\n"
+            "      --kv f16|f32   KV cache element type (default f16, as llama-bench)\n"
             "      --json         one JSON object per test on stdout\n"
             "  -h, --help         this help\n");
 }
@@ -90,6 +91,7 @@ int cmd_bench(int argc, char **argv) {
     int64_t n_prompt = 512, n_gen = 128, repeats = 5, seqs = 1;
     int threads = cli_default_threads();
     int json = 0;
+    lm_kv_type kv_type = LM_KV_F16;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
         if (arg_is(a, "-h", "--help")) {
@@ -105,6 +107,8 @@ int cmd_bench(int argc, char **argv) {
             if (arg_threads(argc, argv, &i, &threads)) return 2;
         } else if (arg_is(a, "-r", "--repeats")) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, 1000, &repeats)) return 2;
+        } else if (arg_is(a, NULL, "--kv")) {
+            if (arg_kv_type(argc, argv, &i, &kv_type)) return 2;
         } else if (arg_is(a, NULL, "--json")) {
             json = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -156,7 +160,7 @@ int cmd_bench(int argc, char **argv) {
     double bandwidth = lm_measure_read_bandwidth(threads, (size_t)1 << 30);
     double peak = lm_measure_fma_peak(threads, &isa);
     lm_context *ctx;
-    if (lm_context_init(m, n_ctx, threads, &ctx, &err)) {
+    if (lm_context_init_kv(m, n_ctx, threads, kv_type, &ctx, &err)) {
         cli_error("bench: %s", err.message);
         lm_model_free(m);
         return 1;
@@ -172,7 +176,7 @@ int cmd_bench(int argc, char **argv) {
     }
     more[0] = ctx;
     for (int64_t b = 1; b < seqs; b++)
-        if (lm_context_init(m, n_ctx, threads, &more[b], &err)) goto fail;
+        if (lm_context_init_kv(m, n_ctx, threads, kv_type, &more[b], &err)) goto fail;
     /* Warm-up, as llama-bench does: page the weights in, start the threads,
      * and run the prompt test once (its first run also allocates and first
      * touches the batch buffers: 20-30% slower at 110M, which the mean of 3
@@ -191,27 +195,27 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         if (n_prompt) {
             printf("{\"test\":\"pp%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gflop_per_s\":%.2f,\"peak_gflop_per_s\":%.1f,"
-                   "\"peak_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu}\n",
+                   "\"peak_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
                    (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_gflops / peak, (long long)threads,
-                   (unsigned long long)file_bytes, (unsigned long long)params);
+                   (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
         }
         if (n_gen) {
             printf("{\"test\":\"tg%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.1f,"
-                   "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu}\n",
+                   "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
                    (long long)n_gen, sg.mean, sg.sd, tg_gbs, bandwidth, tg_gbs / bandwidth, (long long)threads,
-                   (unsigned long long)file_bytes, (unsigned long long)params);
+                   (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
         }
         if (multi) {
             printf("{\"test\":\"tg%lldx%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"vs_tg\":%.3f,\"threads\":%lld,"
-                   "\"model_bytes\":%llu,\"params\":%llu}\n",
+                   "\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
                    (long long)n_gen, (long long)seqs, ss.mean, ss.sd, ss.mean / sg.mean, (long long)threads,
-                   (unsigned long long)file_bytes, (unsigned long long)params);
+                   (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
         }
     } else {
         printf("model: %s | %.3f B params | %.1f MB of tensors | %.1f MB read per generated token\n", path, (double)params / 1e9,
                (double)file_bytes / 1e6, (double)per_token / 1e6);
-        printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s), %lld threads\n", bandwidth, peak, isa,
-               (long long)threads);
+        printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s), %lld threads; KV cache %s\n",
+               bandwidth, peak, isa, (long long)threads, lm_kv_type_name(kv_type));
         printf("| test   | tokens/s          | GB/s   | of bandwidth | GFLOP/s | of peak |\n");
         if (n_prompt) {
             printf("| pp%-4lld | %8.2f ± %-6.2f |        |              | %7.1f | %6.1f%% |\n", (long long)n_prompt, sp.mean, sp.sd,

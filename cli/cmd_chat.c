@@ -27,7 +27,7 @@ static void on_sigint(int sig) {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: llmos chat MODEL.gguf [--system TEXT] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-            "                  [-n N] [-c CTX] [-t THREADS] [--lora FILE [--lora-scale S]]\n"
+            "                  [-n N] [-c CTX] [-t THREADS] [--kv f16|f32] [--lora FILE [--lora-scale S]]\n"
             "\n"
             "Chats with MODEL through its chat template (tokenizer.chat_template, else ChatML): the\n"
             "template's control tokens count, what you type stays plain text. Answers stream to\n"
@@ -58,6 +58,8 @@ static void usage(FILE *out) {
             "      --tool-folder DIR    the documents of the search tool\n"
             "  -c, --ctx N              context size (default: the model's, at most 4096)\n"
             "  -t, --threads N          threads (default: all cores)\n"
+            "      --kv f16|f32         KV cache element type (default f16, as llama.cpp: half the\n"
+            "                           memory and reads of f32, logits within ~1e-3 of it)\n"
             "      --lora FILE          apply a LoRA adapter (GGUF) at run time\n"
             "      --lora-scale S       scale of the adapter (default 1)\n"
             "  -h, --help               this help\n");
@@ -94,6 +96,7 @@ int cmd_chat(int argc, char **argv) {
     sp.temperature = 0.7f, sp.top_k = 40, sp.top_p = 0.95f, sp.seed = 1;
     int64_t n_predict = 256, n_ctx = 0;
     int threads = cli_default_threads();
+    lm_kv_type kv_type = LM_KV_F16;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
         int64_t k;
@@ -117,6 +120,8 @@ int cmd_chat(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 16, 1 << 20, &n_ctx)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &threads)) return 2;
+        } else if (arg_is(a, NULL, "--kv")) {
+            if (arg_kv_type(argc, argv, &i, &kv_type)) return 2;
         } else if (arg_is(a, NULL, "--tools")) {
             if (!(tool_list = arg_value(argc, argv, &i))) return 2;
         } else if (arg_is(a, NULL, "--tool-folder")) {
@@ -157,7 +162,7 @@ int cmd_chat(int argc, char **argv) {
         cli_error("chat: --tools: %s", err.message);
         goto done;
     }
-    if (lm_context_init(m, n_ctx, threads, &ctx, &err) || lm_sampler_init(&sp, cfg->n_vocab, &smp, &err) ||
+    if (lm_context_init_kv(m, n_ctx, threads, kv_type, &ctx, &err) || lm_sampler_init(&sp, cfg->n_vocab, &smp, &err) ||
         lm_chat_session_init(&chat, m, ctx, smp, tpl, tpl_text, tool_list ? &tools : NULL, &err) ||
         (system && lm_chat_session_set_system(chat, system, &err))) {
         cli_error("chat: %s", err.message);

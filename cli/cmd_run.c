@@ -29,6 +29,8 @@ static void usage(FILE *out) {
             "      --seed S             random seed (default: from the clock, printed on stderr)\n"
             "  -c, --ctx-size N         KV cache positions (default: prompt + N, at most the model's)\n"
             "  -t, --threads N          threads (default: all cores)\n"
+            "      --kv f16|f32         KV cache element type (default f16, as llama.cpp: half the\n"
+            "                           memory and reads of f32, logits within ~1e-3 of it)\n"
             "      --no-bos             do not add the BOS token\n"
             "      --lora FILE          apply a LoRA adapter (GGUF) at run time\n"
             "      --lora-scale S       scale of the adapter (default 1)\n"
@@ -61,6 +63,7 @@ int cmd_run(int argc, char **argv) {
     lm_generate_params gp = {lm_sampler_default_params(), 256, 0, 0, -1};
     int seed_given = 0;
     gp.n_threads = cli_default_threads();
+    gp.kv_type = LM_KV_F16;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
         int64_t n;
@@ -92,6 +95,8 @@ int cmd_run(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 1, INT32_MAX, &gp.n_ctx)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &gp.n_threads)) return 2;
+        } else if (arg_is(a, NULL, "--kv")) {
+            if (arg_kv_type(argc, argv, &i, &gp.kv_type)) return 2;
         } else if (arg_is(a, NULL, "--no-bos")) {
             gp.add_bos = 0;
         } else if (arg_is(a, NULL, "--lora")) {

@@ -54,6 +54,8 @@ static void usage(FILE *out) {
             "      --tool-folder DIR    the documents of the search tool\n"
             "  -c, --ctx N              context size (default: the model's, at most 4096)\n"
             "  -t, --threads N          threads (default: all cores)\n"
+            "      --kv f16|f32         KV cache element type (default f16, as llama.cpp: half the\n"
+            "                           memory and reads of f32, logits within ~1e-3 of it)\n"
             "  -h, --help               this help\n");
 }
 
@@ -71,6 +73,7 @@ int cmd_serve(int argc, char **argv) {
     o.host = "127.0.0.1";
     o.port = 8080;
     o.threads = cli_default_threads();
+    o.kv_type = LM_KV_F16;
     char name[128] = "";
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -112,6 +115,8 @@ int cmd_serve(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_int64(a, v, 16, 1 << 20, &o.n_ctx)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &o.threads)) return 2;
+        } else if (arg_is(a, NULL, "--kv")) {
+            if (arg_kv_type(argc, argv, &i, &o.kv_type)) return 2;
         } else if (a[0] == '-' && a[1]) {
             cli_error("serve: unknown option '%s' (see 'llmos serve --help')", a);
             return 2;

@@ -36,6 +36,9 @@ if $llmos --version | grep -q '^llmos '; then ok; else bad "--version"; fi
 # The documented greedy story, from the official GGUF; stdout holds nothing else.
 $llmos run "$fix/stories260K.gguf" --temp 0 -n 256 >"$tmp/story" 2>"$tmp/stats" || bad "run failed"
 same_file "$tmp/story" "$fix/stories260K_greedy.txt" "greedy story"
+# ... with the KV cache in f32 as well as in the default f16.
+$llmos run "$fix/stories260K.gguf" --temp 0 -n 256 --kv f32 >"$tmp/story32" 2>/dev/null || bad "run --kv f32 failed"
+same_file "$tmp/story32" "$fix/stories260K_greedy.txt" "greedy story, f32 KV cache"
 if grep -q 'generation: 256 tokens' "$tmp/stats"; then ok; else bad "statistics on stderr: $(cat "$tmp/stats")"; fi
 
 # -p: the prompt followed by the continuation.
@@ -181,6 +184,7 @@ expect_fail 1 "tokenizer for another vocab" -- $llmos convert llama2c "$fix/stor
 expect_fail 2 "unknown option" -- $llmos run "$fix/stories260K.gguf" --bogus
 expect_fail 2 "bad number" -- $llmos run "$fix/stories260K.gguf" -n abc
 expect_fail 2 "negative temperature" -- $llmos run "$fix/stories260K.gguf" --temp -1
+expect_fail 2 "unknown KV cache type" -- $llmos run "$fix/stories260K.gguf" --kv q8
 expect_fail 2 "missing value" -- $llmos run "$fix/stories260K.gguf" -p
 expect_fail 2 "context beyond the model" -- $llmos run "$fix/stories260K.gguf" -c 100000
 expect_fail 2 "unknown command" -- $llmos frobnicate

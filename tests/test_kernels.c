@@ -336,7 +336,7 @@ static void check_gemm(const lm_gemm_kernel *g) {
 static void check_attention(const lm_kernels *k) {
     const lm_kernels *ref = &lm_kernels_scalar;
     const int64_t head_dims[] = {64, 48, 7, 128, 8, 16, 144, 200};
-    double worst_s = 0, worst_v = 0, worst_sm = 0;
+    double worst_s = 0, worst_v = 0, worst_sm = 0, worst_s16 = 0, worst_v16 = 0;
     for (size_t hi = 0; hi < sizeof head_dims / sizeof *head_dims; hi++) {
         int64_t hd = head_dims[hi], stride = hd * 3 + 5;
         for (int64_t n = 1; n <= 300; n += 37) {
@@ -345,11 +345,19 @@ static void check_attention(const lm_kernels *k) {
                   *ob = malloc((size_t)hd * 4);
             for (int64_t i = 0; i < hd; i++) q[i] = uniform(-1, 1);
             for (int64_t i = 0; i < n * stride; i++) kv[i] = uniform(-1, 1);
+            uint16_t *kv16 = malloc((size_t)(n * stride) * 2);
+            ref->to_f16(kv16, kv, n * stride);
             k->attn_scores(a, q, kv, stride, n, hd, 0.125f);
             ref->attn_scores(b, q, kv, stride, n, hd, 0.125f);
             for (int64_t t = 0; t < n; t++) {
                 double e = fabs(a[t] - b[t]) / (0.125 * hd);
                 worst_s = e > worst_s ? e : worst_s;
+            }
+            k->attn_scores_f16(a, q, kv16, stride, n, hd, 0.125f);
+            ref->attn_scores_f16(b, q, kv16, stride, n, hd, 0.125f);
+            for (int64_t t = 0; t < n; t++) {
+                double e = fabs(a[t] - b[t]) / (0.125 * hd);
+                worst_s16 = e > worst_s16 ? e : worst_s16;
             }
             for (int64_t t = 0; t < n; t++) a[t] = b[t] = uniform(-100, 5); /* some far below the max */
             k->softmax(a, n);
@@ -365,11 +373,58 @@ static void check_attention(const lm_kernels *k) {
                 double e = fabs(oa[i] - ob[i]);
                 worst_v = e > worst_v ? e : worst_v;
             }
-            free(q), free(kv), free(a), free(b), free(oa), free(ob);
+            k->attn_values_f16(oa, b, kv16, stride, n, hd);
+            ref->attn_values_f16(ob, b, kv16, stride, n, hd);
+            for (int64_t i = 0; i < hd; i++) {
+                double e = fabs(oa[i] - ob[i]);
+                worst_v16 = e > worst_v16 ? e : worst_v16;
+            }
+            free(q), free(kv), free(kv16), free(a), free(b), free(oa), free(ob);
         }
     }
-    printf("%s attention: scores %.1e, softmax %.1e relative, values %.1e\n", k->name, worst_s, worst_sm, worst_v);
-    CHECKF(worst_s < 1e-6 && worst_sm < 1e-6 && worst_v < 1e-6, "%s attention kernels differ from the scalar ones", k->name);
+    printf("%s attention: scores %.1e, softmax %.1e relative, values %.1e; over f16: scores %.1e, values %.1e\n",
+           k->name, worst_s, worst_sm, worst_v, worst_s16, worst_v16);
+    CHECKF(worst_s < 1e-6 && worst_sm < 1e-6 && worst_v < 1e-6 && worst_s16 < 1e-6 && worst_v16 < 1e-6,
+           "%s attention kernels differ from the scalar ones", k->name);
+}
+
+/* The f16 KV cache's conversions against the software ones (fp16.h), bit
+ * for bit: lengths around the vector width; normal, subnormal, overflowing,
+ * halfway (ties to even) values, zeros of both signs and infinities. NaN
+ * must stay NaN (its payload may differ). */
+static void check_f16_conversions(const lm_kernels *k) {
+    enum { N = 203 };
+    float src[N], back_k[N], back_ref[N];
+    uint16_t h_k[N], h_ref[N], all[N];
+    int bad = 0;
+    for (int64_t n = 1; n <= N; n += 17) {
+        for (int64_t i = 0; i < n; i++) {
+            switch (i % 9) {
+            case 0: src[i] = uniform(-70000, 70000); break;      /* some past half's 65504 */
+            case 1: src[i] = uniform(-1e-6, 1e-6); break;        /* subnormal halves */
+            case 2: src[i] = (float)(1 + 2 * (i % 5)) * 0x1p-11f + 1.0f; break; /* halfway between halves */
+            case 3: src[i] = i % 2 ? -0.0f : INFINITY; break;
+            case 4: src[i] = i % 2 ? NAN : -INFINITY; break;
+            default: src[i] = uniform(-4, 4); break;
+            }
+        }
+        k->to_f16(h_k, src, n);
+        lm_kernels_scalar.to_f16(h_ref, src, n);
+        for (int64_t i = 0; i < n; i++) {
+            int nan_k = (h_k[i] & 0x7C00) == 0x7C00 && (h_k[i] & 0x3FF), nan_ref = (h_ref[i] & 0x7C00) == 0x7C00 && (h_ref[i] & 0x3FF);
+            if (nan_k != nan_ref || (!nan_ref && h_k[i] != h_ref[i])) bad++;
+        }
+    }
+    for (int64_t base = 0; base < 65536; base += N) { /* every half, in runs of N (or fewer at the end) */
+        const int64_t n = 65536 - base < N ? 65536 - base : N;
+        for (int64_t i = 0; i < n; i++) all[i] = (uint16_t)(base + i);
+        k->from_f16(back_k, all, n);
+        lm_kernels_scalar.from_f16(back_ref, all, n);
+        for (int64_t i = 0; i < n; i++) {
+            if (isnan(back_ref[i]) ? !isnan(back_k[i]) : memcmp(&back_k[i], &back_ref[i], 4) != 0) bad++;
+        }
+    }
+    CHECKF(bad == 0, "%s: %d f16 conversions differ from the software ones", k->name, bad);
 }
 
 /* The feed-forward gate against the scalar one (expf): lengths around the
@@ -514,6 +569,7 @@ int main(void) {
         check_path(k);
         check_x16(k);
         check_attention(k);
+        check_f16_conversions(k);
         check_swiglu(k);
         ran++;
     }

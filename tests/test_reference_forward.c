@@ -369,6 +369,69 @@ static void check_multi(const config *c, const lm_model *m, const int32_t *token
     free(got);
 }
 
+/* The worst over positions of max |logit - ref| / max |ref| (ref: float64, (n, n_vocab)). */
+static double worst_vs_ref(const config *c, const float *got, const double *ref, int n) {
+    double worst = 0;
+    for (int p = 0; p < n; p++) {
+        double max_diff = 0, max_ref = 0;
+        for (int i = 0; i < c->n_vocab; i++) {
+            double d = fabs((double)got[(size_t)p * (size_t)c->n_vocab + (size_t)i] - ref[(size_t)p * (size_t)c->n_vocab + (size_t)i]);
+            if (!(d <= max_diff)) max_diff = d;
+            if (fabs(ref[(size_t)p * (size_t)c->n_vocab + (size_t)i]) > max_ref) max_ref = fabs(ref[(size_t)p * (size_t)c->n_vocab + (size_t)i]);
+        }
+        if (!(max_diff / max_ref <= worst)) worst = max_diff / max_ref;
+    }
+    return worst;
+}
+
+/* An f16 KV cache against the float64 reference: token by token, as one
+ * prefill batch (the GEMM attention from LM_GEMM_MIN_TOKENS tokens), and a
+ * decode step shared with another sequence. Keys and values rounded to half
+ * (11 significant bits) move the logits by ~1e-3 of their scale here. */
+#define F16_KV_TOL 5e-3 /* 4x the worst measured (1.25e-3); a wrong row or head is off by O(0.1) */
+static double worst_f16_kv;
+
+static void check_f16_kv(const config *c, const lm_model *m, const int32_t *tokens, const double *ref) {
+    lm_error err = {0};
+    const size_t nv = (size_t)c->n_vocab;
+    float *got = malloc((size_t)c->n_tokens * nv * sizeof *got);
+    REQUIRE(got);
+    lm_context *one, *batch, *other;
+    OK(lm_context_init_kv(m, c->n_tokens, 2, LM_KV_F16, &one, &err));
+    OK(lm_context_init_kv(m, c->n_tokens, 2, LM_KV_F16, &batch, &err));
+    OK(lm_context_init_kv(m, c->n_tokens, 2, LM_KV_F16, &other, &err));
+    CHECK(lm_context_kv_type(one) == LM_KV_F16);
+    for (int pos = 0; pos < c->n_tokens; pos++) {
+        const float *logits;
+        OK(lm_context_forward(one, tokens[pos], pos, &logits, &err));
+        memcpy(got + (size_t)pos * nv, logits, nv * sizeof *got);
+    }
+    double w_token = worst_vs_ref(c, got, ref, c->n_tokens);
+    /* All but the last token as one batch, the last in a step with another sequence. */
+    const int n = c->n_tokens - 1;
+    OK(lm_context_forward_batch(batch, tokens, n, 0, got, NULL, &err));
+    double w_batch = worst_vs_ref(c, got, ref, n);
+    OK(lm_context_forward_batch(other, tokens, 3, 0, NULL, NULL, &err));
+    lm_context *step[2] = {other, batch};
+    int32_t tok[2] = {tokens[3], tokens[n]};
+    int64_t pos[2] = {3, n};
+    float *two = malloc(2 * nv * sizeof *two);
+    REQUIRE(two);
+    OK(lm_context_forward_multi(step, tok, pos, 2, two, &err));
+    double w_multi = worst_vs_ref(c, two + nv, ref + (size_t)n * nv, 1);
+    printf("%-34s f16 KV cache: worst relative error %.3e token by token, %.3e batched, %.3e in a shared step\n", c->name,
+           w_token, w_batch, w_multi);
+    double w = w_token > w_batch ? w_token : w_batch;
+    if (w_multi > w) w = w_multi;
+    CHECKF(w <= F16_KV_TOL, "%s: an f16 KV cache is off by %.3g relative (bound %g)", c->name, w, F16_KV_TOL);
+    if (!(w <= worst_f16_kv)) worst_f16_kv = w;
+    lm_context_free(one);
+    lm_context_free(batch);
+    lm_context_free(other);
+    free(got);
+    free(two);
+}
+
 static void run_config(const config *c) {
     lm_error err = {0};
     weights w = make_weights(c);
@@ -456,6 +519,7 @@ static void run_config(const config *c) {
            thread_mismatches);
     printf("%-34s worst relative error %.3e (position %d of %d)\n", c->name, worst, worst_pos, c->n_tokens);
     check_multi(c, m, tokens);
+    check_f16_kv(c, m, tokens, ref);
     if (!(worst <= worst_overall)) worst_overall = worst;
 
     free(l1);

@@ -15,6 +15,7 @@ typedef struct lm_generate_params {
     int64_t n_ctx;     /* KV cache positions; 0 = prompt + n_predict, capped at the model's context */
     int n_threads;
     int add_bos;       /* -1: BOS/EOS as the tokenizer's metadata says; 0: none; 1: BOS always */
+    lm_kv_type kv_type; /* the KV cache's element type (0: f32) */
 } lm_generate_params;
 
 /* Receives each generated token and the complete UTF-8 bytes it adds (a

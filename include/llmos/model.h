@@ -46,6 +46,18 @@ typedef struct lm_context lm_context;
 
 /* n_ctx positions of KV cache (1 .. context_length); n_threads >= 1. */
 lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_context **out, lm_error *err);
+
+/* The KV cache's element type. LM_KV_F16 (llama.cpp's default) halves the
+ * cache's memory and the bytes each token's attention reads; keys and values
+ * are rounded to IEEE half, which moves the logits by about 1e-3.
+ * lm_context_init keeps f32, the exact reference. */
+typedef enum { LM_KV_F32 = 0, LM_KV_F16 = 1 } lm_kv_type;
+lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm_kv_type kv, lm_context **out,
+                             lm_error *err);
+lm_kv_type lm_context_kv_type(const lm_context *c);
+/* "f16" or "f32" into *out; 0 on success, -1 for anything else. */
+int lm_kv_type_parse(const char *name, lm_kv_type *out);
+const char *lm_kv_type_name(lm_kv_type kv);
 void lm_context_free(lm_context *c);
 /* Tokens per prefill batch (default 512, at most n_ctx): smaller batches use
  * less memory and dequantise the weights more often. */

@@ -50,6 +50,7 @@ typedef struct lm_server_options {
     int64_t prefill_chunk;   /* prompt tokens a slot runs per step, so the others keep decoding
                                 while a long prompt is read (default 128; -1: a whole prompt at once) */
     int threads;             /* compute threads */
+    lm_kv_type kv_type;      /* the slots' KV caches (0: f32) */
     /* Called once listening, with the port (useful with port 0). May be NULL. */
     void (*on_listen)(void *user, int port);
     void *user;

@@ -61,7 +61,7 @@ lm_status lm_generate(const lm_model *m, const char *prompt, size_t prompt_len, 
     lm_sampler *sampler = NULL;
     lm_detokenizer *detok = NULL;
     char *piece = NULL;
-    if ((st = lm_context_init(m, n_ctx, params->n_threads, &ctx, err))) goto done;
+    if ((st = lm_context_init_kv(m, n_ctx, params->n_threads, params->kv_type, &ctx, err))) goto done;
     if ((st = lm_sampler_init(&params->sampling, (int32_t)cfg->n_vocab, &sampler, err))) goto done;
 
     stats->n_prompt = (int64_t)n_prompt;

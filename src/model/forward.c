@@ -21,8 +21,10 @@ struct lm_context {
     const lm_model *model;
     int64_t n_ctx;
     int n_threads;
-    float *k_cache;  /* (n_layers, n_ctx, kv_dim) */
-    float *v_cache;  /* (n_layers, n_ctx, kv_dim) */
+    lm_kv_type kv_type;
+    void *k_cache;   /* (n_layers, n_ctx, kv_dim) floats, or IEEE halves (kv_type LM_KV_F16) */
+    void *v_cache;   /* (n_layers, n_ctx, kv_dim) likewise */
+    float *k_row, *v_row; /* (kv_dim) with an f16 cache: a token's key and value before they are stored */
     float *rope;     /* (n_ctx, rope_dim / 2, 2): cos, sin per position and pair */
     float *x;        /* (dim) residual stream */
     float *xb;       /* (dim) normalised input of a sub-layer */
@@ -52,19 +54,60 @@ struct lm_context {
  * only n_ctx rows. */
 #define BATCH 512
 
-static float *alloc_floats(int64_t a, int64_t b, int64_t c, int *failed) {
+/* a x b x c elements of elt bytes, zeroed; sets *failed (and gives NULL) on overflow or no memory. */
+static void *alloc_elems(int64_t a, int64_t b, int64_t c, size_t elt, int *failed) {
     size_t n;
     if (*failed || lm_mul_overflow_size((size_t)a, (size_t)b, &n) || lm_mul_overflow_size(n, (size_t)c, &n) ||
-        lm_mul_overflow_size(n, sizeof(float), &n)) {
+        lm_mul_overflow_size(n, elt, &n)) {
         *failed = 1;
         return NULL;
     }
-    float *p = calloc(1, n ? n : 1);
+    void *p = calloc(1, n ? n : 1);
     if (!p) *failed = 1;
     return p;
 }
 
+static float *alloc_floats(int64_t a, int64_t b, int64_t c, int *failed) { return alloc_elems(a, b, c, sizeof(float), failed); }
+
+int lm_kv_type_parse(const char *name, lm_kv_type *out) {
+    if (strcmp(name, "f32") == 0) *out = LM_KV_F32;
+    else if (strcmp(name, "f16") == 0) *out = LM_KV_F16;
+    else return -1;
+    return 0;
+}
+
+const char *lm_kv_type_name(lm_kv_type kv) { return kv == LM_KV_F16 ? "f16" : "f32"; }
+
+lm_kv_type lm_context_kv_type(const lm_context *c) { return c->kv_type; }
+
+/* Bytes of one cache element. */
+static size_t kv_elt(const lm_context *c) { return c->kv_type == LM_KV_F16 ? sizeof(uint16_t) : sizeof(float); }
+
+/* The cache's row of (layer, pos): kv_dim elements. */
+static void *kv_at(const lm_context *c, void *cache, int64_t layer, int64_t pos) {
+    const int64_t kv_dim = c->model->cfg.n_kv_heads * c->model->cfg.head_dim;
+    return (char *)cache + (size_t)((layer * c->n_ctx + pos) * kv_dim) * kv_elt(c);
+}
+
+/* Stores a token's key and value (kv_dim floats each) at (layer, pos). */
+static void kv_store(lm_context *c, int64_t layer, int64_t pos, const float *k, const float *v) {
+    const int64_t kv_dim = c->model->cfg.n_kv_heads * c->model->cfg.head_dim;
+    if (c->kv_type == LM_KV_F16) {
+        const lm_kernels *kn = lm_kernels_best();
+        kn->to_f16(kv_at(c, c->k_cache, layer, pos), k, kv_dim);
+        kn->to_f16(kv_at(c, c->v_cache, layer, pos), v, kv_dim);
+    } else {
+        memcpy(kv_at(c, c->k_cache, layer, pos), k, (size_t)kv_dim * sizeof(float));
+        memcpy(kv_at(c, c->v_cache, layer, pos), v, (size_t)kv_dim * sizeof(float));
+    }
+}
+
 lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_context **out, lm_error *err) {
+    return lm_context_init_kv(m, n_ctx, n_threads, LM_KV_F32, out, err);
+}
+
+lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm_kv_type kv, lm_context **out,
+                             lm_error *err) {
     const lm_model_config *c = &m->cfg;
     *out = NULL;
     if (n_ctx < 1 || n_ctx > c->context_length) {
@@ -72,6 +115,7 @@ lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_co
                             (long long)n_ctx, (long long)c->context_length);
     }
     if (n_threads < 1) return lm_error_set(err, LM_ERR_ARG, "thread count must be at least 1");
+    if (kv != LM_KV_F32 && kv != LM_KV_F16) return lm_error_set(err, LM_ERR_ARG, "unknown KV cache type %d", (int)kv);
     lm_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     ctx->model = m;
@@ -80,8 +124,13 @@ lm_status lm_context_init(const lm_model *m, int64_t n_ctx, int n_threads, lm_co
     ctx->n_threads = n_threads;
     int64_t kv_dim = c->n_kv_heads * c->head_dim, q_dim = c->n_heads * c->head_dim;
     int failed = 0;
-    ctx->k_cache = alloc_floats(c->n_layers, n_ctx, kv_dim, &failed);
-    ctx->v_cache = alloc_floats(c->n_layers, n_ctx, kv_dim, &failed);
+    ctx->kv_type = kv;
+    ctx->k_cache = alloc_elems(c->n_layers, n_ctx, kv_dim, kv_elt(ctx), &failed);
+    ctx->v_cache = alloc_elems(c->n_layers, n_ctx, kv_dim, kv_elt(ctx), &failed);
+    if (kv == LM_KV_F16) {
+        ctx->k_row = alloc_floats(kv_dim, 1, 1, &failed);
+        ctx->v_row = alloc_floats(kv_dim, 1, 1, &failed);
+    }
     ctx->rope = alloc_floats(n_ctx, c->rope_dim / 2 + 1, 2, &failed);
     ctx->x = alloc_floats(c->dim, 1, 1, &failed);
     ctx->xb = alloc_floats(c->dim, 1, 1, &failed);
@@ -122,6 +171,8 @@ void lm_context_free(lm_context *c) {
     if (!c) return;
     free(c->k_cache);
     free(c->v_cache);
+    free(c->k_row);
+    free(c->v_row);
     free(c->rope);
     free(c->x);
     free(c->xb);
@@ -223,9 +274,15 @@ static void attend_head(const lm_context *ctx, int64_t layer, int64_t pos, int64
     const lm_model_config *c = &ctx->model->cfg;
     const lm_kernels *k = lm_kernels_best();
     int64_t hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
-    const float *k_layer = ctx->k_cache + layer * ctx->n_ctx * kv_dim;
-    const float *v_layer = ctx->v_cache + layer * ctx->n_ctx * kv_dim;
     float scale = (float)(1.0 / sqrt((double)hd));
+    if (ctx->kv_type == LM_KV_F16) {
+        const uint16_t *k_layer = kv_at(ctx, ctx->k_cache, layer, 0), *v_layer = kv_at(ctx, ctx->v_cache, layer, 0);
+        k->attn_scores_f16(att, q, k_layer + kv_off, kv_dim, pos + 1, hd, scale);
+        k->softmax(att, pos + 1);
+        k->attn_values_f16(out, att, v_layer + kv_off, kv_dim, pos + 1, hd);
+        return;
+    }
+    const float *k_layer = kv_at(ctx, ctx->k_cache, layer, 0), *v_layer = kv_at(ctx, ctx->v_cache, layer, 0);
     k->attn_scores(att, q, k_layer + kv_off, kv_dim, pos + 1, hd, scale);
     k->softmax(att, pos + 1);
     k->attn_values(out, att, v_layer + kv_off, kv_dim, pos + 1, hd);
@@ -293,22 +350,36 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     const lm_gemm_kernel *g = lm_gemm_kernel_any();
     const int64_t n = j->n, pos0 = j->pos0, hd = c->head_dim, group = c->n_heads / c->n_kv_heads,
                   q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
-    const float *k_layer = ctx->k_cache + j->layer * ctx->n_ctx * kv_dim;
-    const float *v_layer = ctx->v_cache + j->layer * ctx->n_ctx * kv_dim;
+    const int half = ctx->kv_type == LM_KV_F16;
     const float scale = (float)(1.0 / sqrt((double)hd));
     float *S = malloc((size_t)((n < ATTN_ROW_BLOCK ? n : ATTN_ROW_BLOCK) * keys) * sizeof *S); /* (block, keys) */
-    if (!S) atomic_store(&j->failed, 1);
-    for (int64_t h; S && !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
+    /* An f16 cache: the head's keys and values as floats, (keys, hd) each. */
+    float *K16 = half ? malloc((size_t)(2 * keys * hd) * sizeof(float)) : NULL, *V16 = K16 ? K16 + keys * hd : NULL;
+    if (!S || (half && !K16)) atomic_store(&j->failed, 1);
+    int64_t converted = -1; /* the KV head K16 and V16 hold */
+    for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
-        const int64_t kv_off = (h / group) * hd;
+        int64_t kv_off = (h / group) * hd, kv_stride = kv_dim;
+        const float *k_layer = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_layer = kv_at(ctx, ctx->v_cache, j->layer, 0);
+        if (half) {
+            if (converted != h / group) {
+                const uint16_t *k16 = kv_at(ctx, ctx->k_cache, j->layer, 0), *v16 = kv_at(ctx, ctx->v_cache, j->layer, 0);
+                for (int64_t t = 0; t < keys; t++) {
+                    k->from_f16(K16 + t * hd, k16 + t * kv_dim + kv_off, hd);
+                    k->from_f16(V16 + t * hd, v16 + t * kv_dim + kv_off, hd);
+                }
+                converted = h / group;
+            }
+            k_layer = K16, v_layer = V16, kv_off = 0, kv_stride = hd;
+        }
         /* Causal: queries r0..r1-1 see keys 0..pos0+r1-1 only, so blocks
          * of queries skip the keys past them (about half the work of a
          * prompt into an empty cache). The zeros they would add change no
          * sum: the results are those of one block of all n. */
         for (int64_t r0 = 0; r0 < n; r0 += ATTN_ROW_BLOCK) {
             const int64_t rows = n - r0 < ATTN_ROW_BLOCK ? n - r0 : ATTN_ROW_BLOCK, seen = pos0 + r0 + rows;
-            lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_dim},
-                     V = {v_layer + kv_off, kv_dim, 1};
+            lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_stride},
+                     V = {v_layer + kv_off, kv_stride, 1};
             if (!lm_sgemm(g, rows, seen, hd, Q, Kt, S, seen, 0, 1)) {
                 atomic_store(&j->failed, 1);
                 break;
@@ -328,6 +399,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
         }
     }
     free(S);
+    free(K16);
 }
 
 /* The same for large batches, as two GEMMs per head and block of queries:
@@ -361,7 +433,7 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
     }
     lm_status st = lora_scratch(ctx, 1, err);
     if (st) return st;
-    int64_t dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
+    int64_t dim = c->dim, hd = c->head_dim;
     int nt = ctx->n_threads;
     float eps = (float)c->norm_eps;
     const float *rope = ctx->rope + pos * (c->rope_dim / 2) * 2;
@@ -369,13 +441,16 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
 
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
-        float *k = ctx->k_cache + (l * ctx->n_ctx + pos) * kv_dim;
-        float *v = ctx->v_cache + (l * ctx->n_ctx + pos) * kv_dim;
+        /* An f32 cache takes the key and value in place; an f16 one once they are final. */
+        const int half = ctx->kv_type == LM_KV_F16;
+        float *k = half ? ctx->k_row : kv_at(ctx, ctx->k_cache, l, pos);
+        float *v = half ? ctx->v_row : kv_at(ctx, ctx->v_cache, l, pos);
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->attn_norm, dim, eps);
         project_qkv(ctx, w, ctx->xb, ctx->q, k, v, 1);
         lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
         lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
+        if (half) kv_store(ctx, l, pos, k, v);
         attention(ctx, l, pos);
         matvec(ctx, ctx->xb2, &w->wo, w->lora[LORA_O], ctx->att_out);
         for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
@@ -478,8 +553,7 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
             const float *rope = ctx->rope + (pos0 + b) * half * 2;
             lm_rope_f32(ctx->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
             lm_rope_f32(ctx->bk + b * kv_dim, c->n_kv_heads, hd, c->rope_dim, rope);
-            memcpy(ctx->k_cache + (l * ctx->n_ctx + pos0 + b) * kv_dim, ctx->bk + b * kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(ctx->v_cache + (l * ctx->n_ctx + pos0 + b) * kv_dim, ctx->bv + b * kv_dim, (size_t)kv_dim * sizeof(float));
+            kv_store(ctx, l, pos0 + b, ctx->bk + b * kv_dim, ctx->bv + b * kv_dim);
         }
         /* Causal attention: token b sees positions up to pos0 + b. */
         attention_batch(ctx, l, n, pos0);
@@ -558,8 +632,7 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
             const float *rope = x->rope + pos[b] * half * 2;
             lm_rope_f32(lead->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
             lm_rope_f32(lead->bk + b * kv_dim, c->n_kv_heads, hd, c->rope_dim, rope);
-            memcpy(x->k_cache + (l * x->n_ctx + pos[b]) * kv_dim, lead->bk + b * kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(x->v_cache + (l * x->n_ctx + pos[b]) * kv_dim, lead->bv + b * kv_dim, (size_t)kv_dim * sizeof(float));
+            kv_store(x, l, pos[b], lead->bk + b * kv_dim, lead->bv + b * kv_dim);
         }
         attn_job aj = {.lead = lead, .ctxs = ctxs, .pos = pos, .layer = l, .q = lead->bq, .out = lead->batt,
                        .scratch = lead->batt_scratch};

@@ -1069,7 +1069,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
                        ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (!st) st = lm_sampler_init(&sp0, (int32_t)cfg->n_vocab, &smp0, err);
     for (int k = 0; !st && k < n_slots; k++) {
-        st = lm_context_init(m, n_ctx, s->o.threads, &slots[k].ctx, err);
+        st = lm_context_init_kv(m, n_ctx, s->o.threads, s->o.kv_type, &slots[k].ctx, err);
         if (!st) st = lm_chat_session_init(&slots[k].session, m, slots[k].ctx, smp0, tpl, template_source, tools, err);
         if (!st) lm_chat_session_set_prefill_chunk(slots[k].session, (size_t)(s->o.prefill_chunk > 0 ? s->o.prefill_chunk : 0));
     }

@@ -64,6 +64,16 @@ typedef void (*lm_attn_scores_fn)(float *att, const float *q, const float *k, in
 /* out (hd) = sum over t < n of att[t] * v_t. */
 typedef void (*lm_attn_values_fn)(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd);
 
+/* The same over keys and values stored as IEEE half (an f16 KV cache):
+ * each element is converted exactly to float, then used as above. */
+typedef void (*lm_attn_scores_f16_fn)(float *att, const float *q, const uint16_t *k, int64_t stride, int64_t n,
+                                      int64_t hd, float scale);
+typedef void (*lm_attn_values_f16_fn)(float *out, const float *att, const uint16_t *v, int64_t stride, int64_t n,
+                                      int64_t hd);
+/* dst (n) = src rounded to IEEE half (to nearest even), or back exactly. */
+typedef void (*lm_to_f16_fn)(uint16_t *dst, const float *src, int64_t n);
+typedef void (*lm_from_f16_fn)(float *dst, const uint16_t *src, int64_t n);
+
 /* x (n) = softmax(x), in place. */
 typedef void (*lm_softmax_fn)(float *x, int64_t n);
 
@@ -77,6 +87,10 @@ typedef struct lm_kernels {
     lm_dot_x16_fn dot_x16[LM_TYPE_COUNT_]; /* NULL: the type is not packed for this table */
     lm_attn_scores_fn attn_scores;
     lm_attn_values_fn attn_values;
+    lm_attn_scores_f16_fn attn_scores_f16;
+    lm_attn_values_f16_fn attn_values_f16;
+    lm_to_f16_fn to_f16;
+    lm_from_f16_fn from_f16;
     lm_softmax_fn softmax;
     lm_swiglu_fn swiglu;
     lm_act_kind act[LM_TYPE_COUNT_]; /* 0 (F32): lm_act_kind_for's kind */

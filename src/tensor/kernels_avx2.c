@@ -462,6 +462,89 @@ AVX2 static void attn_values(float *out, const float *att, const float *v, int64
     }
 }
 
+/* ---- The same over an f16 KV cache: keys and values as IEEE halves,
+ * converted by F16C (exactly) as they are loaded. */
+
+AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+AVX2 static void attn_scores_f16(float *att, const float *q, const uint16_t *k, int64_t stride, int64_t n, int64_t hd,
+                                 float scale) {
+    int64_t t = 0;
+    if (hd % 8 == 0) {
+        for (; t + 4 <= n; t += 4) {
+            const uint16_t *k0 = k + t * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t i = 0; i < hd; i += 8) {
+                __m256 qi = _mm256_loadu_ps(q + i);
+                a0 = _mm256_fmadd_ps(qi, load8_f16(k0 + i), a0);
+                a1 = _mm256_fmadd_ps(qi, load8_f16(k1 + i), a1);
+                a2 = _mm256_fmadd_ps(qi, load8_f16(k2 + i), a2);
+                a3 = _mm256_fmadd_ps(qi, load8_f16(k3 + i), a3);
+            }
+            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(att + t, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+        }
+        for (; t < n; t++) {
+            __m256 a = _mm256_setzero_ps();
+            for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8_f16(k + t * stride + i), a);
+            att[t] = hsum_ps(a) * scale;
+        }
+        return;
+    }
+    for (; t < n; t++) {
+        const uint16_t *kt = k + t * stride;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < hd; i++) sum += q[i] * lm_fp16_to_fp32(kt[i]);
+        att[t] = sum * scale;
+    }
+}
+
+AVX2 static void attn_values_f16(float *out, const float *att, const uint16_t *v, int64_t stride, int64_t n, int64_t hd) {
+    int64_t i = 0;
+    for (; i + 32 <= hd; i += 32) {
+        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+        for (int64_t t = 0; t < n; t++) {
+            const uint16_t *vt = v + t * stride + i;
+            __m256 a = _mm256_broadcast_ss(att + t);
+            o0 = _mm256_fmadd_ps(a, load8_f16(vt), o0);
+            o1 = _mm256_fmadd_ps(a, load8_f16(vt + 8), o1);
+            o2 = _mm256_fmadd_ps(a, load8_f16(vt + 16), o2);
+            o3 = _mm256_fmadd_ps(a, load8_f16(vt + 24), o3);
+        }
+        _mm256_storeu_ps(out + i, o0);
+        _mm256_storeu_ps(out + i + 8, o1);
+        _mm256_storeu_ps(out + i + 16, o2);
+        _mm256_storeu_ps(out + i + 24, o3);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int64_t t = 0; t < n; t++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(att + t), load8_f16(v + t * stride + i), o);
+        _mm256_storeu_ps(out + i, o);
+    }
+    for (; i < hd; i++) {
+        float o = 0.0f;
+        for (int64_t t = 0; t < n; t++) o += att[t] * lm_fp16_to_fp32(v[t * stride + i]);
+        out[i] = o;
+    }
+}
+
+/* F16C rounds to nearest even, as lm_fp32_to_fp16 does (NaNs stay NaN, their
+ * payload bits may differ). */
+AVX2 static void to_f16(uint16_t *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) dst[i] = lm_fp32_to_fp16(src[i]);
+}
+
+AVX2 static void from_f16(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_f16(src + i));
+    for (; i < n; i++) dst[i] = lm_fp16_to_fp32(src[i]);
+}
+
 /* e^x for x <= 0 (softmax arguments), within 2 ulp: x = n ln2 + r with
  * |r| <= ln2 / 2, e^r by a degree-6 polynomial, 2^n through the exponent
  * bits. Below -87.3 the result is 0 (as expf's underflow to 0 matters
@@ -554,6 +637,10 @@ const lm_kernels lm_kernels_avx2 = {
     {0}, /* no x16 kernels: nothing is packed for AVX2 */
     attn_scores,
     attn_values,
+    attn_scores_f16,
+    attn_values_f16,
+    to_f16,
+    from_f16,
     softmax,
     swiglu,
     {0}, /* activation kinds: lm_act_kind_for's */

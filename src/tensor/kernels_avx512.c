@@ -465,10 +465,17 @@ K512 static inline __m512 sum16(__m512 v[16]) {
                          _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-K512 static inline __attribute__((always_inline)) void scores_nv(float *att, const float *q, const float *k,
+/* 16 elements of a key or value row from p (floats, or IEEE halves when
+ * half) as floats; lanes outside m are 0. */
+K512 static inline __attribute__((always_inline)) __m512 load16(const void *p, __mmask16 m, const int half) {
+    return half ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)) : _mm512_maskz_loadu_ps(m, p);
+}
+
+K512 static inline __attribute__((always_inline)) void scores_nv(float *att, const float *q, const void *k,
                                                                  int64_t stride, int64_t n, int64_t hd, float scale,
-                                                                 const int nv) {
+                                                                 const int nv, const int half) {
     const __mmask16 last = (__mmask16)(hd % 16 ? (1u << (hd % 16)) - 1 : 0xFFFF);
+    const size_t elt = half ? 2 : 4, row = (size_t)stride * elt;
     __m512 qv[8];
 #pragma GCC unroll 8
     for (int i = 0; i < nv; i++) qv[i] = _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, q + 16 * i);
@@ -478,91 +485,120 @@ K512 static inline __attribute__((always_inline)) void scores_nv(float *att, con
         __m512 acc[16];
 #pragma GCC unroll 16
         for (int p = 0; p < 16; p++) {
-            const float *kp = k + (t + p) * stride;
-            acc[p] = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(nv == 1 ? last : 0xFFFF, kp));
+            const char *kp = (const char *)k + (size_t)(t + p) * row;
+            acc[p] = _mm512_mul_ps(qv[0], load16(kp, nv == 1 ? last : 0xFFFF, half));
 #pragma GCC unroll 8
             for (int i = 1; i < nv; i++) {
-                acc[p] = _mm512_fmadd_ps(qv[i], _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, kp + 16 * i), acc[p]);
+                acc[p] = _mm512_fmadd_ps(qv[i], load16(kp + 16 * i * elt, i == nv - 1 ? last : 0xFFFF, half), acc[p]);
             }
         }
         _mm512_storeu_ps(att + t, _mm512_mul_ps(sum16(acc), vscale));
     }
     for (; t < n; t++) {
-        const float *kp = k + t * stride;
-        __m512 acc = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(nv == 1 ? last : 0xFFFF, kp));
+        const char *kp = (const char *)k + (size_t)t * row;
+        __m512 acc = _mm512_mul_ps(qv[0], load16(kp, nv == 1 ? last : 0xFFFF, half));
 #pragma GCC unroll 8
-        for (int i = 1; i < nv; i++) acc = _mm512_fmadd_ps(qv[i], _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, kp + 16 * i), acc);
+        for (int i = 1; i < nv; i++) acc = _mm512_fmadd_ps(qv[i], load16(kp + 16 * i * elt, i == nv - 1 ? last : 0xFFFF, half), acc);
+        att[t] = _mm512_reduce_add_ps(acc) * scale;
+    }
+}
+
+/* Scores over keys of floats or (half) IEEE halves. */
+K512 static inline __attribute__((always_inline)) void scores_any(float *att, const float *q, const void *k,
+                                                                  int64_t stride, int64_t n, int64_t hd, float scale,
+                                                                  const int half) {
+    switch ((hd + 15) / 16) {
+    case 1: scores_nv(att, q, k, stride, n, hd, scale, 1, half); return;
+    case 2: scores_nv(att, q, k, stride, n, hd, scale, 2, half); return;
+    case 3: scores_nv(att, q, k, stride, n, hd, scale, 3, half); return;
+    case 4: scores_nv(att, q, k, stride, n, hd, scale, 4, half); return;
+    case 5: scores_nv(att, q, k, stride, n, hd, scale, 5, half); return;
+    case 6: scores_nv(att, q, k, stride, n, hd, scale, 6, half); return;
+    case 7: scores_nv(att, q, k, stride, n, hd, scale, 7, half); return;
+    case 8: scores_nv(att, q, k, stride, n, hd, scale, 8, half); return;
+    default: break;
+    }
+    const size_t elt = half ? 2 : 4;
+    for (int64_t t = 0; t < n; t++) { /* heads over 128: one key at a time */
+        const char *kp = (const char *)k + (size_t)(t * stride) * elt;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= hd; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(kp + i * elt, 0xFFFF, half), acc);
+        const __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load16(kp + i * elt, m, half), acc);
         att[t] = _mm512_reduce_add_ps(acc) * scale;
     }
 }
 
 K512 static void attn_scores_512(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
                                  float scale) {
-    switch ((hd + 15) / 16) {
-    case 1: scores_nv(att, q, k, stride, n, hd, scale, 1); return;
-    case 2: scores_nv(att, q, k, stride, n, hd, scale, 2); return;
-    case 3: scores_nv(att, q, k, stride, n, hd, scale, 3); return;
-    case 4: scores_nv(att, q, k, stride, n, hd, scale, 4); return;
-    case 5: scores_nv(att, q, k, stride, n, hd, scale, 5); return;
-    case 6: scores_nv(att, q, k, stride, n, hd, scale, 6); return;
-    case 7: scores_nv(att, q, k, stride, n, hd, scale, 7); return;
-    case 8: scores_nv(att, q, k, stride, n, hd, scale, 8); return;
-    default: break;
-    }
-    for (int64_t t = 0; t < n; t++) { /* heads over 128: one key at a time */
-        const float *kp = k + t * stride;
-        __m512 acc = _mm512_setzero_ps();
-        int64_t i = 0;
-        for (; i + 16 <= hd; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(kp + i), acc);
-        const __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kp + i), acc);
-        att[t] = _mm512_reduce_add_ps(acc) * scale;
-    }
+    scores_any(att, q, k, stride, n, hd, scale, 0);
 }
 
-/* out[0 .. width) for width <= 16 * nv columns (the last vector masked). */
-K512 static inline __attribute__((always_inline)) void values_nv(float *out, const float *att, const float *v,
-                                                                 int64_t stride, int64_t n, int64_t width, const int nv) {
+K512 static void attn_scores_f16_512(float *att, const float *q, const uint16_t *k, int64_t stride, int64_t n,
+                                     int64_t hd, float scale) {
+    scores_any(att, q, k, stride, n, hd, scale, 1);
+}
+
+/* out[0 .. width) for width <= 16 * nv columns (the last vector masked);
+ * v holds floats, or IEEE halves when half. */
+K512 static inline __attribute__((always_inline)) void values_nv(float *out, const float *att, const void *v,
+                                                                 int64_t stride, int64_t n, int64_t width, const int nv,
+                                                                 const int half) {
     const __mmask16 last = (__mmask16)(width % 16 ? (1u << (width % 16)) - 1 : 0xFFFF);
+    const size_t elt = half ? 2 : 4, row = (size_t)stride * elt;
     __m512 o0[8], o1[8];
 #pragma GCC unroll 8
     for (int i = 0; i < nv; i++) o0[i] = o1[i] = _mm512_setzero_ps();
     int64_t t = 0;
     for (; t + 2 <= n; t += 2) {
         const __m512 a0 = _mm512_set1_ps(att[t]), a1 = _mm512_set1_ps(att[t + 1]);
-        const float *v0 = v + t * stride, *v1 = v0 + stride;
+        const char *v0 = (const char *)v + (size_t)t * row, *v1 = v0 + row;
 #pragma GCC unroll 8
         for (int i = 0; i < nv; i++) {
             const __mmask16 m = i == nv - 1 ? last : 0xFFFF;
-            o0[i] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(m, v0 + 16 * i), o0[i]);
-            o1[i] = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(m, v1 + 16 * i), o1[i]);
+            o0[i] = _mm512_fmadd_ps(a0, load16(v0 + 16 * i * elt, m, half), o0[i]);
+            o1[i] = _mm512_fmadd_ps(a1, load16(v1 + 16 * i * elt, m, half), o1[i]);
         }
     }
     if (t < n) {
         const __m512 a0 = _mm512_set1_ps(att[t]);
+        const char *v0 = (const char *)v + (size_t)t * row;
 #pragma GCC unroll 8
         for (int i = 0; i < nv; i++) {
-            o0[i] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(i == nv - 1 ? last : 0xFFFF, v + t * stride + 16 * i), o0[i]);
+            o0[i] = _mm512_fmadd_ps(a0, load16(v0 + 16 * i * elt, i == nv - 1 ? last : 0xFFFF, half), o0[i]);
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < nv; i++) _mm512_mask_storeu_ps(out + 16 * i, i == nv - 1 ? last : 0xFFFF, _mm512_add_ps(o0[i], o1[i]));
 }
 
-K512 static void attn_values_512(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
+K512 static inline __attribute__((always_inline)) void values_any(float *out, const float *att, const void *v,
+                                                                  int64_t stride, int64_t n, int64_t hd, const int half) {
+    const size_t elt = half ? 2 : 4;
     for (int64_t c = 0; c < hd; c += 128) { /* 128 columns (8 vectors) at a time */
         const int64_t width = hd - c < 128 ? hd - c : 128;
+        const char *vc = (const char *)v + c * elt;
         switch ((width + 15) / 16) {
-        case 1: values_nv(out + c, att, v + c, stride, n, width, 1); break;
-        case 2: values_nv(out + c, att, v + c, stride, n, width, 2); break;
-        case 3: values_nv(out + c, att, v + c, stride, n, width, 3); break;
-        case 4: values_nv(out + c, att, v + c, stride, n, width, 4); break;
-        case 5: values_nv(out + c, att, v + c, stride, n, width, 5); break;
-        case 6: values_nv(out + c, att, v + c, stride, n, width, 6); break;
-        case 7: values_nv(out + c, att, v + c, stride, n, width, 7); break;
-        default: values_nv(out + c, att, v + c, stride, n, width, 8); break;
+        case 1: values_nv(out + c, att, vc, stride, n, width, 1, half); break;
+        case 2: values_nv(out + c, att, vc, stride, n, width, 2, half); break;
+        case 3: values_nv(out + c, att, vc, stride, n, width, 3, half); break;
+        case 4: values_nv(out + c, att, vc, stride, n, width, 4, half); break;
+        case 5: values_nv(out + c, att, vc, stride, n, width, 5, half); break;
+        case 6: values_nv(out + c, att, vc, stride, n, width, 6, half); break;
+        case 7: values_nv(out + c, att, vc, stride, n, width, 7, half); break;
+        default: values_nv(out + c, att, vc, stride, n, width, 8, half); break;
         }
     }
+}
+
+K512 static void attn_values_512(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
+    values_any(out, att, v, stride, n, hd, 0);
+}
+
+K512 static void attn_values_f16_512(float *out, const float *att, const uint16_t *v, int64_t stride, int64_t n,
+                                     int64_t hd) {
+    values_any(out, att, v, stride, n, hd, 1);
 }
 
 /* One entry point per type; the token count becomes a constant so the
@@ -602,7 +638,11 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     },
     attn_scores_512,
     attn_values_512,
-    NULL, /* softmax and swiglu: AVX2's */
+    attn_scores_f16_512,
+    attn_values_f16_512,
+    NULL, /* to_f16, from_f16, softmax and swiglu: AVX2's */
+    NULL,
+    NULL,
     NULL,
     {
         [LM_TYPE_Q4_0] = LM_ACT_Q4_0_X2,

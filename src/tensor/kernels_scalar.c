@@ -257,6 +257,32 @@ static void attn_values(float *out, const float *att, const float *v, int64_t st
     }
 }
 
+static void attn_scores_f16(float *att, const float *q, const uint16_t *k, int64_t stride, int64_t n, int64_t hd,
+                            float scale) {
+    for (int64_t t = 0; t < n; t++) {
+        const uint16_t *kt = k + t * stride;
+        float sum = 0.0f;
+        for (int64_t i = 0; i < hd; i++) sum += q[i] * lm_fp16_to_fp32(kt[i]);
+        att[t] = sum * scale;
+    }
+}
+
+static void attn_values_f16(float *out, const float *att, const uint16_t *v, int64_t stride, int64_t n, int64_t hd) {
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int64_t t = 0; t < n; t++) {
+        const uint16_t *vt = v + t * stride;
+        for (int64_t i = 0; i < hd; i++) out[i] += att[t] * lm_fp16_to_fp32(vt[i]);
+    }
+}
+
+static void to_f16(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = lm_fp32_to_fp16(src[i]);
+}
+
+static void from_f16(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = lm_fp16_to_fp32(src[i]);
+}
+
 static void swiglu(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i];
@@ -280,6 +306,10 @@ const lm_kernels lm_kernels_scalar = {
     {0}, /* no x16 kernels: nothing is packed for the reference */
     attn_scores,
     attn_values,
+    attn_scores_f16,
+    attn_values_f16,
+    to_f16,
+    from_f16,
     lm_softmax_f32,
     swiglu,
     {0}, /* activation kinds: lm_act_kind_for's */
