@@ -62,20 +62,29 @@ void lm_context_free(lm_context *c);
 /* Tokens per prefill batch (default 512, at most n_ctx): smaller batches use
  * less memory and dequantise the weights more often. */
 lm_status lm_context_set_batch_size(lm_context *c, int64_t n, lm_error *err);
+int64_t lm_context_batch_size(const lm_context *c);
 int64_t lm_context_size(const lm_context *c);
 
 /* Runs token at position pos (positions 0..pos-1 must already be cached) and
  * returns the n_vocab logits, valid until the next call. */
 lm_status lm_context_forward(lm_context *c, int32_t token, int64_t pos, const float **logits, lm_error *err);
 
-/* One decode step of n sequences at once (continuous batching): token
+/* One step of n tokens of one or more sequences (continuous batching): token
  * tokens[b] at position pos[b] of context ctxs[b], each context its own
- * sequence with its own KV cache, all of the same model, none larger than
- * ctxs[0] and none twice; n is at most ctxs[0]'s batch size. The weight
- * matrices are read once for the whole step; each token attends only to its
- * own sequence. logits_all receives (n, n_vocab) logits, equal to what
- * lm_context_forward gives each sequence alone (to rounding: the products
- * are matrix-matrix). */
+ * sequence with its own KV cache, all of the same model and none larger than
+ * ctxs[0]; n is at most ctxs[0]'s batch size. A context may come several
+ * times at distinct positions (a chunk of its prompt read in the same pass
+ * as the others' next tokens). The weight matrices are read once for the
+ * whole step; each token attends to its own context's positions up to its
+ * own, those stored earlier and those of this step, so every position below
+ * a token must be one or the other. want (n flags; NULL: all) says whose
+ * logits to compute: logits receives (number wanted, n_vocab), in order,
+ * equal to what lm_context_forward gives token by token (to rounding: the
+ * products are matrix-matrix). */
+lm_status lm_context_forward_step(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
+                                  const unsigned char *want, float *logits, lm_error *err);
+/* lm_context_forward_step with every token's logits, (n, n_vocab): one decode
+ * step of n sequences, one token each. */
 lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
                                    float *logits_all, lm_error *err);
 

@@ -594,11 +594,19 @@ lm_status lm_context_forward_batch(lm_context *ctx, const int32_t *tokens, int64
     return st;
 }
 
-/* One decode step of n sequences, one token each: the matrix products are shared (every weight
- * matrix read once for all n), the keys and values go into each sequence's own cache and each
- * token attends only to its own sequence. ctxs[0]'s batch buffers serve the whole step. */
+int64_t lm_context_batch_size(const lm_context *c) { return c->batch_cap; }
+
 lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
                                    float *logits_all, lm_error *err) {
+    return lm_context_forward_step(ctxs, tokens, pos, n, NULL, logits_all, err);
+}
+
+/* One step of n tokens of one or more sequences: the matrix products are shared (every weight
+ * matrix read once for all n), every token's key and value go into its sequence's cache before
+ * any token attends (so a chunk of a prompt sees itself causally), and each token attends only
+ * to its own sequence. ctxs[0]'s batch buffers serve the whole step. */
+lm_status lm_context_forward_step(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
+                                  const unsigned char *want, float *logits, lm_error *err) {
     if (n < 1 || !ctxs || !ctxs[0]) return lm_error_set(err, LM_ERR_ARG, "a step needs at least one sequence");
     lm_context *lead = ctxs[0];
     const lm_model *m = lead->model;
@@ -618,7 +626,9 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
             return lm_error_set(err, LM_ERR_LIMIT, "sequence %lld: position %lld is past its context size %lld", (long long)b,
                                 (long long)pos[b], (long long)x->n_ctx);
         for (int64_t a = 0; a < b; a++)
-            if (ctxs[a] == x) return lm_error_set(err, LM_ERR_ARG, "sequence %lld appears twice in one step", (long long)b);
+            if (ctxs[a] == x && pos[a] == pos[b])
+                return lm_error_set(err, LM_ERR_ARG, "token %lld: position %lld of its sequence comes twice in one step",
+                                    (long long)b, (long long)pos[b]);
     }
     int64_t dim = c->dim, hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, half = c->rope_dim / 2;
     for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], lead->bx + b * dim);
@@ -643,7 +653,20 @@ lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *token
         run_token_steps(lead, &(token_steps){.gate = lead->bh, .up = lead->bh2}, n);
         matmul(lead, lead->bxb2, &w->w_down, w->lora[LORA_DOWN], lead->bh, n);
     }
-    run_token_steps(lead, &(token_steps){.x = lead->bx, .add = c->n_layers > 0 ? lead->bxb2 : NULL, .out = lead->bx, .norm = m->output_norm}, n);
-    lm_matmul(logits_all, &m->output, lead->bx, n, lead->n_threads);
+    /* The wanted tokens' rows move up to the front (a row only ever moves to a
+     * lower one), so one product makes exactly the logits asked for. */
+    int64_t k = n;
+    if (want) {
+        k = 0;
+        for (int64_t b = 0; b < n; b++) {
+            if (!want[b]) continue;
+            if (k != b) memcpy(lead->bx + k * dim, lead->bx + b * dim, (size_t)dim * sizeof(float));
+            if (c->n_layers > 0 && k != b) memcpy(lead->bxb2 + k * dim, lead->bxb2 + b * dim, (size_t)dim * sizeof(float));
+            k++;
+        }
+    }
+    if (k == 0) return LM_OK;
+    run_token_steps(lead, &(token_steps){.x = lead->bx, .add = c->n_layers > 0 ? lead->bxb2 : NULL, .out = lead->bx, .norm = m->output_norm}, k);
+    lm_matmul(logits, &m->output, lead->bx, k, lead->n_threads);
     return LM_OK;
 }
