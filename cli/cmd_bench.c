@@ -16,10 +16,13 @@ static void usage(FILE *out) {
             "\n"
             "Measures prompt processing (pp: P tokens into an empty cache in batches) and generation\n"
             "(tg: N tokens one at a time) in tokens/s, mean and standard deviation over R\n"
-            "runs after a warm-up. Also measures the machine's read bandwidth and fp32 FMA\n"
-            "peak with the same threads, and reports generation as GB/s of weights read\n"
-            "(and the fraction of the bandwidth) and prompt processing as GFLOP/s (and the\n"
-            "fraction of the peak). With -s S > 1 it also measures S sequences generated together\n"
+            "runs after a warm-up. Also measures the machine's read bandwidth, fp32 FMA peak\n"
+            "and (with AVX-512 VNNI) int8 dot-product peak with the same threads, and reports\n"
+            "generation as GB/s of weights read (and the fraction of the bandwidth) and prompt\n"
+            "processing as GFLOP/s (and the fraction of the peak of the instructions its\n"
+            "products use: int8 dot products for Q8_0, Q4_0, Q4_K and Q6_K matrices on VNNI\n"
+            "CPUs, f32 FMA otherwise, mixed in the model's proportions). With -s S > 1 it also\n"
+            "measures S sequences generated together\n"
             "(tgNxS: one decode step runs a token of each, each sequence in its own KV cache,\n"
             "as the slots of 'llmos serve --parallel S' do), in tokens/s over all of them.\n"
             "\n"
@@ -158,7 +161,16 @@ int cmd_bench(int argc, char **argv) {
     double flops_per_token = 2.0 * (double)matrix_params;
     const char *isa;
     double bandwidth = lm_measure_read_bandwidth(threads, (size_t)1 << 30);
-    double peak = lm_measure_fma_peak(threads, &isa);
+    double fma_peak = lm_measure_fma_peak(threads, &isa);
+    /* The prompt's products run on int8 dot products for some matrices (the
+     * x16 kernels) and f32 multiply-adds for the rest: its peak is the rate
+     * at which the two peaks would do their shares of a token's operations. */
+    uint64_t int8_params = lm_model_int8_matrix_params(m);
+    if (int8_params > matrix_params) int8_params = matrix_params;
+    double int8_peak = int8_params ? lm_measure_int8_peak(threads) : 0.0;
+    double int8_share = matrix_params ? (double)int8_params / (double)matrix_params : 0.0;
+    double peak = fma_peak;
+    if (int8_peak > 0) peak = 1.0 / (int8_share / int8_peak + (1.0 - int8_share) / fma_peak);
     lm_context *ctx;
     if (lm_context_init_kv(m, n_ctx, threads, kv_type, &ctx, &err)) {
         cli_error("bench: %s", err.message);
@@ -195,9 +207,10 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         if (n_prompt) {
             printf("{\"test\":\"pp%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gflop_per_s\":%.2f,\"peak_gflop_per_s\":%.1f,"
-                   "\"peak_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
-                   (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_gflops / peak, (long long)threads,
-                   (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
+                   "\"peak_fraction\":%.4f,\"fma_peak_gflop_per_s\":%.1f,\"int8_peak_gop_per_s\":%.1f,\"int8_share\":%.4f,"
+                   "\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
+                   (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_gflops / peak, fma_peak, int8_peak, int8_share,
+                   (long long)threads, (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
         }
         if (n_gen) {
             printf("{\"test\":\"tg%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.1f,"
@@ -214,8 +227,13 @@ int cmd_bench(int argc, char **argv) {
     } else {
         printf("model: %s | %.3f B params | %.1f MB of tensors | %.1f MB read per generated token\n", path, (double)params / 1e9,
                (double)file_bytes / 1e6, (double)per_token / 1e6);
-        printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s), %lld threads; KV cache %s\n",
-               bandwidth, peak, isa, (long long)threads, lm_kv_type_name(kv_type));
+        printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s)", bandwidth, fma_peak, isa);
+        if (int8_peak > 0) printf(", int8 dot peak %.1f G-ops/s (avx512-vnni)", int8_peak);
+        printf(", %lld threads; KV cache %s\n", (long long)threads, lm_kv_type_name(kv_type));
+        if (n_prompt && int8_peak > 0) {
+            printf("prompt: %.0f%% of the matrix weights through int8 dot products, the rest f32 FMA: peak %.1f G-ops/s\n",
+                   100 * int8_share, peak);
+        }
         printf("| test   | tokens/s          | GB/s   | of bandwidth | GFLOP/s | of peak |\n");
         if (n_prompt) {
             printf("| pp%-4lld | %8.2f ± %-6.2f |        |              | %7.1f | %6.1f%% |\n", (long long)n_prompt, sp.mean, sp.sd,

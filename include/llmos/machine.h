@@ -18,6 +18,12 @@ double lm_measure_read_bandwidth(int n_threads, size_t bytes);
  * each running independent FMA chains, best of 3. *isa names the path. */
 double lm_measure_fma_peak(int n_threads, const char **isa);
 
+/* Peak int8 dot-product throughput in G-ops/s (a byte product and its add
+ * count 2) of AVX-512 VNNI's vpdpbusd, the instruction of the integer
+ * kernels that multiply Q8_0, Q4_0, Q4_K and Q6_K matrices, measured as
+ * above; 0 where the CPU has no VNNI (those types then use the f32 GEMM). */
+double lm_measure_int8_peak(int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,6 +42,12 @@ const lm_model_config *lm_model_get_config(const lm_model *m);
 const lm_tokenizer *lm_model_get_tokenizer(const lm_model *m);
 const lm_gguf *lm_model_get_gguf(const lm_model *m);
 
+/* How many of the model's matrix weights (the layers' and the output
+ * matrix) a prompt is multiplied with by integer kernels on this CPU (int8
+ * dot products, AVX-512 VNNI); the others go through f32 multiply-adds. So
+ * prompt speed can be quoted against the peak of the instructions used. */
+uint64_t lm_model_int8_matrix_params(const lm_model *m);
+
 typedef struct lm_context lm_context;
 
 /* n_ctx positions of KV cache (1 .. context_length); n_threads >= 1. */

@@ -183,6 +183,26 @@ __attribute__((target("avx512f"))) static double fma_chains_avx512(long iters) {
 }
 #endif
 
+#if defined(__x86_64__)
+/* 12 independent chains of vpdpbusd, the instruction of the x16 integer
+ * kernels: 64 byte products added into 16 int32 lanes each. */
+__attribute__((target("avx512f,avx512vnni"))) static double dot_chains_vnni(long iters) {
+    volatile int seed = 3;
+    /* b is 0 at run time (the compiler cannot know): the sums stay small,
+     * and their total fits an int. */
+    const __m512i a = _mm512_set1_epi8((char)seed), b = _mm512_set1_epi8((char)(seed - 3));
+    __m512i c[12];
+    for (int k = 0; k < 12; k++) c[k] = _mm512_set1_epi32(seed * k);
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int k = 0; k < 12; k++) c[k] = _mm512_dpbusd_epi32(c[k], a, b);
+    }
+    __m512i s = c[0];
+    for (int k = 1; k < 12; k++) s = _mm512_add_epi32(s, c[k]);
+    return (double)_mm512_reduce_add_epi32(s);
+}
+#endif
+
 static double fma_chains_scalar(long iters) {
     volatile float seed = 1e-7f;
     float a = seed, b = 0.999999f, c[12];
@@ -199,21 +219,19 @@ static void fma_share(void *arg, int t, int nt) {
     measure_job *j = arg;
     if (t == 0) j->threads = nt; /* (one writer; the others report through result[t]) */
 #if defined(__x86_64__)
-    j->result[t] = j->width == 16 ? fma_chains_avx512(j->iters) : j->width == 8 ? fma_chains_avx2(j->iters) : fma_chains_scalar(j->iters);
+    j->result[t] = j->width == 64   ? dot_chains_vnni(j->iters)
+                   : j->width == 16 ? fma_chains_avx512(j->iters)
+                   : j->width == 8  ? fma_chains_avx2(j->iters)
+                                    : fma_chains_scalar(j->iters);
 #else
     j->result[t] = fma_chains_scalar(j->iters);
 #endif
 }
 
-double lm_measure_fma_peak(int n_threads, const char **isa) {
+/* Operations per second (2 per multiply-add) of 12 chains of `width`-lane
+ * multiply-adds on each of n_threads, best of 3 runs. */
+static double chains_peak(int n_threads, int width) {
     if (n_threads < 1) n_threads = 1;
-    /* The widest FMA this CPU has: the one the matrix-matrix kernels use. */
-    int width = 1;
-#if defined(__x86_64__)
-    if (lm_cpu_has_avx512f()) width = 16;
-    else if (lm_cpu_has_avx2()) width = 8;
-#endif
-    if (isa) *isa = width == 16 ? "avx512-fma" : width == 8 ? "avx2-fma" : "scalar";
     measure_job *j = calloc(1, sizeof *j);
     if (!j) return 0.0;
     j->width = width;
@@ -231,4 +249,23 @@ double lm_measure_fma_peak(int n_threads, const char **isa) {
     const double flops = (double)j->iters * 12 * width * 2 * j->threads;
     free(j);
     return flops / best / 1e9;
+}
+
+double lm_measure_fma_peak(int n_threads, const char **isa) {
+    /* The widest FMA this CPU has: the one the matrix-matrix kernels use. */
+    int width = 1;
+#if defined(__x86_64__)
+    if (lm_cpu_has_avx512f()) width = 16;
+    else if (lm_cpu_has_avx2()) width = 8;
+#endif
+    if (isa) *isa = width == 16 ? "avx512-fma" : width == 8 ? "avx2-fma" : "scalar";
+    return chains_peak(n_threads, width);
+}
+
+double lm_measure_int8_peak(int n_threads) {
+#if defined(__x86_64__)
+    if (lm_cpu_has_avx512_vnni()) return chains_peak(n_threads, 64);
+#endif
+    (void)n_threads;
+    return 0.0;
 }

@@ -596,6 +596,23 @@ lm_status lm_context_forward_batch(lm_context *ctx, const int32_t *tokens, int64
 
 int64_t lm_context_batch_size(const lm_context *c) { return c->batch_cap; }
 
+/* Whether products with w run on int8 dot products: an x16 kernel (which
+ * lm_matmul takes at any token count) whose activations are 8-bit. */
+static int int8_kernel(const lm_weight *w) {
+    return w->layout == LM_LAYOUT_X16 && lm_kernels_best()->dot_x16[w->type] && lm_x16_act(w->type) != LM_ACT_F32;
+}
+
+uint64_t lm_model_int8_matrix_params(const lm_model *m) {
+    uint64_t n = int8_kernel(&m->output) ? (uint64_t)(m->output.rows * m->output.cols) : 0;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        const lm_weight *all[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            if (int8_kernel(all[i])) n += (uint64_t)(all[i]->rows * all[i]->cols);
+    }
+    return n;
+}
+
 lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
                                    float *logits_all, lm_error *err) {
     return lm_context_forward_step(ctxs, tokens, pos, n, NULL, logits_all, err);

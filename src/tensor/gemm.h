@@ -41,7 +41,8 @@ const lm_gemm_kernel *lm_gemm_kernel_best(void);
 const lm_gemm_kernel *lm_gemm_kernel_any(void);
 
 /* Fewer tokens than this go through the dot-product kernels: dequantising
- * the whole matrix costs about as much as 8 dot products per weight. */
+ * the whole matrix costs about as much as 8 dot products per weight. (Types
+ * with x16 kernels never take the GEMM: see lm_matmul.) */
 enum { LM_GEMM_MIN_TOKENS = 16 };
 
 /* Y = X @ W^T with micro-kernel g. Returns 0 when it cannot run (no memory

@@ -194,9 +194,22 @@ static void matmul_kernels(float *Y, const lm_weight *w, const float *X, int64_t
 
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads) { matmul_kernels(y, w, x, 1, n_threads); }
 
+/* Whether w goes through an x16 kernel at any token count. They beat the
+ * GEMM over dequantised weights at every batch size measured (8192 x 2048,
+ * 2 threads, ms per token at 16 / 64 / 512 tokens, GEMM -> x16): Q8_0
+ * 0.41 / 0.16 / 0.095 -> 0.052 / 0.042 / 0.040; Q4_0 0.32 / 0.16 / 0.11 ->
+ * 0.037; Q4_K 0.42 / 0.17 / 0.11 -> 0.052 / 0.056 / 0.060; Q6_K 0.96 / 0.31
+ * / 0.13 -> 0.090 / 0.077 / 0.087; F16 0.54 / 0.21 / 0.115 -> 0.14 / 0.12 /
+ * 0.11. The integer kernels do 4 times the multiply-adds per instruction of
+ * f32 FMA, and there is no whole matrix to dequantise per product. */
+static int has_x16_kernel(const lm_weight *w) {
+    return w->layout == LM_LAYOUT_X16 && lm_kernels_best()->dot_x16[w->type] != NULL;
+}
+
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
     const lm_gemm_kernel *g = lm_gemm_kernel_best();
-    if (g && n_tok >= LM_GEMM_MIN_TOKENS && lm_type_can_dequantize(w->type) && lm_gemm(g, Y, w, X, n_tok, n_threads)) {
+    if (g && n_tok >= LM_GEMM_MIN_TOKENS && !has_x16_kernel(w) && lm_type_can_dequantize(w->type) &&
+        lm_gemm(g, Y, w, X, n_tok, n_threads)) {
         return;
     }
     matmul_kernels(Y, w, X, n_tok, n_threads);
@@ -205,14 +218,16 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
 void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads) {
     const lm_kernels *k = lm_kernels_best();
     lm_dot_x16_fn dot = n > 0 ? k->dot_x16[ws[0]->type] : NULL;
-    int shared = dot && n <= 4 && n_tok < LM_GEMM_MIN_TOKENS;
+    int shared = dot && n <= 4;
     for (int i = 0; shared && i < n; i++) {
         shared = ws[i]->layout == LM_LAYOUT_X16 && ws[i]->type == ws[0]->type && ws[i]->cols == ws[0]->cols;
     }
     if (shared && matmul_x16(Ys, ws, n, dot, X, n_tok, n_threads)) return;
     const lm_gemm_kernel *g = lm_gemm_kernel_best();
     int gemm = g && n_tok >= LM_GEMM_MIN_TOKENS && n <= 4;
-    for (int i = 0; gemm && i < n; i++) gemm = lm_type_can_dequantize(ws[i]->type) && ws[i]->cols == ws[0]->cols;
+    for (int i = 0; gemm && i < n; i++) {
+        gemm = lm_type_can_dequantize(ws[i]->type) && ws[i]->cols == ws[0]->cols && !has_x16_kernel(ws[i]);
+    }
     if (gemm && lm_gemm_shared(g, Ys, ws, n, X, n_tok, n_threads)) return;
     for (int i = 0; i < n; i++) {
         if (n_tok == 1) lm_matvec(Ys[i], ws[i], X, n_threads);

@@ -21,17 +21,19 @@ typedef struct lm_weight {
 /* y (rows) = W @ x (cols), split by rows over n_threads. */
 void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads);
 /* Y (n_tok, rows) = X (n_tok, cols) @ W^T: each weight row is read once for
- * all n_tok activation vectors (prefill). From LM_GEMM_MIN_TOKENS tokens on
- * (and where the CPU has a GEMM micro-kernel) this is a blocked f32 GEMM over
- * dequantised weights, more accurate than lm_matvec's quantised activations;
- * below that Y[t] equals lm_matvec(W, X[t]) bit for bit. */
+ * all n_tok activation vectors (prefill). A matrix with an x16 kernel (the
+ * AVX-512 table's F16, Q8_0, Q4_0, Q4_K, Q6_K) goes through it at any token
+ * count, so Y[t] equals lm_matvec(W, X[t]) bit for bit; other matrices, from
+ * LM_GEMM_MIN_TOKENS tokens on (where the CPU has a GEMM micro-kernel), go
+ * through a blocked f32 GEMM over dequantised weights, and below that equal
+ * lm_matvec too. */
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads);
 /* Ys[i] (n_tok, ws[i]->rows) = X (n_tok, cols) @ ws[i]^T for n matrices
  * that share the input (a layer's Q, K and V; gate and up). Each Ys[i]
- * equals lm_matmul's bit for bit; where all are x16 matrices of one type
- * and fewer than LM_GEMM_MIN_TOKENS tokens, the activations are quantised
- * once and one parallel region does all the rows (a decode step has about 7 of
- * these products a layer, and each region's start and join costs); from
+ * equals lm_matmul's bit for bit; where all are x16 matrices of one type,
+ * the activations are quantised once and one parallel region does all the
+ * rows (a decode step has about 7 of these products a layer, and each
+ * region's start and join costs); where none has an x16 kernel, from
  * LM_GEMM_MIN_TOKENS on, the GEMM packs the activations once for all
  * (lm_gemm_shared). */
 void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads);
