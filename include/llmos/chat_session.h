@@ -144,8 +144,21 @@ int lm_chat_session_replying(const lm_chat_session *s);
 lm_context *lm_chat_session_context(const lm_chat_session *s);
 /* At most this many prompt tokens run per call to next() (0, the default: the
  * whole prompt at once), so a caller decoding other sequences between calls
- * keeps them going while a long prompt is read. */
+ * keeps them going while a long prompt is read. LM_CHAT_PREFILL_BY_CALLER:
+ * next() runs none; while the reply's prompt is not all cached it returns
+ * LM_CHAT_PREFILLING, and the caller runs the tokens lm_chat_session_prompt
+ * gives (in its own steps, with other sequences' tokens: see
+ * lm_context_forward_step) and says so with lm_chat_session_prompt_ran. */
+#define LM_CHAT_PREFILL_BY_CALLER ((size_t)-1)
 void lm_chat_session_set_prefill_chunk(lm_chat_session *s, size_t tokens);
+/* The prompt tokens of the reply in progress that the cache still lacks:
+ * their count (0: none), *tokens (valid until prompt_ran or the reply ends)
+ * and the position of the first. */
+size_t lm_chat_session_prompt(const lm_chat_session *s, const int32_t **tokens, int64_t *pos0);
+/* The first n of those ran (their keys and values are in the cache). When
+ * they are the last, logits are the last one's (n_vocab floats, read until
+ * the next call to next()); LM_ERR_ARG if they are missing then. */
+lm_status lm_chat_session_prompt_ran(lm_chat_session *s, size_t n, const float *logits, lm_error *err);
 /* Forgets what the cache holds (another user of the context overwrote it). */
 void lm_chat_session_forget_cache(lm_chat_session *s);
 

@@ -47,8 +47,9 @@ typedef struct lm_server_options {
     int timeout_s;           /* idle connection timeout (default 30) */
     int64_t n_ctx;           /* context of each slot (0: the model's, at most 4096) */
     int parallel;            /* slots: requests decoded together, each with its own KV cache (default 1, at most 256) */
-    int64_t prefill_chunk;   /* prompt tokens a slot runs per step, so the others keep decoding
-                                while a long prompt is read (default 128; -1: a whole prompt at once) */
+    int64_t prefill_chunk;   /* prompt tokens a step runs (all slots' together, with the others' next
+                                tokens), so the others keep decoding while a long prompt is read
+                                (default 128; -1: as many as a step holds, the contexts' batch size) */
     int threads;             /* compute threads */
     lm_kv_type kv_type;      /* the slots' KV caches (0: f32) */
     /* Called once listening, with the port (useful with port 0). May be NULL. */

@@ -476,22 +476,31 @@ static lm_status start_round(lm_chat_session *s, lm_error *err) {
     return LM_OK;
 }
 
-/* Runs up to max (0: all) of the round's tokens that the cache lacks; when none are left, the
- * last one's logits are the first to sample from. */
-static lm_status prefill(lm_chat_session *s, size_t max, lm_error *err) {
+/* n more of the round's prompt tokens are in the cache; the last one's logits come with the last. */
+static lm_status prompt_cached(lm_chat_session *s, size_t n, const float *logits, lm_error *err) {
     reply_state *r = s->reply;
-    size_t n = r->nt - r->done;
-    if (max && n > max) n = max;
-    lm_status st = lm_context_forward_batch(s->ctx, r->toks + r->done, (int64_t)n, (int64_t)r->done, NULL, &r->logits, err);
-    if (st) return st; /* the cache holds the first n_kv tokens still */
+    if (r->done + n == r->nt && !logits) return lm_error_set(err, LM_ERR_ARG, "the prompt's last token needs its logits");
     memcpy(s->kv + r->done, r->toks + r->done, n * sizeof *s->kv);
     r->done += n;
     s->n_kv = r->done;
     if (r->done == r->nt) {
         free(r->toks);
         r->toks = NULL;
+        r->logits = logits;
     }
     return LM_OK;
+}
+
+/* Runs up to max (0: all) of the round's tokens that the cache lacks; when none are left, the
+ * last one's logits are the first to sample from. */
+static lm_status prefill(lm_chat_session *s, size_t max, lm_error *err) {
+    reply_state *r = s->reply;
+    size_t n = r->nt - r->done;
+    if (max && n > max) n = max;
+    const float *logits;
+    lm_status st = lm_context_forward_batch(s->ctx, r->toks + r->done, (int64_t)n, (int64_t)r->done, NULL, &logits, err);
+    if (st) return st; /* the cache holds the first n_kv tokens still */
+    return prompt_cached(s, n, logits, err);
 }
 
 /* Ends a round: flushes the text, then runs a call (and starts the next round) or stores the
@@ -565,6 +574,22 @@ void lm_chat_session_forget_cache(lm_chat_session *s) { s->n_kv = 0; }
 
 void lm_chat_session_set_prefill_chunk(lm_chat_session *s, size_t tokens) { s->prefill_chunk = tokens; }
 
+size_t lm_chat_session_prompt(const lm_chat_session *s, const int32_t **tokens, int64_t *pos0) {
+    const reply_state *r = s->reply;
+    if (!r->active || !r->toks) return 0;
+    *tokens = r->toks + r->done;
+    *pos0 = (int64_t)r->done;
+    return r->nt - r->done;
+}
+
+lm_status lm_chat_session_prompt_ran(lm_chat_session *s, size_t n, const float *logits, lm_error *err) {
+    reply_state *r = s->reply;
+    if (!r->active || !r->toks || n > r->nt - r->done)
+        return lm_error_set(err, LM_ERR_ARG, "%zu prompt tokens ran, but the reply has %zu to run", n,
+                            r->active && r->toks ? r->nt - r->done : 0);
+    return prompt_cached(s, n, logits, err);
+}
+
 /* One token of the round, sampled from the last logits. Returns 1 with *id to run, 0 when the
  * round ends here (the token is not run), or an error. */
 static int sample_one(lm_chat_session *s, int32_t *out, lm_status *st, lm_error *err) {
@@ -623,6 +648,10 @@ lm_status lm_chat_session_next(lm_chat_session *s, int32_t *token, int64_t *pos,
     for (;;) {
         int32_t id;
         if (r->toks) { /* the round's prompt first, a chunk per call when chunks are set */
+            if (s->prefill_chunk == LM_CHAT_PREFILL_BY_CALLER) { /* the caller runs it */
+                *token = LM_CHAT_PREFILLING;
+                return LM_OK;
+            }
             if ((st = prefill(s, s->prefill_chunk, err))) break;
             if (r->toks) {
                 *token = LM_CHAT_PREFILLING;

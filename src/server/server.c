@@ -345,6 +345,7 @@ typedef struct slot {
     int64_t pos;             /* of the next token; the prompt's first pos tokens are in the cache */
     int64_t n_prompt;        /* the prompt's tokens (history[0, n_prompt)) */
     lm_chat_reply_stats cstats;
+    int64_t chunk;           /* prompt tokens of this slot in the step being run (0: its next token, or none) */
 } slot;
 
 static void count_tokens(server *s, const lm_chat_reply_stats *st) {
@@ -515,13 +516,7 @@ static int completion_next(server *s, slot *sl, int32_t *token, int64_t *pos, lm
     const lm_tokenizer *tok = lm_model_get_tokenizer(s->model);
     int64_t n_ctx = lm_context_size(sl->ctx);
     *st = LM_OK;
-    if (sl->pos < sl->n_prompt) {
-        int64_t chunk = sl->n_prompt - sl->pos, cap = s->o.prefill_chunk;
-        if (cap > 0 && chunk > cap) chunk = cap;
-        if ((*st = lm_context_forward_batch(sl->ctx, sl->history + sl->pos, chunk, sl->pos, NULL, &sl->logits, err))) return 0;
-        sl->pos += chunk;
-        if (sl->pos < sl->n_prompt) return 2;
-    }
+    if (sl->pos < sl->n_prompt) return 2; /* the worker runs the prompt (slot_prompt) */
     if (sl->cstats.completion_tokens >= sl->j->max_tokens || sl->pos >= n_ctx || should_stop(&sl->rs)) return 0;
     int32_t next = lm_sampler_sample(sl->smp, sl->logits, sl->history, (size_t)sl->pos);
     if (lm_tokenizer_is_eog(tok, next)) {
@@ -593,6 +588,25 @@ static int slot_next(server *s, slot *sl, int32_t *token, int64_t *pos) {
     return 0;
 }
 
+/* The prompt tokens the slot's request still has to run: their count (0: none), *tokens and the
+ * position of the first. */
+static int64_t slot_prompt(const slot *sl, const int32_t **tokens, int64_t *pos0) {
+    if (sl->j->completion) {
+        *tokens = sl->history + sl->pos;
+        *pos0 = sl->pos;
+        return sl->n_prompt - sl->pos;
+    }
+    return (int64_t)lm_chat_session_prompt(sl->session, tokens, pos0);
+}
+
+/* The first n of those ran in a step; logits: the last one's when they end the prompt, else NULL. */
+static lm_status slot_prompt_ran(slot *sl, int64_t n, const float *logits, lm_error *err) {
+    if (!sl->j->completion) return lm_chat_session_prompt_ran(sl->session, (size_t)n, logits, err);
+    sl->pos += n;
+    if (sl->pos == sl->n_prompt) sl->logits = logits;
+    return LM_OK;
+}
+
 static void slot_accept(slot *sl, const float *logits) {
     if (sl->j->completion) {
         sl->logits = logits;
@@ -606,12 +620,18 @@ typedef struct worker_args {
     server *s;
     slot *slots;
     int n_slots;
-    float *logits; /* (n_slots, n_vocab) of a step */
-    /* a step's sequences, n_slots each: their contexts, tokens, positions and slots */
+    float *logits; /* (n_slots, n_vocab): a step's wanted logits (a slot wants one row at most) */
+    /* a step's tokens (at most cap, the contexts' batch size, or n_slots when that is more;
+     * the arrays hold max(n_ctx, n_slots)):
+     * their contexts, tokens, positions, slots and whether their logits are wanted; then the
+     * slots with prompt tokens to run (n_slots) */
+    int64_t cap;
     lm_context **ctxs;
     int32_t *tokens;
     int64_t *pos;
     slot **batch;
+    unsigned char *want;
+    slot **filling;
 } worker_args;
 
 /* The scheduler: admits queued jobs into free slots, then runs one step for every busy slot. */
@@ -622,7 +642,8 @@ static void *worker(void *arg) {
     lm_context **ctxs = w->ctxs;
     int32_t *tokens = w->tokens;
     int64_t *pos = w->pos;
-    slot **batch = w->batch;
+    slot **batch = w->batch, **filling = w->filling;
+    unsigned char *want = w->want;
     int busy = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -655,30 +676,59 @@ static void *worker(void *arg) {
                 if (!w->slots[k].j) sl = &w->slots[k];
             if (sl && slot_start(s, sl, j) == 0) busy++; /* admission counted the free slots: sl is found */
         }
-        /* One step: each busy slot samples its next token; those that go on run together. */
-        int n = 0;
+        /* One step: each busy slot samples its next token, or has prompt tokens to run (a new
+         * request's, or the next round's after a tool call). The next tokens go first; then
+         * the prompts, up to prefill_chunk tokens in all, in slot order, in the same pass
+         * over the weights (a prompt in a pass of its own reads every weight once more). */
+        int n = 0, n_fill = 0;
         for (int k = 0; k < w->n_slots; k++) {
             slot *sl = &w->slots[k];
             if (!sl->j) continue;
-            int r = slot_next(s, sl, &tokens[n], &pos[n]);
+            const int32_t *pt;
+            int64_t p0;
+            int r = slot_prompt(sl, &pt, &p0) > 0 ? 2 : slot_next(s, sl, &tokens[n], &pos[n]);
             if (r == 1) {
                 ctxs[n] = sl->ctx;
+                want[n] = 1;
                 batch[n++] = sl;
             } else if (r == 0) {
                 busy--;
-            } /* 2: a chunk of its prompt ran this step */
+            } else if (slot_prompt(sl, &pt, &p0) > 0) {
+                filling[n_fill++] = sl;
+            }
+        }
+        int64_t budget = s->o.prefill_chunk > 0 ? s->o.prefill_chunk : w->cap;
+        for (int f = 0; f < n_fill && budget > 0 && n < w->cap; f++) {
+            slot *sl = filling[f];
+            const int32_t *pt;
+            int64_t p0, left = slot_prompt(sl, &pt, &p0), k = left;
+            if (k > budget) k = budget;
+            if (k > w->cap - n) k = w->cap - n;
+            for (int64_t i = 0; i < k; i++, n++) {
+                ctxs[n] = sl->ctx, tokens[n] = pt[i], pos[n] = p0 + i, batch[n] = sl;
+                want[n] = i == left - 1; /* the prompt's last token: the first to sample from */
+            }
+            sl->chunk = k;
+            budget -= k;
         }
         pthread_mutex_lock(&s->mu);
         s->running = busy;
         pthread_mutex_unlock(&s->mu);
         if (n == 0) continue;
         lm_error err = {0};
-        lm_status st = lm_context_forward_multi(ctxs, tokens, pos, n, w->logits, &err);
+        lm_status st = lm_context_forward_step(ctxs, tokens, pos, n, want, w->logits, &err);
+        /* A slot's tokens are consecutive; the wanted logits come in the same order. */
+        size_t row = 0;
         for (int b = 0; b < n; b++) {
-            if (!st) {
-                slot_accept(batch[b], w->logits + (size_t)b * (size_t)n_vocab);
-            } else { /* the step failed: its requests end with the error */
-                slot_finish(s, batch[b], st, &err);
+            slot *sl = batch[b];
+            const float *logits = !st && want[b] ? w->logits + row++ * (size_t)n_vocab : NULL;
+            if (b + 1 < n && batch[b + 1] == sl) continue; /* within a chunk */
+            lm_status sst = st;
+            if (!sst && sl->chunk) sst = slot_prompt_ran(sl, sl->chunk, logits, &err);
+            else if (!sst) slot_accept(sl, logits);
+            sl->chunk = 0;
+            if (sst) { /* the step failed: its requests end with the error */
+                slot_finish(s, sl, sst, &err);
                 busy--;
             }
         }
@@ -1061,18 +1111,22 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     if (too_many) n_slots = 1;
     slot *slots = calloc((size_t)n_slots, sizeof *slots);
     float *logits = malloc((size_t)n_slots * (size_t)cfg->n_vocab * sizeof *logits);
-    worker_args wa = {s, slots, n_slots, logits, calloc((size_t)n_slots, sizeof(lm_context *)),
-                      calloc((size_t)n_slots, sizeof(int32_t)), calloc((size_t)n_slots, sizeof(int64_t)),
-                      calloc((size_t)n_slots, sizeof(slot *))};
+    /* A step holds every slot's next token, and prompt tokens up to the contexts' batch size
+     * (wa.cap, set below; at most n_ctx). */
+    const int64_t cap = n_ctx > n_slots ? n_ctx : n_slots;
+    worker_args wa = {s, slots, n_slots, logits, 0, calloc((size_t)cap, sizeof(lm_context *)),
+                      calloc((size_t)cap, sizeof(int32_t)), calloc((size_t)cap, sizeof(int64_t)),
+                      calloc((size_t)cap, sizeof(slot *)), calloc((size_t)cap, 1), calloc((size_t)n_slots, sizeof(slot *))};
     lm_status st = too_many ? lm_error_set(err, LM_ERR_ARG, "parallel must be 1 to 256 slots, not %d", s->o.parallel)
-                   : slots && logits && wa.ctxs && wa.tokens && wa.pos && wa.batch
+                   : slots && logits && wa.ctxs && wa.tokens && wa.pos && wa.batch && wa.want && wa.filling
                        ? LM_OK : lm_error_set(err, LM_ERR_NOMEM, "out of memory");
     if (!st) st = lm_sampler_init(&sp0, (int32_t)cfg->n_vocab, &smp0, err);
     for (int k = 0; !st && k < n_slots; k++) {
         st = lm_context_init_kv(m, n_ctx, s->o.threads, s->o.kv_type, &slots[k].ctx, err);
         if (!st) st = lm_chat_session_init(&slots[k].session, m, slots[k].ctx, smp0, tpl, template_source, tools, err);
-        if (!st) lm_chat_session_set_prefill_chunk(slots[k].session, (size_t)(s->o.prefill_chunk > 0 ? s->o.prefill_chunk : 0));
+        if (!st) lm_chat_session_set_prefill_chunk(slots[k].session, LM_CHAT_PREFILL_BY_CALLER);
     }
+    if (!st) wa.cap = lm_context_batch_size(slots[0].ctx);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -1111,7 +1165,7 @@ lm_status lm_server_run(const lm_model *m, const lm_chat_template *tpl, const ch
     }
     free(slots);
     free(logits);
-    free(wa.ctxs), free(wa.tokens), free(wa.pos), free(wa.batch);
+    free(wa.ctxs), free(wa.tokens), free(wa.pos), free(wa.batch), free(wa.want), free(wa.filling);
     lm_sampler_free(smp0);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
