@@ -1,4 +1,5 @@
-/* The machine's read bandwidth and fp32 FMA peak, as llmos bench measures them.
+/* The machine's read bandwidth, fp32 FMA peak and int8 dot-product peak (AVX-512 VNNI; 0
+ * without it), as llmos bench measures them.
  *   bench_machine [THREADS]   (default 2) */
 #include "llmos/machine.h"
 
@@ -10,6 +11,8 @@ int main(int argc, char **argv) {
     const char *isa;
     double bw = lm_measure_read_bandwidth(threads, (size_t)1 << 30);
     double peak = lm_measure_fma_peak(threads, &isa);
-    printf("{\"threads\":%d,\"read_gb_per_s\":%.1f,\"fma_gflop_per_s\":%.1f,\"isa\":\"%s\"}\n", threads, bw, peak, isa);
+    double int8 = lm_measure_int8_peak(threads);
+    printf("{\"threads\":%d,\"read_gb_per_s\":%.1f,\"fma_gflop_per_s\":%.1f,\"isa\":\"%s\",\"int8_gop_per_s\":%.1f}\n", threads,
+           bw, peak, isa, int8);
     return bw > 0 ? 0 : 1;
 }
