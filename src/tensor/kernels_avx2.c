@@ -398,21 +398,36 @@ AVX2 static void dot4_f16(const void *row, const void *act, size_t stride, int64
     out[3] = s3;
 }
 
+/* ---- Attention over the KV cache: keys and values as floats, or as IEEE
+ * halves (an f16 cache) that F16C converts exactly as they are loaded. */
+
+AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+/* 8 (or 1) elements of a key or value row at element i: floats, or halves when half. */
+AVX2 static inline __m256 load8_kv(const void *p, int64_t i, const int half) {
+    return half ? load8_f16((const uint16_t *)p + i) : _mm256_loadu_ps((const float *)p + i);
+}
+
+static inline float load1_kv(const void *p, int64_t i, const int half) {
+    return half ? lm_fp16_to_fp32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
 /* Four keys at a time share the loads of q; head sizes that are not a
- * multiple of 8 take the plain loop. */
-AVX2 static void attn_scores(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
-                             float scale) {
+ * multiple of 8 take the plain loop. k holds floats, or halves when half. */
+AVX2 static inline __attribute__((always_inline)) void scores_any(float *att, const float *q, const void *k,
+                                                                  int64_t stride, int64_t n, int64_t hd, float scale,
+                                                                  const int half) {
     int64_t t = 0;
     if (hd % 8 == 0) {
         for (; t + 4 <= n; t += 4) {
-            const float *k0 = k + t * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+            const int64_t k0 = t * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride;
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int64_t i = 0; i < hd; i += 8) {
                 __m256 qi = _mm256_loadu_ps(q + i);
-                a0 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k0 + i), a0);
-                a1 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k1 + i), a1);
-                a2 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k2 + i), a2);
-                a3 = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k3 + i), a3);
+                a0 = _mm256_fmadd_ps(qi, load8_kv(k, k0 + i, half), a0);
+                a1 = _mm256_fmadd_ps(qi, load8_kv(k, k1 + i, half), a1);
+                a2 = _mm256_fmadd_ps(qi, load8_kv(k, k2 + i, half), a2);
+                a3 = _mm256_fmadd_ps(qi, load8_kv(k, k3 + i, half), a3);
             }
             /* Four horizontal sums at once: (a0 a1 a2 a3) -> 4 floats. */
             __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
@@ -420,97 +435,48 @@ AVX2 static void attn_scores(float *att, const float *q, const float *k, int64_t
             __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
             _mm_storeu_ps(att + t, _mm_mul_ps(s4, _mm_set1_ps(scale)));
         }
-        for (; t < n; t++) att[t] = dot_f32(q, k + t * stride, hd) * scale;
-        return;
-    }
-    for (; t < n; t++) {
-        const float *kt = k + t * stride;
-        float sum = 0.0f;
-        for (int64_t i = 0; i < hd; i++) sum += q[i] * kt[i];
-        att[t] = sum * scale;
-    }
-}
-
-/* The output stays in registers, 32 floats at a time, while all n values
- * stream past. */
-AVX2 static void attn_values(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
-    int64_t i = 0;
-    for (; i + 32 <= hd; i += 32) {
-        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-        for (int64_t t = 0; t < n; t++) {
-            const float *vt = v + t * stride + i;
-            __m256 a = _mm256_broadcast_ss(att + t);
-            o0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt), o0);
-            o1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt + 8), o1);
-            o2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt + 16), o2);
-            o3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vt + 24), o3);
-        }
-        _mm256_storeu_ps(out + i, o0);
-        _mm256_storeu_ps(out + i + 8, o1);
-        _mm256_storeu_ps(out + i + 16, o2);
-        _mm256_storeu_ps(out + i + 24, o3);
-    }
-    for (; i + 8 <= hd; i += 8) {
-        __m256 o = _mm256_setzero_ps();
-        for (int64_t t = 0; t < n; t++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(att + t), _mm256_loadu_ps(v + t * stride + i), o);
-        _mm256_storeu_ps(out + i, o);
-    }
-    for (; i < hd; i++) {
-        float o = 0.0f;
-        for (int64_t t = 0; t < n; t++) o += att[t] * v[t * stride + i];
-        out[i] = o;
-    }
-}
-
-/* ---- The same over an f16 KV cache: keys and values as IEEE halves,
- * converted by F16C (exactly) as they are loaded. */
-
-AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-
-AVX2 static void attn_scores_f16(float *att, const float *q, const uint16_t *k, int64_t stride, int64_t n, int64_t hd,
-                                 float scale) {
-    int64_t t = 0;
-    if (hd % 8 == 0) {
-        for (; t + 4 <= n; t += 4) {
-            const uint16_t *k0 = k + t * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int64_t i = 0; i < hd; i += 8) {
-                __m256 qi = _mm256_loadu_ps(q + i);
-                a0 = _mm256_fmadd_ps(qi, load8_f16(k0 + i), a0);
-                a1 = _mm256_fmadd_ps(qi, load8_f16(k1 + i), a1);
-                a2 = _mm256_fmadd_ps(qi, load8_f16(k2 + i), a2);
-                a3 = _mm256_fmadd_ps(qi, load8_f16(k3 + i), a3);
-            }
-            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-            _mm_storeu_ps(att + t, _mm_mul_ps(s4, _mm_set1_ps(scale)));
-        }
         for (; t < n; t++) {
+            if (!half) {
+                att[t] = dot_f32(q, (const float *)k + t * stride, hd) * scale;
+                continue;
+            }
             __m256 a = _mm256_setzero_ps();
-            for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8_f16(k + t * stride + i), a);
+            for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8_kv(k, t * stride + i, half), a);
             att[t] = hsum_ps(a) * scale;
         }
         return;
     }
     for (; t < n; t++) {
-        const uint16_t *kt = k + t * stride;
         float sum = 0.0f;
-        for (int64_t i = 0; i < hd; i++) sum += q[i] * lm_fp16_to_fp32(kt[i]);
+        for (int64_t i = 0; i < hd; i++) sum += q[i] * load1_kv(k, t * stride + i, half);
         att[t] = sum * scale;
     }
 }
 
-AVX2 static void attn_values_f16(float *out, const float *att, const uint16_t *v, int64_t stride, int64_t n, int64_t hd) {
+AVX2 static void attn_scores(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
+                             float scale) {
+    scores_any(att, q, k, stride, n, hd, scale, 0);
+}
+
+AVX2 static void attn_scores_f16(float *att, const float *q, const uint16_t *k, int64_t stride, int64_t n, int64_t hd,
+                                 float scale) {
+    scores_any(att, q, k, stride, n, hd, scale, 1);
+}
+
+/* The output stays in registers, 32 floats at a time, while all n values
+ * stream past; v holds floats, or IEEE halves when half. */
+AVX2 static inline __attribute__((always_inline)) void values_any(float *out, const float *att, const void *v,
+                                                                  int64_t stride, int64_t n, int64_t hd, const int half) {
     int64_t i = 0;
     for (; i + 32 <= hd; i += 32) {
         __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
         for (int64_t t = 0; t < n; t++) {
-            const uint16_t *vt = v + t * stride + i;
+            const int64_t at = t * stride + i;
             __m256 a = _mm256_broadcast_ss(att + t);
-            o0 = _mm256_fmadd_ps(a, load8_f16(vt), o0);
-            o1 = _mm256_fmadd_ps(a, load8_f16(vt + 8), o1);
-            o2 = _mm256_fmadd_ps(a, load8_f16(vt + 16), o2);
-            o3 = _mm256_fmadd_ps(a, load8_f16(vt + 24), o3);
+            o0 = _mm256_fmadd_ps(a, load8_kv(v, at, half), o0);
+            o1 = _mm256_fmadd_ps(a, load8_kv(v, at + 8, half), o1);
+            o2 = _mm256_fmadd_ps(a, load8_kv(v, at + 16, half), o2);
+            o3 = _mm256_fmadd_ps(a, load8_kv(v, at + 24, half), o3);
         }
         _mm256_storeu_ps(out + i, o0);
         _mm256_storeu_ps(out + i + 8, o1);
@@ -519,14 +485,22 @@ AVX2 static void attn_values_f16(float *out, const float *att, const uint16_t *v
     }
     for (; i + 8 <= hd; i += 8) {
         __m256 o = _mm256_setzero_ps();
-        for (int64_t t = 0; t < n; t++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(att + t), load8_f16(v + t * stride + i), o);
+        for (int64_t t = 0; t < n; t++) o = _mm256_fmadd_ps(_mm256_broadcast_ss(att + t), load8_kv(v, t * stride + i, half), o);
         _mm256_storeu_ps(out + i, o);
     }
     for (; i < hd; i++) {
         float o = 0.0f;
-        for (int64_t t = 0; t < n; t++) o += att[t] * lm_fp16_to_fp32(v[t * stride + i]);
+        for (int64_t t = 0; t < n; t++) o += att[t] * load1_kv(v, t * stride + i, half);
         out[i] = o;
     }
+}
+
+AVX2 static void attn_values(float *out, const float *att, const float *v, int64_t stride, int64_t n, int64_t hd) {
+    values_any(out, att, v, stride, n, hd, 0);
+}
+
+AVX2 static void attn_values_f16(float *out, const float *att, const uint16_t *v, int64_t stride, int64_t n, int64_t hd) {
+    values_any(out, att, v, stride, n, hd, 1);
 }
 
 /* F16C rounds to nearest even, as lm_fp32_to_fp16 does (NaNs stay NaN, their
