@@ -32,6 +32,7 @@ static void usage(FILE *out) {
             "      --lora FILE        apply a LoRA adapter (GGUF) to MODEL at run time\n"
             "      --lora-scale S     scale of the adapter (default 1)\n"
             "  -t, --threads N        threads (default: all cores)\n"
+            "      --kv f32|f16       the model's KV cache (default f32, exact; --kl-base's stays f32)\n"
             "  -q, --quiet            no progress on stderr\n"
             "  -h, --help             this help\n");
 }
@@ -114,6 +115,8 @@ int cmd_perplexity(int argc, char **argv) {
             if (!(v = arg_value(argc, argv, &i)) || arg_float(a, v, -1000, 1000, &lora_scale)) return 2;
         } else if (arg_is(a, "-t", "--threads")) {
             if (arg_threads(argc, argv, &i, &p.n_threads)) return 2;
+        } else if (arg_is(a, NULL, "--kv")) {
+            if (arg_kv_type(argc, argv, &i, &p.kv_type)) return 2;
         } else if (arg_is(a, "-q", "--quiet")) {
             quiet = 1;
         } else if (a[0] == '-' && a[1] != '\0') {

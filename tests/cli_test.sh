@@ -144,6 +144,9 @@ if $llmos quantize "$fix/stories260K.gguf" "$tmp/q8.gguf" q8_0 -q && [ "$(stat -
 if $llmos run "$tmp/q8.gguf" --temp 0 -n 20 2>/dev/null | grep -q '^Once upon a time'; then ok; else bad "run a q8_0 model"; fi
 $llmos perplexity "$tmp/q8.gguf" -f "$fix/text/tinystories_valid_head_20k.txt" -c 128 --chunks 2 --kl-base "$fix/stories260K.gguf" -q >"$tmp/ppl" 2>&1
 if grep -q '^perplexity [0-9]' "$tmp/ppl" && grep -q '^kl_divergence 0\.' "$tmp/ppl" && grep -q '^top1_agreement 0\.9' "$tmp/ppl"; then ok; else bad "perplexity: $(cat "$tmp/ppl")"; fi
+# The f16 KV cache against the same model with an f32 one: a difference, and a small one.
+$llmos perplexity "$fix/stories260K.gguf" -f "$fix/text/tinystories_valid_head_20k.txt" -c 128 --chunks 2 --kl-base "$fix/stories260K.gguf" --kv f16 -q >"$tmp/ppl16" 2>&1
+if awk '/^kl_divergence/ {kl = $2} /^top1_agreement/ {top = $2} END {exit !(kl > 0 && kl < 1e-4 && top > 0.99)}' "$tmp/ppl16"; then ok; else bad "perplexity --kv f16: $(cat "$tmp/ppl16")"; fi
 for c in quantize perplexity; do
   if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
 done

@@ -17,6 +17,7 @@ typedef struct lm_perplexity_params {
     const lm_model *kl_base; /* NULL, or a model with the same vocabulary to compare with */
     lm_progress_fn progress; /* ("chunks", done, total) */
     void *progress_user;
+    lm_kv_type kv_type;      /* the model's KV cache (0: f32, exact); the base's is always f32 */
 } lm_perplexity_params;
 
 typedef struct lm_perplexity_result {

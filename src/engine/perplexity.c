@@ -58,7 +58,7 @@ lm_status lm_perplexity(const lm_model *m, const char *text, size_t len, const l
     }
     lm_context *ctx = NULL, *base_ctx = NULL;
     int64_t nv = cfg->n_vocab;
-    if ((st = lm_context_init(m, n_ctx, params->n_threads, &ctx, err))) goto done;
+    if ((st = lm_context_init_kv(m, n_ctx, params->n_threads, params->kv_type, &ctx, err))) goto done;
     if (params->kl_base && (st = lm_context_init(params->kl_base, n_ctx, params->n_threads, &base_ctx, err))) goto done;
     double nll = 0.0, kl = 0.0;
     int64_t agree = 0, scored = 0;
