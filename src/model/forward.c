@@ -360,10 +360,11 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
         int64_t kv_off = (h / group) * hd, kv_stride = kv_dim;
-        const float *k_layer = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_layer = kv_at(ctx, ctx->v_cache, j->layer, 0);
-        if (half) {
+        const void *k_cached = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_cached = kv_at(ctx, ctx->v_cache, j->layer, 0);
+        const float *k_layer = k_cached, *v_layer = v_cached;
+        if (half) { /* the GEMM reads floats: this KV head's rows converted once */
             if (converted != h / group) {
-                const uint16_t *k16 = kv_at(ctx, ctx->k_cache, j->layer, 0), *v16 = kv_at(ctx, ctx->v_cache, j->layer, 0);
+                const uint16_t *k16 = k_cached, *v16 = v_cached;
                 for (int64_t t = 0; t < keys; t++) {
                     k->from_f16(K16 + t * hd, k16 + t * kv_dim + kv_off, hd);
                     k->from_f16(V16 + t * hd, v16 + t * kv_dim + kv_off, hd);
