@@ -97,14 +97,12 @@ static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
     } else {
         memset(q, 32, sizeof q);
     }
-    for (int k = 0; k < 32; k++) {
-        for (int j = 0; j < 4; j++) p->ql[k][4 * i + j] = (uint8_t)((q[4 * k + j] & 15) | (q[128 + 4 * k + j] & 15) << 4);
-    }
-    for (int k = 0; k < 16; k++) {
-        for (int j = 0; j < 4; j++) {
-            int bits = 0;
-            for (int s = 0; s < 4; s++) bits |= (q[64 * s + 4 * k + j] >> 4) << (2 * s);
-            p->qh[k][4 * i + j] = (uint8_t)bits;
+    for (int sb = 0; sb < 16; sb++) {
+        for (int v = 0; v < 3; v++) {
+            for (int j = 0; j < 4; j++) {
+                const uint8_t top = (uint8_t)(((q[16 * sb + 12 + j] >> (2 * v)) & 3) << 6);
+                p->qs[sb][v][4 * i + j] = (uint8_t)(q[16 * sb + 4 * v + j] | top);
+            }
         }
     }
 }
@@ -117,17 +115,15 @@ static void unpack_lane_q6_K(const block_q6_Kx16 *p, block_q6_K *b, int i) {
     uint8_t q[256];
     b->d = p->d[i];
     for (int j = 0; j < 16; j++) b->scales[j] = p->sc[j / 2][2 * i + j % 2];
-    for (int k = 0; k < 32; k++) {
+    for (int sb = 0; sb < 16; sb++) {
         for (int j = 0; j < 4; j++) {
-            const uint8_t lo = p->ql[k][4 * i + j];
-            q[4 * k + j] = lo & 15;
-            q[128 + 4 * k + j] = lo >> 4;
-        }
-    }
-    for (int k = 0; k < 16; k++) {
-        for (int j = 0; j < 4; j++) {
-            const uint8_t hb = p->qh[k][4 * i + j];
-            for (int s = 0; s < 4; s++) q[64 * s + 4 * k + j] |= (uint8_t)(((hb >> (2 * s)) & 3) << 4);
+            uint8_t last = 0;
+            for (int v = 0; v < 3; v++) {
+                const uint8_t byte = p->qs[sb][v][4 * i + j];
+                q[16 * sb + 4 * v + j] = byte & 63;
+                last |= (uint8_t)((byte >> 6) << (2 * v));
+            }
+            q[16 * sb + 12 + j] = last;
         }
     }
     for (int h = 0; h < 2; h++) {

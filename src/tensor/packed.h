@@ -28,11 +28,12 @@
  *         quant bytes 32g + 4k .. + 3 (low nibbles sub-block 2g, high
  *         2g + 1). 2,368 bytes for GGUF's 2,304: 3% more to read;
  *   Q6_K: per 256 weights, with q(w) row i's 6-bit value of weight w:
- *         ql[k][4i + j] = q(4k + j) & 15 | (q(128 + 4k + j) & 15) << 4
- *         (k 0..31); qh[k][4i + j] = the top 2 bits of q(4k + j),
- *         q(64 + 4k + j), q(128 + 4k + j), q(192 + 4k + j) from bit 0 up
- *         (k 0..15); sc[p][2i + h] row i's scale of sub-block 2p + h (16
- *         weights each); d[i] row i's scale. The same 3,360 bytes as GGUF's. */
+ *         for sub-block s (weights 16s..16s+15) and v = 0..2,
+ *         qs[s][v][4i + j] = q(16s + 4v + j) | ((q(16s + 12 + j) >> 2v) & 3) << 6
+ *         (j 0..3): three vectors carry four vectors' values, the fourth
+ *         in their top bits (q6_K_subblock rebuilds it); sc[p][2i + h]
+ *         row i's scale of sub-block 2p + h (16 weights each); d[i] row
+ *         i's scale. The same 3,360 bytes as GGUF's. */
 #ifndef LLMOS_PACKED_H
 #define LLMOS_PACKED_H
 
@@ -58,8 +59,7 @@ typedef struct {
     uint8_t qs[4][8][64];
 } block_q4_Kx16; /* 16 rows x 256 weights, 2,368 bytes */
 typedef struct {
-    uint8_t ql[32][64];
-    uint8_t qh[16][64];
+    uint8_t qs[16][3][64];
     int8_t sc[8][32];
     uint16_t d[16];
 } block_q6_Kx16; /* 16 rows x 256 weights, 3,360 bytes */
