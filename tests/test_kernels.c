@@ -133,9 +133,10 @@ static void random_rows(lm_type t, uint8_t *data, int64_t rows, int64_t cols, in
 }
 
 /* The x16 layouts and kernels of a path (packed.h): packing round-trips
- * byte for byte; each kernel, for 1 to 4 tokens, matches the scalar dot of
- * the unpacked row, and a token's results do not depend on how many tokens
- * share the call; rows not a multiple of 16 (one row, 15, 17, 33). */
+ * byte for byte; each kernel matches the scalar dot of the unpacked row,
+ * and a token's results do not depend on how many tokens share the call
+ * (1 to 9: the kernels take 4 or 8 at a time); rows not a multiple of 16
+ * (one row, 15, 17, 33). */
 static void check_x16(const lm_kernels *k) {
     const lm_kernels *ref = &lm_kernels_scalar;
     const int64_t shapes[][2] = {{1, 32}, {15, 96}, {16, 64}, {17, 288}, {33, 32}, {40, 512}};
@@ -161,26 +162,27 @@ static void check_x16(const lm_kernels *k) {
                 }
                 const lm_act_kind kind = lm_x16_act((lm_type)t);
                 const size_t asz = lm_act_size(kind, cols), rsz = lm_act_size(lm_act_kind_for((lm_type)t), cols);
-                uint8_t *act = malloc(4 * asz), *ref_act = malloc(4 * rsz);
+                enum { MAX_TOK = 9 };
+                uint8_t *act = malloc(MAX_TOK * asz), *ref_act = malloc(MAX_TOK * rsz);
                 float *x = malloc((size_t)cols * 4);
-                for (int j = 0; j < 4; j++) {
+                for (int j = 0; j < MAX_TOK; j++) {
                     for (int64_t i = 0; i < cols; i++) x[i] = uniform(-2, 2);
                     lm_act_quantize(kind, x, act + j * asz, cols);
                     lm_act_quantize(lm_act_kind_for((lm_type)t), x, ref_act + j * rsz, cols);
                 }
                 for (int64_t g = 0; g < groups; g++) {
                     const uint8_t *grp = packed + (size_t)g * lm_x16_group_bytes((lm_type)t, cols);
-                    float one[4][16], many[4][16];
-                    for (int n_tok = 1; n_tok <= 4; n_tok++) {
+                    float one[MAX_TOK][16], many[MAX_TOK][16];
+                    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
                         k->dot_x16[t](grp, act, asz, cols, n_tok, many[0], 16);
                         if (n_tok == 1) {
-                            for (int j = 0; j < 4; j++) k->dot_x16[t](grp, act + j * asz, asz, cols, 1, one[j], 16);
+                            for (int j = 0; j < MAX_TOK; j++) k->dot_x16[t](grp, act + j * asz, asz, cols, 1, one[j], 16);
                         }
                         for (int j = 0; j < n_tok; j++) bad_same += memcmp(one[j], many[j], sizeof one[j]) != 0;
                     }
                     for (int i = 0; i < 16 && g * 16 + i < rows; i++) {
                         const uint8_t *row = data + (size_t)(g * 16 + i) * rb;
-                        for (int j = 0; j < 4; j++) {
+                        for (int j = 0; j < MAX_TOK; j++) {
                             float want = ref->dot[t](row, ref_act + j * rsz, cols);
                             float wf[1024];
                             lm_dequantize_row((lm_type)t, row, wf, cols, NULL);
@@ -229,7 +231,7 @@ static void check_x16_ops(void) {
                 CHECK(lm_gemm(g, ya, &wr, x, n_tok, threads) && lm_gemm(g, yb, &wp, x, n_tok, threads));
                 bad_gemm += memcmp(ya, yb, (size_t)(n_tok * rows) * 4) != 0;
             }
-            lm_matmul(yb, &wp, x, 9, threads); /* below the GEMM's threshold: the x16 kernels, 4 + 4 + 1 tokens */
+            lm_matmul(yb, &wp, x, 9, threads); /* the x16 kernels: 8 + 1 or 4 + 4 + 1 tokens */
             for (int64_t j = 0; j < 9; j++) {
                 lm_matvec(v, &wp, x + j * cols, threads);
                 bad_mm += memcmp(v, yb + j * rows, sizeof v) != 0;

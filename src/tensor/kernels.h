@@ -50,7 +50,7 @@ typedef float (*lm_dot_fn)(const void *row, const void *act, int64_t n);
 typedef void (*lm_dot4_fn)(const void *row, const void *act, size_t stride, int64_t n, float out[4]);
 
 /* Rows 16g..16g+15 of an x16 matrix (group: its first block, packed.h)
- * dotted with n_tok (1..4) activation vectors of kind lm_x16_act (act,
+ * dotted with n_tok (1 or more) activation vectors of kind lm_x16_act (act,
  * act + stride, ...): y[t * ldy + i] = dot(row i, token t). Each token's
  * sums run in the same order whatever n_tok is, so a token's results do
  * not depend on which others share the call. */

@@ -48,8 +48,8 @@ static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ?
 /* Ys[i] (n_tok, rows_i) = X @ W_i^T for n x16 matrices of one type and
  * column count: the activations are quantised once, and one split of all
  * the matrices' groups of 16 rows over the threads (lm_parallel_for; each
- * thread writes whole 64-byte runs of Y) unpacks each group once per 4
- * tokens. */
+ * thread writes whole 64-byte runs of Y) unpacks each group once per 8
+ * tokens (Q8_0, Q4_0) or 4 (the others). */
 enum { MAX_SHARED = 4 };
 typedef struct {
     float *const *Ys;
@@ -71,9 +71,9 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
         const int64_t g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
         const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
         const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
-        for (int64_t t = 0; t < j->n_tok; t += 4) {
-            const int nt = j->n_tok - t < 4 ? (int)(j->n_tok - t) : 4;
-            float out[4][LM_X16];
+        for (int64_t t = 0; t < j->n_tok; t += 8) {
+            const int nt = j->n_tok - t < 8 ? (int)(j->n_tok - t) : 8;
+            float out[8][LM_X16];
             j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
             for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
         }
