@@ -9,8 +9,9 @@ extern "C" {
 #endif
 
 /* Read bandwidth in GB/s (1e9 bytes/s): n_threads stream disjoint parts of a
- * buffer of `bytes` (far larger than the caches), best of 3 passes. 0 on
- * allocation failure. */
+ * buffer of `bytes` (far larger than the caches), each as one sequential
+ * stream and as four at once, best of 6 passes (3 each). 0 on allocation
+ * failure. */
 double lm_measure_read_bandwidth(int n_threads, size_t bytes);
 
 /* Peak fp32 FMA throughput in GFLOP/s (an FMA counts 2) with the vector
