@@ -298,17 +298,22 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
-    __m512 acc[4];
+    /* The accumulators live in y (a load and a store per token and block):
+     * in registers with 8 tokens, gcc spilled the sums instead. */
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, _mm512_setzero_ps());
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_Kx16 *p = &w[b];
-        __m512i isum[4], imin[4];
         /* A block is 37 cache lines and too much work for the out-of-order
          * window to reach the next one's loads: prefetching two blocks ahead,
          * one token over a 310 MB matrix streamed at 73 GB/s on 2 threads
          * instead of 43. */
         prefetch_bytes(p + 2, sizeof *p);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->dmin));
+        __m512i isum[8];
+        /* The mins first, straight into the accumulators, so that only the
+         * sums stay in registers through the block (8 tokens fit). */
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
@@ -319,48 +324,42 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
                 const __m512i mins = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->mn[q]));
                 m = _mm512_add_epi32(m, _mm512_madd_epi16(mins, _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)s1 << 16))));
             }
-            imin[t] = m;
+            _mm512_storeu_ps(y + t * ldy, _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dm, _mm512_set1_ps(x->d)),
+                                                          _mm512_loadu_ps(y + t * ldy)));
             isum[t] = _mm512_setzero_si512();
         }
 #pragma GCC unroll 1
         for (int g = 0; g < 4; g++) {
-            __m512i lo[8], hi[8];
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) { /* low nibbles: sub-block 2g; high: 2g + 1 */
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * g + half]));
+                __m512i v[8];
 #pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                __m512i v = _mm512_loadu_si512(p->qs[g][k]);
-                lo[k] = _mm512_and_si512(v, low4);
-                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-            }
-            const __m512i sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * g]));
-            const __m512i sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * g + 1]));
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) {
-                const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-                const i32_bytes *q = (const i32_bytes *)(x->qs + 64 * g);
-                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-#pragma GCC unroll 8
-                for (int k = 0; k < 4; k++) {
-                    s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(q[k]));
-                    s1 = _mm512_dpbusd_epi32(s1, lo[4 + k], _mm512_set1_epi32(q[4 + k]));
-                    s2 = _mm512_dpbusd_epi32(s2, hi[k], _mm512_set1_epi32(q[8 + k]));
-                    s3 = _mm512_dpbusd_epi32(s3, hi[4 + k], _mm512_set1_epi32(q[12 + k]));
+                for (int k = 0; k < 8; k++) {
+                    const __m512i raw = _mm512_loadu_si512(p->qs[g][k]);
+                    v[k] = _mm512_and_si512(half ? _mm512_srli_epi16(raw, 4) : raw, low4);
                 }
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc_lo),
-                                                                     _mm512_mullo_epi32(_mm512_add_epi32(s2, s3), sc_hi)));
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                    const i32_bytes *q = (const i32_bytes *)(x->qs + 64 * g + 32 * half);
+                    __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+#pragma GCC unroll 8
+                    for (int k = 0; k < 4; k++) {
+                        s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
+                        s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+                    }
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+                }
             }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
-        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->dmin));
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-            const __m512 dx = _mm512_set1_ps(x->d);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, dx), acc[t]);
-            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin[t]), _mm512_mul_ps(dm, dx), acc[t]);
+            _mm512_storeu_ps(y + t * ldy, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)),
+                                                         _mm512_loadu_ps(y + t * ldy)));
         }
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
 /* Q6_K: a sub-block's 16 weights of the 16 rows are 4 vectors of 6-bit
@@ -395,15 +394,31 @@ K512 static inline __attribute__((always_inline)) void q6_K_subblock(const uint8
 K512 static inline __attribute__((always_inline)) void q6_Kx16_tokens(const block_q6_Kx16 *w, const void *act,
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
-    __m512 acc[4];
+    /* The accumulators live in y (a load and a store per token and block):
+     * in registers with 8 tokens, gcc spilled the sums instead. */
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, _mm512_setzero_ps());
     for (int64_t b = 0; b < nb; b++) {
         const block_q6_Kx16 *p = &w[b];
         prefetch_bytes(p + 2, sizeof *p);
-        __m512i isum[4], ioff[4];
+        /* The offset first: each token's sums start from -32 x its sum over
+         * sub-blocks of scale x activation sum, so that only the sums stay
+         * in registers through the block (8 tokens fit). */
+        __m512i isum[8];
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) isum[t] = ioff[t] = _mm512_setzero_si512();
+        for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) { /* sub-blocks 2q, 2q + 1: [scale, scale] int16 pairs x [sum, sum] */
+            const __m512i pairs = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p->sc[q]));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                const uint32_t pair = (uint32_t)(uint16_t)x->bsums[2 * q] | (uint32_t)(uint16_t)x->bsums[2 * q + 1] << 16;
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_madd_epi16(pairs, _mm512_set1_epi32((int32_t)pair)));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) isum[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(isum[t], 5));
 #pragma GCC unroll 1
         for (int q = 0; q < 8; q++) { /* sub-blocks 2q, 2q + 1 */
             const __m512i pairs = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p->sc[q]));
@@ -415,8 +430,6 @@ K512 static inline __attribute__((always_inline)) void q6_Kx16_tokens(const bloc
             for (int t = 0; t < T; t++) {
                 const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
                 const i32_bytes *q0 = (const i32_bytes *)(x->qs + 32 * q), *q1 = q0 + 4;
-                const uint32_t pair = (uint32_t)(uint16_t)x->bsums[2 * q] | (uint32_t)(uint16_t)x->bsums[2 * q + 1] << 16;
-                ioff[t] = _mm512_add_epi32(ioff[t], _mm512_madd_epi16(pairs, _mm512_set1_epi32((int32_t)pair)));
                 __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0[0], _mm512_set1_epi32(q0[0]));
                 __m512i e0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0[1], _mm512_set1_epi32(q0[1]));
                 __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v1[0], _mm512_set1_epi32(q1[0]));
@@ -433,12 +446,10 @@ K512 static inline __attribute__((always_inline)) void q6_Kx16_tokens(const bloc
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-            const __m512i total = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(ioff[t], 5));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[t]);
+            _mm512_storeu_ps(y + t * ldy, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)),
+                                                         _mm512_loadu_ps(y + t * ldy)));
         }
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
 /* ---- Attention over an f32 KV cache ----
@@ -637,8 +648,8 @@ K512 static void attn_values_f16_512(float *out, const float *att, const uint16_
 X16_DISPATCH(dot_f16_x16, f16x16_tokens, block_f16x16, 32, 0)
 X16_DISPATCH(dot_q4_0_x16, q4_0x16_tokens, block_q4_0x16, 32, 1)
 X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16, 32, 1)
-X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K, 0)
-X16_DISPATCH(dot_q6_K_x16, q6_Kx16_tokens, block_q6_Kx16, QK_K, 0)
+X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K, 1)
+X16_DISPATCH(dot_q6_K_x16, q6_Kx16_tokens, block_q6_Kx16, QK_K, 1)
 
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",

@@ -49,7 +49,7 @@ static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ?
  * column count: the activations are quantised once, and one split of all
  * the matrices' groups of 16 rows over the threads (lm_parallel_for; each
  * thread writes whole 64-byte runs of Y) unpacks each group once per 8
- * tokens (Q8_0, Q4_0) or 4 (the others). */
+ * tokens (4 for F16). */
 enum { MAX_SHARED = 4 };
 typedef struct {
     float *const *Ys;
