@@ -20,9 +20,11 @@ static void usage(FILE *out) {
             "and (with AVX-512 VNNI) int8 dot-product peak with the same threads, before and\n"
             "after the tests (the higher reading counts: a shared machine reads low at times),\n"
             "and reports generation as GB/s of weights read (and the fraction of the bandwidth)\n"
-            "and prompt processing as GFLOP/s (and the fraction of the peak of the instructions\n"
-            "its products use: int8 dot products for Q8_0, Q4_0, Q4_K and Q6_K matrices on VNNI\n"
-            "CPUs, f32 FMA otherwise, mixed in the model's proportions). With -s S > 1 it also\n"
+            "and prompt processing as GFLOP/s: 2 per multiply-add of the layers' matrices for\n"
+            "every prompt token and of the output matrix for the last one (whose logits are all\n"
+            "a prompt needs), and the fraction of the peak of the instructions its products\n"
+            "use (int8 dot products for Q8_0, Q4_0, Q4_K and Q6_K matrices on VNNI CPUs, f32\n"
+            "FMA otherwise, mixed in the model's proportions). With -s S > 1 it also\n"
             "measures S sequences generated together (tgNxS: one decode step runs a token of\n"
             "each, each sequence in its own KV cache, as the slots of 'llmos serve --parallel S'\n"
             "do), in tokens/s over all of them.\n"
@@ -171,7 +173,7 @@ int cmd_bench(int argc, char **argv) {
     /* What one generated token reads: every tensor but the embedding table
      * (one row of it), unless the embedding doubles as the output matrix. */
     const lm_gguf *g = lm_model_get_gguf(m);
-    uint64_t file_bytes = 0, per_token = 0, params = 0, matrix_params = 0;
+    uint64_t file_bytes = 0, per_token = 0, params = 0;
     for (int64_t i = 0; i < lm_gguf_tensor_count(g); i++) {
         const lm_gguf_tensor *t = lm_gguf_tensor_at(g, i);
         file_bytes += t->n_bytes;
@@ -179,15 +181,20 @@ int cmd_bench(int argc, char **argv) {
         int is_embd = strcmp(t->name, "token_embd.weight") == 0;
         if (!is_embd || c->tied_output) {
             per_token += t->n_bytes;
-            if (t->n_dims >= 2) matrix_params += t->n_elements;
         } else {
             per_token += t->n_bytes / (uint64_t)t->ne[1];
         }
     }
-    double flops_per_token = 2.0 * (double)matrix_params;
-    uint64_t int8_params = lm_model_int8_matrix_params(m);
-    if (int8_params > matrix_params) int8_params = matrix_params;
-    limits before = measure_limits(threads, int8_params > 0);
+    /* A prompt's work: the layers' matrices for every token, the output
+     * matrix for the last (counting it for every token overstated the
+     * 110M model's prompt FLOP/s by 29%). */
+    const lm_matrix_params mp = lm_model_matrix_params(m);
+    const double prompt_tokens = n_prompt > 0 ? (double)n_prompt : 1.0;
+    const double prompt_macs = (double)mp.layers * prompt_tokens + (double)mp.output;
+    const double prompt_macs_int8 = (double)mp.layers_int8 * prompt_tokens + (double)mp.output_int8;
+    double flops_per_token = 2.0 * prompt_macs / prompt_tokens;
+    const int any_int8 = mp.layers_int8 + mp.output_int8 > 0;
+    limits before = measure_limits(threads, any_int8);
     lm_context *ctx;
     if (lm_context_init_kv(m, n_ctx, threads, kv_type, &ctx, &err)) {
         cli_error("bench: %s", err.message);
@@ -218,13 +225,13 @@ int cmd_bench(int argc, char **argv) {
         if (n_gen && seqs > 1 && (tgs[r] = time_multi(more, seqs, n_gen, c->n_vocab, (uint64_t)r + 5, multi_logits, &err)) < 0)
             goto fail;
     }
-    const limits lim = best_limits(before, measure_limits(threads, int8_params > 0));
+    const limits lim = best_limits(before, measure_limits(threads, any_int8));
     const double bandwidth = lim.bandwidth, fma_peak = lim.fma_peak, int8_peak = lim.int8_peak;
     const char *isa = lim.isa;
     /* The prompt's products run on int8 dot products for some matrices (the
      * x16 kernels) and f32 multiply-adds for the rest: its peak is the rate
      * at which the two peaks would do their shares of a token's operations. */
-    double int8_share = matrix_params ? (double)int8_params / (double)matrix_params : 0.0;
+    double int8_share = prompt_macs > 0 ? prompt_macs_int8 / prompt_macs : 0.0;
     double peak = fma_peak;
     if (int8_peak > 0) peak = 1.0 / (int8_share / int8_peak + (1.0 - int8_share) / fma_peak);
     run_stats sp = stats_of(pp, (int)repeats), sg = stats_of(tg, (int)repeats), ss = stats_of(tgs, (int)repeats);

@@ -42,11 +42,17 @@ const lm_model_config *lm_model_get_config(const lm_model *m);
 const lm_tokenizer *lm_model_get_tokenizer(const lm_model *m);
 const lm_gguf *lm_model_get_gguf(const lm_model *m);
 
-/* How many of the model's matrix weights (the layers' and the output
- * matrix) a prompt is multiplied with by integer kernels on this CPU (int8
- * dot products, AVX-512 VNNI); the others go through f32 multiply-adds. So
- * prompt speed can be quoted against the peak of the instructions used. */
-uint64_t lm_model_int8_matrix_params(const lm_model *m);
+/* The model's matrix weights as a prompt meets them: the layers' multiply
+ * every token, the output matrix only the last (a prompt needs the last
+ * token's logits); and how many of each go through integer kernels on this
+ * CPU (int8 dot products, AVX-512 VNNI), the others through f32
+ * multiply-adds. So prompt speed can be quoted in the work it does, against
+ * the peak of the instructions used. */
+typedef struct lm_matrix_params {
+    uint64_t layers, layers_int8; /* all layers' matrices; those on int8 kernels */
+    uint64_t output, output_int8; /* the output matrix (the embedding when tied) */
+} lm_matrix_params;
+lm_matrix_params lm_model_matrix_params(const lm_model *m);
 
 typedef struct lm_context lm_context;
 

@@ -631,15 +631,19 @@ static int int8_kernel(const lm_weight *w) {
     return w->layout == LM_LAYOUT_X16 && lm_kernels_best()->dot_x16[w->type] && lm_x16_act(w->type) != LM_ACT_F32;
 }
 
-uint64_t lm_model_int8_matrix_params(const lm_model *m) {
-    uint64_t n = int8_kernel(&m->output) ? (uint64_t)(m->output.rows * m->output.cols) : 0;
+lm_matrix_params lm_model_matrix_params(const lm_model *m) {
+    lm_matrix_params p = {0, 0, (uint64_t)(m->output.rows * m->output.cols), 0};
+    if (int8_kernel(&m->output)) p.output_int8 = p.output;
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         const lm_weight *all[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
-        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-            if (int8_kernel(all[i])) n += (uint64_t)(all[i]->rows * all[i]->cols);
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+            const uint64_t n = (uint64_t)(all[i]->rows * all[i]->cols);
+            p.layers += n;
+            if (int8_kernel(all[i])) p.layers_int8 += n;
+        }
     }
-    return n;
+    return p;
 }
 
 lm_status lm_context_forward_multi(lm_context *const *ctxs, const int32_t *tokens, const int64_t *pos, int64_t n,
