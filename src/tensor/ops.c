@@ -71,6 +71,13 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
         const int64_t g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
         const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
         const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
+        if (nr == LM_X16) { /* straight into Y: copying through a buffer was 3% of a 110M prompt */
+            for (int64_t t = 0; t < j->n_tok; t += 4096) {
+                const int nt = j->n_tok - t < 4096 ? (int)(j->n_tok - t) : 4096;
+                j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, j->Ys[i] + t * rows + r0, rows);
+            }
+            continue;
+        }
         for (int64_t t = 0; t < j->n_tok; t += 8) {
             const int nt = j->n_tok - t < 8 ? (int)(j->n_tok - t) : 8;
             float out[8][LM_X16];
