@@ -144,7 +144,7 @@ static void check_x16(const lm_kernels *k) {
         if (!k->dot_x16[t]) continue;
         CHECK(lm_x16_supported((lm_type)t));
         const char *name = lm_type_get_info((uint32_t)t)->name;
-        int bad_pack = 0, bad_dot = 0, bad_same = 0;
+        int bad_pack = 0, bad_dot = 0, bad_same = 0, bad_pair = 0, pairs = 0;
         double worst = 0;
         for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             for (int trial = 0; trial < 6; trial++) {
@@ -169,6 +169,16 @@ static void check_x16(const lm_kernels *k) {
                     for (int64_t i = 0; i < cols; i++) x[i] = uniform(-2, 2);
                     lm_act_quantize(kind, x, act + j * asz, cols);
                     lm_act_quantize(lm_act_kind_for((lm_type)t), x, ref_act + j * rsz, cols);
+                }
+                /* Two full groups at once, where the path has it: bit for bit the two single calls. */
+                if (k->dot_x16_pair[t] && rows >= 32) {
+                    const uint8_t *g0 = packed, *g1 = packed + lm_x16_group_bytes((lm_type)t, cols);
+                    float ya[16], yb[16], wa[16], wb[16];
+                    k->dot_x16_pair[t](g1, g0, act, cols, ya, yb); /* either order */
+                    k->dot_x16[t](g1, act, asz, cols, 1, wa, 16);
+                    k->dot_x16[t](g0, act, asz, cols, 1, wb, 16);
+                    bad_pair += memcmp(ya, wa, sizeof ya) != 0 || memcmp(yb, wb, sizeof yb) != 0;
+                    pairs++;
                 }
                 for (int64_t g = 0; g < groups; g++) {
                     const uint8_t *grp = packed + (size_t)g * lm_x16_group_bytes((lm_type)t, cols);
@@ -201,6 +211,8 @@ static void check_x16(const lm_kernels *k) {
         CHECKF(bad_dot == 0, "%s x16 %s: %d dot products differ from scalar (worst relative %.2e)", k->name, name, bad_dot,
                worst);
         CHECKF(bad_same == 0, "%s x16 %s: %d results depend on the tokens sharing the call", k->name, name, bad_same);
+        CHECKF(bad_pair == 0, "%s x16 %s: %d of %d two-group calls differ from single ones", k->name, name, bad_pair, pairs);
+        CHECKF(!k->dot_x16_pair[t] || pairs > 0, "%s x16 %s: the two-group kernel was not tried", k->name, name);
         printf("%-6s %-5s x16: packing round-trips, worst relative difference from scalar %.2e\n", k->name, name, worst);
     }
 }

@@ -57,6 +57,13 @@ typedef void (*lm_dot4_fn)(const void *row, const void *act, size_t stride, int6
 typedef void (*lm_dot_x16_fn)(const void *group, const void *act, size_t stride, int64_t n, int n_tok, float *y,
                               int64_t ldy);
 
+/* Two full groups of one x16 matrix (or of two with the same type and
+ * columns) dotted with one activation vector: ya = group a's 16 results, yb
+ * = group b's, equal bit for bit to two lm_dot_x16_fn calls. Reading two
+ * groups at once keeps two memory streams going per thread. */
+typedef void (*lm_dot_x16_pair_fn)(const void *group_a, const void *group_b, const void *act, int64_t n, float *ya,
+                                   float *yb);
+
 /* Attention of one query over n keys (rows of hd floats, stride floats
  * apart): att[t] = scale * dot(q, k_t). */
 typedef void (*lm_attn_scores_fn)(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
@@ -94,6 +101,7 @@ typedef struct lm_kernels {
     lm_softmax_fn softmax;
     lm_swiglu_fn swiglu;
     lm_act_kind act[LM_TYPE_COUNT_]; /* 0 (F32): lm_act_kind_for's kind */
+    lm_dot_x16_pair_fn dot_x16_pair[LM_TYPE_COUNT_]; /* NULL: groups go one at a time */
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

@@ -244,6 +244,54 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
+/* One token against two groups (lm_dot_x16_pair_fn): the same arithmetic
+ * as q8s_x16_tokens with T = 1, the activations' broadcasts shared. */
+K512 static inline __attribute__((always_inline)) void q8s_x16_pair(const uint8_t *wa, const uint8_t *wb, size_t block_bytes,
+                                                                  const int nibbles, const void *act, int64_t nb,
+                                                                  float *ya, float *yb) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    const int32_t offset = nibbles ? 8 : 128;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8s *x = (const block_q8s *)act + b;
+        const i32_bytes *q = (const i32_bytes *)x->qs;
+#pragma GCC unroll 2
+        for (int gi = 0; gi < 2; gi++) {
+            const uint8_t *blk = (gi ? wb : wa) + (size_t)b * block_bytes, *qs = blk + 32;
+            __m512i v[8];
+            if (nibbles) {
+#pragma GCC unroll 8
+                for (int k = 0; k < 4; k++) {
+                    __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
+                    v[k] = _mm512_and_si512(bytes, low4);
+                    v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
+                }
+            } else {
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(qs + 64 * k);
+            }
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+            __m512i s0 = _mm512_set1_epi32(-offset * x->sum), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 4; k++) {
+                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
+                s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+            }
+            X16_SCALE(acc[gi], s0, s1, dw, x);
+        }
+    }
+    _mm512_storeu_ps(ya, acc[0]);
+    _mm512_storeu_ps(yb, acc[1]);
+}
+
+K512 static void dot_q4_0_x16_pair(const void *ga, const void *gb, const void *act, int64_t n, float *ya, float *yb) {
+    q8s_x16_pair(ga, gb, sizeof(block_q4_0x16), 1, act, n / 32, ya, yb);
+}
+
+K512 static void dot_q8_0_x16_pair(const void *ga, const void *gb, const void *act, int64_t n, float *ya, float *yb) {
+    q8s_x16_pair(ga, gb, sizeof(block_q8_0x16), 0, act, n / 32, ya, yb);
+}
+
 K512 static inline __attribute__((always_inline)) void q4_0x16_tokens(const block_q4_0x16 *w, const void *act,
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
@@ -676,6 +724,10 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     NULL,
     {
         [LM_TYPE_Q4_0] = LM_ACT_Q4_0_X2,
+    },
+    {
+        [LM_TYPE_Q4_0] = dot_q4_0_x16_pair,
+        [LM_TYPE_Q8_0] = dot_q8_0_x16_pair,
     },
 };
 #endif

@@ -56,34 +56,72 @@ typedef struct {
     const lm_weight *const *ws;
     int64_t first_group[MAX_SHARED + 1]; /* matrix i's groups are first_group[i] .. first_group[i + 1] - 1 */
     lm_dot_x16_fn dot;
+    lm_dot_x16_pair_fn pair; /* NULL: one group at a time */
     const uint8_t *act; /* n_tok quantised activation vectors, act_size bytes apart */
     size_t act_size, group_bytes;
     int64_t n_tok;
 } x16_job;
 
+/* Group gg (of all the job's matrices' groups), which is in matrix i. */
+static void x16_group(const x16_job *j, int64_t gg, int i) {
+    const int64_t cols = j->ws[0]->cols, g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
+    const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
+    const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
+    if (nr == LM_X16) { /* straight into Y: copying through a buffer was 3% of a 110M prompt */
+        for (int64_t t = 0; t < j->n_tok; t += 4096) {
+            const int nt = j->n_tok - t < 4096 ? (int)(j->n_tok - t) : 4096;
+            j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, j->Ys[i] + t * rows + r0, rows);
+        }
+        return;
+    }
+    for (int64_t t = 0; t < j->n_tok; t += 8) {
+        const int nt = j->n_tok - t < 8 ? (int)(j->n_tok - t) : 8;
+        float out[8][LM_X16];
+        j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
+        for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
+    }
+}
+
+/* The matrix group gg is in, searching from matrix i. */
+static int x16_matrix_of(const x16_job *j, int64_t gg, int i) {
+    while (gg >= j->first_group[i + 1]) i++;
+    return i;
+}
+
+/* Whether group gg of matrix i has all 16 rows. */
+static int x16_full(const x16_job *j, int64_t gg, int i) {
+    return (gg - j->first_group[i] + 1) * LM_X16 <= j->ws[i]->rows;
+}
+
 static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const x16_job *j = arg;
-    const int64_t cols = j->ws[0]->cols;
+    if (j->pair && j->n_tok == 1 && end - begin >= 2) {
+        /* One token: groups begin + k and mid + k together, two streams of
+         * weights at once. */
+        const int64_t mid = begin + (end - begin) / 2;
+        int ia = 0, ib = 0;
+        for (int64_t ga = begin; ga < mid; ga++) {
+            const int64_t gb = mid + (ga - begin);
+            ia = x16_matrix_of(j, ga, ia);
+            ib = x16_matrix_of(j, gb, ib);
+            if (x16_full(j, ga, ia) && x16_full(j, gb, ib)) {
+                const int64_t a = ga - j->first_group[ia], b = gb - j->first_group[ib];
+                j->pair((const uint8_t *)j->ws[ia]->data + (size_t)a * j->group_bytes,
+                        (const uint8_t *)j->ws[ib]->data + (size_t)b * j->group_bytes, j->act, j->ws[0]->cols,
+                        j->Ys[ia] + a * LM_X16, j->Ys[ib] + b * LM_X16);
+            } else {
+                x16_group(j, ga, ia);
+                x16_group(j, gb, ib);
+            }
+        }
+        if ((end - begin) % 2) x16_group(j, end - 1, x16_matrix_of(j, end - 1, ib));
+        return;
+    }
     int i = 0;
     for (int64_t gg = begin; gg < end; gg++) {
-        while (gg >= j->first_group[i + 1]) i++;
-        const int64_t g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
-        const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
-        const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
-        if (nr == LM_X16) { /* straight into Y: copying through a buffer was 3% of a 110M prompt */
-            for (int64_t t = 0; t < j->n_tok; t += 4096) {
-                const int nt = j->n_tok - t < 4096 ? (int)(j->n_tok - t) : 4096;
-                j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, j->Ys[i] + t * rows + r0, rows);
-            }
-            continue;
-        }
-        for (int64_t t = 0; t < j->n_tok; t += 8) {
-            const int nt = j->n_tok - t < 8 ? (int)(j->n_tok - t) : 8;
-            float out[8][LM_X16];
-            j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
-            for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
-        }
+        i = x16_matrix_of(j, gg, i);
+        x16_group(j, gg, i);
     }
 }
 
@@ -116,7 +154,7 @@ static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, lm_do
                       int64_t n_tok, int n_threads) {
     const lm_type type = ws[0]->type;
     const int64_t cols = ws[0]->cols;
-    x16_job j = {.Ys = Ys, .ws = ws, .dot = dot, .n_tok = n_tok};
+    x16_job j = {.Ys = Ys, .ws = ws, .dot = dot, .pair = lm_kernels_best()->dot_x16_pair[ws[0]->type], .n_tok = n_tok};
     int64_t macs = 0;
     for (int i = 0; i < n; i++) {
         j.first_group[i + 1] = j.first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
