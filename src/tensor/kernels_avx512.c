@@ -336,6 +336,35 @@ K512 static inline __attribute__((always_inline)) void f16x16_tokens(const block
     }
 }
 
+/* One token against two F16 groups (lm_dot_x16_pair_fn): f16x16_tokens'
+ * arithmetic with T = 1, each activation broadcast once for both. */
+K512 static void dot_f16_x16_pair(const void *ga, const void *gb, const void *act, int64_t n, float *ya, float *yb) {
+    const block_f16x16 *w[2] = {ga, gb};
+    const float *xs = act;
+    __m512 acc[2][4];
+#pragma GCC unroll 2
+    for (int gi = 0; gi < 2; gi++) {
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) acc[gi][u] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < 32; c += 4) {
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                const __m512 x = _mm512_set1_ps(xs[32 * b + c + u]);
+#pragma GCC unroll 2
+                for (int gi = 0; gi < 2; gi++) {
+                    const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w[gi][b].v[c + u]));
+                    acc[gi][u] = _mm512_fmadd_ps(v, x, acc[gi][u]);
+                }
+            }
+        }
+    }
+    _mm512_storeu_ps(ya, _mm512_add_ps(_mm512_add_ps(acc[0][0], acc[0][1]), _mm512_add_ps(acc[0][2], acc[0][3])));
+    _mm512_storeu_ps(yb, _mm512_add_ps(_mm512_add_ps(acc[1][0], acc[1][1]), _mm512_add_ps(acc[1][2], acc[1][3])));
+}
+
 /* Q4_K: per 32-weight sub-block, 8 vpdpbusd give the 16 rows' sums of
  * nibble x activation, times the rows' sub-block scales (vpmulld: the sums
  * can pass 16 bits); the mins meet the activations' sub-block sums in
@@ -726,6 +755,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q4_0] = LM_ACT_Q4_0_X2,
     },
     {
+        [LM_TYPE_F16] = dot_f16_x16_pair,
         [LM_TYPE_Q4_0] = dot_q4_0_x16_pair,
         [LM_TYPE_Q8_0] = dot_q8_0_x16_pair,
     },
