@@ -195,16 +195,48 @@ typedef int32_t __attribute__((may_alias, aligned(1))) i32_bytes;
 _Static_assert(offsetof(block_q4_0x16, qs) == 32 && offsetof(block_q8_0x16, qs) == 32,
                "x16 Q4_0 and Q8_0 blocks start with 16 fp16 scales");
 
+/* The block's 16 rows x 32 values as 8 vectors of unsigned bytes (see
+ * above), and its 16 row scales. */
+K512 static inline __attribute__((always_inline)) __m512 q8s_unpack(const uint8_t *blk, const int nibbles, __m512i v[8]) {
+    const uint8_t *qs = blk + 32;
+    if (nibbles) {
+        const __m512i low4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 8
+        for (int k = 0; k < 4; k++) {
+            __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
+            v[k] = _mm512_and_si512(bytes, low4);
+            v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
+        }
+    } else {
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(qs + 64 * k);
+    }
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+}
+
+/* acc += the 16 rows' dot products with token block x, scaled (dw: the
+ * rows' scales). */
+K512 static inline __attribute__((always_inline)) __m512 q8s_block(__m512 acc, const __m512i v[8], __m512 dw,
+                                                                 const block_q8s *x, const int nibbles) {
+    const i32_bytes *q = (const i32_bytes *)x->qs;
+    __m512i s0 = _mm512_set1_epi32(-(nibbles ? 8 : 128) * x->sum), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 4; k++) {
+        s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
+        s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
+    }
+    X16_SCALE(acc, s0, s1, dw, x);
+    return acc;
+}
+
 K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint8_t *w, size_t block_bytes,
                                                                     const int nibbles, const void *act, size_t stride,
                                                                     int64_t nb, const int T, float *y, int64_t ldy) {
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    const int32_t offset = nibbles ? 8 : 128;
     __m512 acc[8];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = w + (size_t)b * block_bytes, *qs = blk + 32;
+        const uint8_t *blk = w + (size_t)b * block_bytes;
         /* With 2 or more tokens a block is enough work that the loads of
          * blocks further on wait: prefetching 16 blocks ahead (into the
          * next group, which this thread takes next) made 8 tokens over a
@@ -215,30 +247,9 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
             prefetch_bytes(blk + 16 * block_bytes, block_bytes);
         }
         __m512i v[8];
-        if (nibbles) {
+        const __m512 dw = q8s_unpack(blk, nibbles, v);
 #pragma GCC unroll 8
-            for (int k = 0; k < 4; k++) {
-                __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
-                v[k] = _mm512_and_si512(bytes, low4);
-                v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
-            }
-        } else {
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(qs + 64 * k);
-        }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const block_q8s *x = X16_TOKEN(act, stride, t, b);
-            const i32_bytes *q = (const i32_bytes *)x->qs;
-            __m512i s0 = _mm512_set1_epi32(-offset * x->sum), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int k = 0; k < 4; k++) {
-                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
-                s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
-            }
-            X16_SCALE(acc[t], s0, s1, dw, x);
-        }
+        for (int t = 0; t < T; t++) acc[t] = q8s_block(acc[t], v, dw, X16_TOKEN(act, stride, t, b), nibbles);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
@@ -249,35 +260,14 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
 K512 static inline __attribute__((always_inline)) void q8s_x16_pair(const uint8_t *wa, const uint8_t *wb, size_t block_bytes,
                                                                   const int nibbles, const void *act, int64_t nb,
                                                                   float *ya, float *yb) {
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    const int32_t offset = nibbles ? 8 : 128;
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int64_t b = 0; b < nb; b++) {
         const block_q8s *x = (const block_q8s *)act + b;
-        const i32_bytes *q = (const i32_bytes *)x->qs;
 #pragma GCC unroll 2
         for (int gi = 0; gi < 2; gi++) {
-            const uint8_t *blk = (gi ? wb : wa) + (size_t)b * block_bytes, *qs = blk + 32;
             __m512i v[8];
-            if (nibbles) {
-#pragma GCC unroll 8
-                for (int k = 0; k < 4; k++) {
-                    __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
-                    v[k] = _mm512_and_si512(bytes, low4);
-                    v[4 + k] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
-                }
-            } else {
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++) v[k] = _mm512_loadu_si512(qs + 64 * k);
-            }
-            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
-            __m512i s0 = _mm512_set1_epi32(-offset * x->sum), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int k = 0; k < 4; k++) {
-                s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
-                s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
-            }
-            X16_SCALE(acc[gi], s0, s1, dw, x);
+            const __m512 dw = q8s_unpack((gi ? wb : wa) + (size_t)b * block_bytes, nibbles, v);
+            acc[gi] = q8s_block(acc[gi], v, dw, x, nibbles);
         }
     }
     _mm512_storeu_ps(ya, acc[0]);
