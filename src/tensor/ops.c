@@ -148,13 +148,13 @@ static void quantize_acts(lm_act_kind kind, const float *X, uint8_t *act, int64_
     lm_parallel_for(n_tok * cols >= (1 << 16) ? n_threads : 1, n_tok, quantize_rows, &q);
 }
 
-/* Returns 0 if out of memory for the activations (the caller then takes the
- * reference path). */
-static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, lm_dot_x16_fn dot, const float *X,
+/* With table k's x16 kernels (k->dot_x16[type] set). Returns 0 if out of
+ * memory for the activations (the caller then takes the reference path). */
+static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, const lm_kernels *k, const float *X,
                       int64_t n_tok, int n_threads) {
     const lm_type type = ws[0]->type;
     const int64_t cols = ws[0]->cols;
-    x16_job j = {.Ys = Ys, .ws = ws, .dot = dot, .pair = lm_kernels_best()->dot_x16_pair[ws[0]->type], .n_tok = n_tok};
+    x16_job j = {.Ys = Ys, .ws = ws, .dot = k->dot_x16[type], .pair = k->dot_x16_pair[type], .n_tok = n_tok};
     int64_t macs = 0;
     for (int i = 0; i < n; i++) {
         j.first_group[i + 1] = j.first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
@@ -236,8 +236,7 @@ static void matmul_kernels(float *Y, const lm_weight *w, const float *X, int64_t
     const int nt = threads_for(w->rows * w->cols * n_tok, n_threads);
     rows_job j = {.Y = Y, .w = w, .X = X, .n_tok = n_tok};
     if (w->layout == LM_LAYOUT_X16) {
-        lm_dot_x16_fn dot = k->dot_x16[w->type];
-        if (dot && matmul_x16(&Y, &w, 1, dot, X, n_tok, n_threads)) return;
+        if (k->dot_x16[w->type] && matmul_x16(&Y, &w, 1, k, X, n_tok, n_threads)) return;
         lm_parallel_for(nt, w->rows, rows_range, &j); /* no kernel, or no memory: the reference */
         return;
     }
@@ -290,7 +289,7 @@ void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const
     for (int i = 0; shared && i < n; i++) {
         shared = ws[i]->layout == LM_LAYOUT_X16 && ws[i]->type == ws[0]->type && ws[i]->cols == ws[0]->cols;
     }
-    if (shared && matmul_x16(Ys, ws, n, dot, X, n_tok, n_threads)) return;
+    if (shared && matmul_x16(Ys, ws, n, k, X, n_tok, n_threads)) return;
     const lm_gemm_kernel *g = lm_gemm_kernel_best();
     int gemm = g && n_tok >= LM_GEMM_MIN_TOKENS && n <= 4;
     for (int i = 0; gemm && i < n; i++) {
