@@ -60,22 +60,24 @@ typedef struct {
     const uint8_t *act; /* n_tok quantised activation vectors, act_size bytes apart */
     size_t act_size, group_bytes;
     int64_t n_tok;
+    int64_t tok_chunk; /* tokens taken through a range of groups at a time */
 } x16_job;
 
-/* Group gg (of all the job's matrices' groups), which is in matrix i. */
-static void x16_group(const x16_job *j, int64_t gg, int i) {
+/* Tokens t0 .. t0 + n - 1 through group gg (of all the job's matrices'
+ * groups), which is in matrix i. */
+static void x16_group(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n) {
     const int64_t cols = j->ws[0]->cols, g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
     const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
     const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
     if (nr == LM_X16) { /* straight into Y: copying through a buffer was 3% of a 110M prompt */
-        for (int64_t t = 0; t < j->n_tok; t += 4096) {
-            const int nt = j->n_tok - t < 4096 ? (int)(j->n_tok - t) : 4096;
+        for (int64_t t = t0; t < t0 + n; t += 4096) {
+            const int nt = t0 + n - t < 4096 ? (int)(t0 + n - t) : 4096;
             j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, j->Ys[i] + t * rows + r0, rows);
         }
         return;
     }
-    for (int64_t t = 0; t < j->n_tok; t += 8) {
-        const int nt = j->n_tok - t < 8 ? (int)(j->n_tok - t) : 8;
+    for (int64_t t = t0; t < t0 + n; t += 8) {
+        const int nt = t0 + n - t < 8 ? (int)(t0 + n - t) : 8;
         float out[8][LM_X16];
         j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
         for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
@@ -111,17 +113,25 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
                         (const uint8_t *)j->ws[ib]->data + (size_t)b * j->group_bytes, j->act, j->ws[0]->cols,
                         j->Ys[ia] + a * LM_X16, j->Ys[ib] + b * LM_X16);
             } else {
-                x16_group(j, ga, ia);
-                x16_group(j, gb, ib);
+                x16_group(j, ga, ia, 0, 1);
+                x16_group(j, gb, ib, 0, 1);
             }
         }
-        if ((end - begin) % 2) x16_group(j, end - 1, x16_matrix_of(j, end - 1, ib));
+        if ((end - begin) % 2) x16_group(j, end - 1, x16_matrix_of(j, end - 1, ib), 0, 1);
         return;
     }
-    int i = 0;
-    for (int64_t gg = begin; gg < end; gg++) {
-        i = x16_matrix_of(j, gg, i);
-        x16_group(j, gg, i);
+    /* Many tokens: a chunk of them at a time through all the range's groups,
+     * so that the chunk's activations stay in L2 while the groups pass
+     * (token by token through each group in turn, a prompt's activations
+     * were read from L3 again for every group). */
+    const int64_t chunk = j->tok_chunk;
+    for (int64_t t0 = 0; t0 < j->n_tok; t0 += chunk) {
+        const int64_t n = j->n_tok - t0 < chunk ? j->n_tok - t0 : chunk;
+        int i = 0;
+        for (int64_t gg = begin; gg < end; gg++) {
+            i = x16_matrix_of(j, gg, i);
+            x16_group(j, gg, i, t0, n);
+        }
     }
 }
 
@@ -162,6 +172,9 @@ static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, const
     }
     const lm_act_kind kind = lm_x16_act(type);
     j.act_size = lm_act_size(kind, cols);
+    /* About 256 KB of activations a chunk (half an L2), a multiple of 8 tokens. */
+    j.tok_chunk = (int64_t)(((size_t)256 << 10) / (j.act_size ? j.act_size : 1)) / 8 * 8;
+    if (j.tok_chunk < 8) j.tok_chunk = 8;
     j.group_bytes = lm_x16_group_bytes(type, cols);
     uint8_t *act = alloc_act(j.act_size * (size_t)n_tok);
     if (!act) return 0;
