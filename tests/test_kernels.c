@@ -486,6 +486,16 @@ static void check_quantize_q8a_avx2(void) {
         differ += memcmp(a, b, sizeof a) != 0;
     }
     CHECKF(differ == 0, "avx2 q8a quantisation differs from the reference in %d of 50 trials", differ);
+    /* block_q8s: the same values, with their sums. */
+    block_q8s c[NB];
+    lm_quantize_q8s_avx2(x, c, NB);
+    int bad_s = 0;
+    for (int k = 0; k < NB; k++) {
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++) sum += a[k].qs[i];
+        bad_s += c[k].d != a[k].d || c[k].sum != sum || memcmp(c[k].qs, a[k].qs, 32) != 0;
+    }
+    CHECKF(bad_s == 0, "avx2 q8s quantisation: %d blocks differ from q8a's values and sums", bad_s);
     CHECK(a[1].qs[8] == 0 && a[1].qs[10] == 1 && a[1].qs[11] == -1 && a[1].qs[1] == 34 && a[1].qs[2] == -35);
     if (differ == 0) printf("avx2 q8a quantisation: equal to the reference byte for byte\n");
 }

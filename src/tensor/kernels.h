@@ -126,6 +126,8 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n);
 void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb);
 #if defined(__x86_64__)
 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb);
+/* The same with each block's sum (block_q8s, the x16 kernels' activations). */
+void lm_quantize_q8s_avx2(const float *x, block_q8s *y, int64_t nb);
 /* nb blocks of 256 activations to Q8_K, equal to lm_quantize_row's bit for
  * bit (what the K-quant kernels take; lm_act_quantize uses it the same way). */
 void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb);

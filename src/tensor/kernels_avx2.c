@@ -127,33 +127,54 @@ AVX2 static void dot4_q4_0(const void *row, const void *act, size_t stride, int6
 
 /* lm_quantize_q8a_ref's result: the same max, scale and product per value; round() as
  * trunc(s) + sign(s) where |s - trunc(s)| >= 0.5, exact where adding 0.5 would round. */
-AVX2 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb) {
+/* One block of 32 values as lm_quantize_q8a_ref quantises it: *d its scale,
+ * the 32 bytes in order in the return value, and their sum in *sum. */
+AVX2 static inline __attribute__((always_inline)) __m256i quantize_block_q8a(const float *x, float *d, int32_t *sum) {
     const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    *d = _mm_cvtss_f32(m) / 127;
+    const float id = *d ? 1.0f / *d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 s = _mm256_mul_ps(v[i], vid);
+        __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));
+        __m256 step = _mm256_or_ps(one, _mm256_and_ps(sign, s)); /* +-1, s's sign */
+        t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step));
+        q[i] = _mm256_cvttps_epi32(t);
+    }
+    if (sum) { /* the int32 values before packing (within -127..127: packing does not clip them) */
+        __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        *sum = _mm_cvtsi128_si32(s4);
+    }
+    /* packs work within 128-bit halves: the permute puts the 32 bytes back in order */
+    __m256i r = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(r, order);
+}
+
+AVX2 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb) {
     for (int64_t b = 0; b < nb; b++) {
-        __m256 v[4], amax = _mm256_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            v[i] = _mm256_loadu_ps(x + 32 * b + 8 * i);
-            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
-        }
-        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        m = _mm_max_ss(m, _mm_movehdup_ps(m));
-        const float d = _mm_cvtss_f32(m) / 127, id = d ? 1.0f / d : 0.0f;
-        y[b].d = d;
-        const __m256 vid = _mm256_set1_ps(id);
-        __m256i q[4];
-        for (int i = 0; i < 4; i++) {
-            __m256 s = _mm256_mul_ps(v[i], vid);
-            __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));
-            __m256 step = _mm256_or_ps(one, _mm256_and_ps(sign, s)); /* +-1, s's sign */
-            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step));
-            q[i] = _mm256_cvttps_epi32(t);
-        }
-        /* packs work within 128-bit halves: the permute puts the 32 bytes back in order */
-        __m256i r = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-        _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(r, order));
+        const __m256i bytes = quantize_block_q8a(x + 32 * b, &y[b].d, NULL);
+        _mm256_storeu_si256((__m256i *)y[b].qs, bytes);
+    }
+}
+
+AVX2 void lm_quantize_q8s_avx2(const float *x, block_q8s *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256i bytes = quantize_block_q8a(x + 32 * b, &y[b].d, &y[b].sum);
+        _mm256_storeu_si256((__m256i *)y[b].qs, bytes);
     }
 }
 
