@@ -19,7 +19,7 @@ static double now(void) {
 
 /* Sums n floats read as `streams` sequential streams at once (the n
  * floats cut into that many parts, 32 floats of each in turn). One stream
- * per thread read 15-20% below what several give on the 2-vCPU EPYC VMs
+ * per thread read 4-34% below four (three runs) on the 2-vCPU EPYC VMs
  * this was measured on (the x16 kernels, whose prefetches run ahead of
  * their loads, streamed faster than a one-stream probe said the machine
  * could); the probe reports the better of 1 and 4. */

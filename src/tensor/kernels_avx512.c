@@ -430,7 +430,7 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
  * sums, times their scales (vpmulld; the sums can pass 16 bits). The offset
  * of 32 comes off at the end: 32 x sum over sub-blocks of scale x the
  * activations' sum (vpmaddwd, two sub-blocks a lane). This layout costs
- * 1.75 to 2.25 operations per vector of values against 3.25 for GGUF's
+ * 2.25 operations per vector of values against 3.25 for GGUF's
  * nibbles and 2-bit planes; with the loop over sub-block pairs kept a loop
  * (unrolled, gcc spilled the vectors into a 10 KB stack frame), one token
  * streams a 110 MB matrix at 58 GB/s on 2 threads instead of 34. GFNI's
