@@ -250,13 +250,20 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
 }
 
 /* One token against two groups (lm_dot_x16_pair_fn): the same arithmetic
- * as q8s_x16_tokens with T = 1, the activations' broadcasts shared. */
+ * as q8s_x16_tokens with T = 1, the activations' broadcasts shared. Each
+ * stream is prefetched 16 blocks ahead (4.6 KB of Q4_0, 8.7 KB of Q8_0):
+ * on 2 threads, 1.1B decode 66-73 -> 82-87 tok/s (Q4_0) and 42-51 ->
+ * 44-52 (Q8_0) in alternating runs; 200 Q4_0 2048 x 2048 matrices one
+ * after another streamed at 53 GB/s instead of 42, the hardware's
+ * prefetchers restarting at every matrix. */
 K512 static inline __attribute__((always_inline)) void q8s_x16_pair(const uint8_t *wa, const uint8_t *wb, size_t block_bytes,
                                                                   const int nibbles, const void *act, int64_t nb,
                                                                   float *ya, float *yb) {
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int64_t b = 0; b < nb; b++) {
         const block_q8s *x = (const block_q8s *)act + b;
+        prefetch_bytes(wa + (size_t)(b + 16) * block_bytes, block_bytes);
+        prefetch_bytes(wb + (size_t)(b + 16) * block_bytes, block_bytes);
 #pragma GCC unroll 2
         for (int gi = 0; gi < 2; gi++) {
             __m512i v[8];
@@ -404,13 +411,10 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
                 for (int t = 0; t < T; t++) {
                     const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
                     const i32_bytes *q = (const i32_bytes *)(x->qs + 64 * g + 32 * half);
-                    __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+                    __m512i s = _mm512_setzero_si512();
 #pragma GCC unroll 8
-                    for (int k = 0; k < 4; k++) {
-                        s0 = _mm512_dpbusd_epi32(s0, v[k], _mm512_set1_epi32(q[k]));
-                        s1 = _mm512_dpbusd_epi32(s1, v[4 + k], _mm512_set1_epi32(q[4 + k]));
-                    }
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(s0, s1), sc));
+                    for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, v[k], _mm512_set1_epi32(q[k]));
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
                 }
             }
         }
