@@ -352,7 +352,14 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
                   q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
     const int half = ctx->kv_type == LM_KV_F16;
     const float scale = (float)(1.0 / sqrt((double)hd));
-    float *S = malloc((size_t)((n < ATTN_ROW_BLOCK ? n : ATTN_ROW_BLOCK) * keys) * sizeof *S); /* (block, keys) */
+    const int64_t block = n < ATTN_ROW_BLOCK ? n : ATTN_ROW_BLOCK;
+    /* S (block, keys); a block's queries times the scale, Qs (block, hd); and
+     * each row's 1 / (sum of its exponentials), inv (block). The scale goes
+     * on the hd values of a query and 1 / sum on the hd of its output
+     * instead of the up to n_ctx scores of its row (two passes over S fewer;
+     * the scale is exact for the usual head sizes, 1 / sqrt(hd) a power of 2). */
+    float *S = malloc((size_t)(block * (keys + hd + 1)) * sizeof *S), *Qs = S ? S + block * keys : NULL,
+          *inv = S ? Qs + block * hd : NULL;
     /* An f16 cache: the head's keys and values as floats, (keys, hd) each. */
     float *K16 = half ? malloc((size_t)(2 * keys * hd) * sizeof(float)) : NULL, *V16 = K16 ? K16 + keys * hd : NULL;
     if (!S || (half && !K16)) atomic_store(&j->failed, 1);
@@ -379,8 +386,11 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
          * sum: the results are those of one block of all n. */
         for (int64_t r0 = 0; r0 < n; r0 += ATTN_ROW_BLOCK) {
             const int64_t rows = n - r0 < ATTN_ROW_BLOCK ? n - r0 : ATTN_ROW_BLOCK, seen = pos0 + r0 + rows;
-            lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_stride},
-                     V = {v_layer + kv_off, kv_stride, 1};
+            for (int64_t b = 0; b < rows; b++) {
+                const float *q = ctx->bq + (r0 + b) * q_dim + h * hd;
+                for (int64_t d = 0; d < hd; d++) Qs[b * hd + d] = q[d] * scale;
+            }
+            lm_fview Q = {Qs, hd, 1}, Kt = {k_layer + kv_off, 1, kv_stride}, V = {v_layer + kv_off, kv_stride, 1};
             if (!lm_sgemm(g, rows, seen, hd, Q, Kt, S, seen, 0, 1)) {
                 atomic_store(&j->failed, 1);
                 break;
@@ -388,14 +398,17 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
             for (int64_t b = 0; b < rows; b++) {
                 float *row = S + b * seen;
                 int64_t visible = pos0 + r0 + b + 1;
-                for (int64_t t = 0; t < visible; t++) row[t] *= scale;
-                k->softmax(row, visible);
+                inv[b] = (float)(1.0 / k->softmax_exp(row, visible));
                 memset(row + visible, 0, (size_t)(seen - visible) * sizeof *row);
             }
             lm_fview P = {S, seen, 1};
-            if (!lm_sgemm(g, rows, hd, seen, P, V, ctx->batt + r0 * q_dim + h * hd, q_dim, 0, 1)) {
+            float *out = ctx->batt + r0 * q_dim + h * hd;
+            if (!lm_sgemm(g, rows, hd, seen, P, V, out, q_dim, 0, 1)) {
                 atomic_store(&j->failed, 1);
                 break;
+            }
+            for (int64_t b = 0; b < rows; b++) {
+                for (int64_t d = 0; d < hd; d++) out[b * q_dim + d] *= inv[b];
             }
         }
     }
@@ -404,9 +417,10 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
 }
 
 /* The same for large batches, as two GEMMs per head and block of queries:
- * S = Q K^T over the cached positions the block sees, the causal softmax of
- * each row in place, O = P V. One head per thread at a time; the sums run in
- * another order than attention()'s, so the results differ in the last bits.
+ * S = (scale Q) K^T over the cached positions the block sees, each row's
+ * exponentials in place (causal), O = E V / (each row's sum). One head per
+ * thread at a time; the sums run in another order than attention()'s, so
+ * the results differ in the last bits.
  * Returns 0 if out of memory (some heads may be done; the caller redoes all). */
 static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};
@@ -454,13 +468,13 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         if (half) kv_store(ctx, l, pos, k, v);
         attention(ctx, l, pos);
         matvec(ctx, ctx->xb2, &w->wo, w->lora[LORA_O], ctx->att_out);
-        for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
+        lm_add_f32(ctx->x, ctx->xb2, dim);
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->ffn_norm, dim, eps);
         project_gate_up(ctx, w, ctx->xb, ctx->hb, ctx->hb2, 1);
         lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
         matvec(ctx, ctx->xb2, &w->w_down, w->lora[LORA_DOWN], ctx->hb);
-        for (int64_t i = 0; i < dim; i++) ctx->x[i] += ctx->xb2[i];
+        lm_add_f32(ctx->x, ctx->xb2, dim);
     }
     lm_rmsnorm_f32(ctx->x, ctx->x, m->output_norm, dim, eps);
     lm_matvec(ctx->logits, &m->output, ctx->x, nt);
@@ -518,10 +532,7 @@ static void token_steps_range(void *arg, int64_t begin, int64_t end, int thread)
     const token_steps *j = arg;
     for (int64_t b = begin; b < end; b++) {
         float *x = j->x ? j->x + b * j->dim : NULL;
-        if (j->add) {
-            const float *a = j->add + b * j->dim;
-            for (int64_t i = 0; i < j->dim; i++) x[i] += a[i];
-        }
+        if (j->add) lm_add_f32(x, j->add + b * j->dim, j->dim);
         if (j->norm) lm_rmsnorm_f32(j->out + b * j->dim, x, j->norm, j->dim, j->eps);
         if (j->gate) lm_swiglu_f32(j->gate + b * j->ffn, j->up + b * j->ffn, j->ffn);
     }

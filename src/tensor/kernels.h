@@ -84,6 +84,10 @@ typedef void (*lm_from_f16_fn)(float *dst, const uint16_t *src, int64_t n);
 /* x (n) = softmax(x), in place. */
 typedef void (*lm_softmax_fn)(float *x, int64_t n);
 
+/* x (n) = e^(x - max x), in place; returns their sum. softmax is this times
+ * 1 / sum: the prefill's attention scales its output rows instead (hd
+ * values a query, not one per key). */
+typedef double (*lm_softmax_exp_fn)(float *x, int64_t n);
 /* gate (n) = silu(gate) * up: the feed-forward's gate, in place. */
 typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
 
@@ -102,6 +106,7 @@ typedef struct lm_kernels {
     lm_swiglu_fn swiglu;
     lm_act_kind act[LM_TYPE_COUNT_]; /* 0 (F32): lm_act_kind_for's kind */
     lm_dot_x16_pair_fn dot_x16_pair[LM_TYPE_COUNT_]; /* NULL: groups go one at a time */
+    lm_softmax_exp_fn softmax_exp;
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

@@ -564,7 +564,7 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
-AVX2 static void softmax(float *x, int64_t n) {
+AVX2 static double softmax_exp(float *x, int64_t n) {
     float max = x[0];
     int64_t i = 0;
     if (n >= 8) { /* the same maximum, 8 lanes at a time (max is exact in any order) */
@@ -588,8 +588,13 @@ AVX2 static void softmax(float *x, int64_t n) {
         x[i] = expf(x[i] - max);
         sum += x[i];
     }
+    return sum;
+}
+
+AVX2 static void softmax(float *x, int64_t n) {
+    const double sum = softmax_exp(x, n);
     const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
-    i = 0;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= (float)(1.0 / sum);
 }
@@ -639,5 +644,7 @@ const lm_kernels lm_kernels_avx2 = {
     softmax,
     swiglu,
     {0}, /* activation kinds: lm_act_kind_for's */
+    {0}, /* no x16 kernels, no pairs */
+    softmax_exp,
 };
 #endif

@@ -298,6 +298,17 @@ static void swiglu(float *gate, const float *up, int64_t n) {
     }
 }
 
+static double softmax_exp(float *x, int64_t n) {
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    return sum;
+}
+
 const lm_kernels lm_kernels_scalar = {
     "scalar",
     {
@@ -321,4 +332,6 @@ const lm_kernels lm_kernels_scalar = {
     lm_softmax_f32,
     swiglu,
     {0}, /* activation kinds: lm_act_kind_for's */
+    {0}, /* no x16 kernels, no pairs */
+    softmax_exp,
 };

@@ -323,6 +323,18 @@ void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
     lm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols, NULL);
 }
 
+void lm_add_f32(float *x, const float *a, int64_t n) {
+    /* Through a copy of 8, which the compiler vectorises (not knowing
+     * whether a overlaps x, it left the plain loop scalar). */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float v[8];
+        for (int j = 0; j < 8; j++) v[j] = x[i + j] + a[i + j];
+        memcpy(x + i, v, sizeof v);
+    }
+    for (; i < n; i++) x[i] += a[i];
+}
+
 /* The sum of squares in double over 8 independent partial sums: one chain of
  * dependent double adds (4 cycles each) was 3.5% of a 110M model's prefill;
  * squares of floats are exact in double, so the order moves only the last
@@ -342,7 +354,15 @@ static double sum_of_squares(const float *x, int64_t n) {
 void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps) {
     double ss = sum_of_squares(x, n);
     float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+    /* 8 values read before any is written: out may be x, and the compiler,
+     * not knowing, left the plain loop scalar (2% of a 110M prefill). */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float v[8];
+        for (int j = 0; j < 8; j++) v[j] = x[i + j] * scale * weight[i + j];
+        memcpy(out + i, v, sizeof v);
+    }
+    for (; i < n; i++) out[i] = x[i] * scale * weight[i];
 }
 
 void lm_softmax_f32(float *x, int64_t n) {
@@ -360,7 +380,20 @@ void lm_softmax_f32(float *x, int64_t n) {
 void lm_rope_f32(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin) {
     for (int64_t h = 0; h < n_heads; h++) {
         float *v = x + h * head_dim;
-        for (int64_t i = 0; i < rope_dim / 2; i++) {
+        int64_t i = 0;
+        /* 4 pairs at a time through a copy, which the compiler vectorises
+         * (the plain loop stayed scalar: 1.8% of a 110M prefill). */
+        for (; i + 4 <= rope_dim / 2; i += 4) {
+            float in[8], cs[8], r[8];
+            memcpy(in, v + 2 * i, sizeof in);
+            memcpy(cs, cos_sin + 2 * i, sizeof cs);
+            for (int j = 0; j < 8; j += 2) {
+                r[j] = in[j] * cs[j] - in[j + 1] * cs[j + 1];
+                r[j + 1] = in[j] * cs[j + 1] + in[j + 1] * cs[j];
+            }
+            memcpy(v + 2 * i, r, sizeof r);
+        }
+        for (; i < rope_dim / 2; i++) {
             float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
             float a = v[2 * i], b = v[2 * i + 1];
             v[2 * i] = a * c - b * s;
