@@ -2,6 +2,7 @@
  * scalar kernel on the same activations: random rows (valid quantised data
  * and raw random blocks), awkward lengths (one block, odd counts, tails not a
  * multiple of the vector width), many rows. */
+#include "base/cpu.h"
 #include "base/rng.h"
 #include "llmos/types.h"
 #include "tensor/fp16.h"
@@ -381,6 +382,19 @@ static void check_attention(const lm_kernels *k) {
                 if (b[t] < 1e-37 && a[t] < 1e-37) e = 0; /* both underflowed */
                 worst_sm = e > worst_sm ? e : worst_sm;
             }
+            { /* the exponentials and their sum alone (the prefill's attention) */
+                float *c = malloc((size_t)n * 4), *d = malloc((size_t)n * 4);
+                for (int64_t t = 0; t < n; t++) c[t] = d[t] = uniform(-800, 40);
+                const double sc = k->softmax_exp(c, n, 0.125f), sd = ref->softmax_exp(d, n, 0.125f);
+                double e = fabs(sc - sd) / sd;
+                for (int64_t t = 0; t < n; t++) {
+                    double et = fabs(c[t] - d[t]) / (d[t] > 1e-30 ? d[t] : 1e-30);
+                    if (d[t] < 1e-37 && c[t] < 1e-37) et = 0;
+                    e = et > e ? et : e;
+                }
+                worst_sm = e > worst_sm ? e : worst_sm;
+                free(c), free(d);
+            }
             k->attn_values(oa, b, kv, stride, n, hd);
             ref->attn_values(ob, b, kv, stride, n, hd);
             for (int64_t i = 0; i < hd; i++) {
@@ -496,6 +510,16 @@ static void check_quantize_q8a_avx2(void) {
         bad_s += c[k].d != a[k].d || c[k].sum != sum || memcmp(c[k].qs, a[k].qs, 32) != 0;
     }
     CHECKF(bad_s == 0, "avx2 q8s quantisation: %d blocks differ from q8a's values and sums", bad_s);
+    if (lm_cpu_has_avx512_vnni()) { /* AVX-512's, over 1..NB blocks (a partial group of 16 too) */
+        int bad_512 = 0;
+        for (int nb = 1; nb <= NB; nb++) {
+            block_q8s e[NB];
+            memset(e, 0x5A, sizeof e);
+            lm_quantize_q8s_avx512(x, e, nb);
+            bad_512 += memcmp(e, c, (size_t)nb * sizeof *e) != 0 || (nb < NB && e[nb].d == c[nb].d);
+        }
+        CHECKF(bad_512 == 0, "avx512 q8s quantisation differs from avx2's in %d of %d calls", bad_512, NB);
+    }
     CHECK(a[1].qs[8] == 0 && a[1].qs[10] == 1 && a[1].qs[11] == -1 && a[1].qs[1] == 34 && a[1].qs[2] == -35);
     if (differ == 0) printf("avx2 q8a quantisation: equal to the reference byte for byte\n");
 }

@@ -353,13 +353,11 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     const int half = ctx->kv_type == LM_KV_F16;
     const float scale = (float)(1.0 / sqrt((double)hd));
     const int64_t block = n < ATTN_ROW_BLOCK ? n : ATTN_ROW_BLOCK;
-    /* S (block, keys); a block's queries times the scale, Qs (block, hd); and
-     * each row's 1 / (sum of its exponentials), inv (block). The scale goes
-     * on the hd values of a query and 1 / sum on the hd of its output
-     * instead of the up to n_ctx scores of its row (two passes over S fewer;
-     * the scale is exact for the usual head sizes, 1 / sqrt(hd) a power of 2). */
-    float *S = malloc((size_t)(block * (keys + hd + 1)) * sizeof *S), *Qs = S ? S + block * keys : NULL,
-          *inv = S ? Qs + block * hd : NULL;
+    /* S (block, keys), and each row's 1 / (sum of its exponentials), inv
+     * (block): the scale goes into the exponentials' pass and 1 / sum on the
+     * hd values of the row's output, not on the up to n_ctx scores of the
+     * row (two passes over S fewer). */
+    float *S = malloc((size_t)(block * (keys + 1)) * sizeof *S), *inv = S ? S + block * keys : NULL;
     /* An f16 cache: the head's keys and values as floats, (keys, hd) each. */
     float *K16 = half ? malloc((size_t)(2 * keys * hd) * sizeof(float)) : NULL, *V16 = K16 ? K16 + keys * hd : NULL;
     if (!S || (half && !K16)) atomic_store(&j->failed, 1);
@@ -386,11 +384,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
          * sum: the results are those of one block of all n. */
         for (int64_t r0 = 0; r0 < n; r0 += ATTN_ROW_BLOCK) {
             const int64_t rows = n - r0 < ATTN_ROW_BLOCK ? n - r0 : ATTN_ROW_BLOCK, seen = pos0 + r0 + rows;
-            for (int64_t b = 0; b < rows; b++) {
-                const float *q = ctx->bq + (r0 + b) * q_dim + h * hd;
-                for (int64_t d = 0; d < hd; d++) Qs[b * hd + d] = q[d] * scale;
-            }
-            lm_fview Q = {Qs, hd, 1}, Kt = {k_layer + kv_off, 1, kv_stride}, V = {v_layer + kv_off, kv_stride, 1};
+            lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_stride},
+                     V = {v_layer + kv_off, kv_stride, 1};
             if (!lm_sgemm(g, rows, seen, hd, Q, Kt, S, seen, 0, 1)) {
                 atomic_store(&j->failed, 1);
                 break;
@@ -398,7 +393,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
             for (int64_t b = 0; b < rows; b++) {
                 float *row = S + b * seen;
                 int64_t visible = pos0 + r0 + b + 1;
-                inv[b] = (float)(1.0 / k->softmax_exp(row, visible));
+                inv[b] = (float)(1.0 / k->softmax_exp(row, visible, scale));
                 memset(row + visible, 0, (size_t)(seen - visible) * sizeof *row);
             }
             lm_fview P = {S, seen, 1};
@@ -407,9 +402,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
                 atomic_store(&j->failed, 1);
                 break;
             }
-            for (int64_t b = 0; b < rows; b++) {
-                for (int64_t d = 0; d < hd; d++) out[b * q_dim + d] *= inv[b];
-            }
+            for (int64_t b = 0; b < rows; b++) lm_scale_f32(out + b * q_dim, inv[b], hd);
         }
     }
     free(S);
@@ -417,8 +410,9 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
 }
 
 /* The same for large batches, as two GEMMs per head and block of queries:
- * S = (scale Q) K^T over the cached positions the block sees, each row's
- * exponentials in place (causal), O = E V / (each row's sum). One head per
+ * S = Q K^T over the cached positions the block sees, each row's
+ * exponentials e^(scale (s - max)) in place (causal), O = E V / (each
+ * row's sum). One head per
  * thread at a time; the sums run in another order than attention()'s, so
  * the results differ in the last bits.
  * Returns 0 if out of memory (some heads may be done; the caller redoes all). */

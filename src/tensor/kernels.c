@@ -36,6 +36,7 @@ static void build_avx512(void) {
     if (v->attn_values_f16) avx512_table.attn_values_f16 = v->attn_values_f16;
     if (v->softmax) avx512_table.softmax = v->softmax;
     if (v->swiglu) avx512_table.swiglu = v->swiglu;
+    if (v->softmax_exp) avx512_table.softmax_exp = v->softmax_exp;
 }
 #endif
 

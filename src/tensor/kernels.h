@@ -84,10 +84,11 @@ typedef void (*lm_from_f16_fn)(float *dst, const uint16_t *src, int64_t n);
 /* x (n) = softmax(x), in place. */
 typedef void (*lm_softmax_fn)(float *x, int64_t n);
 
-/* x (n) = e^(x - max x), in place; returns their sum. softmax is this times
- * 1 / sum: the prefill's attention scales its output rows instead (hd
- * values a query, not one per key). */
-typedef double (*lm_softmax_exp_fn)(float *x, int64_t n);
+/* x (n) = e^(scale (x - max x)), in place (scale > 0); returns their sum.
+ * softmax(scale x) is this times 1 / sum: the prefill's attention takes its
+ * raw scores and scales its output rows instead (hd values a query, not one
+ * per key). */
+typedef double (*lm_softmax_exp_fn)(float *x, int64_t n, float scale);
 /* gate (n) = silu(gate) * up: the feed-forward's gate, in place. */
 typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
 
@@ -133,6 +134,9 @@ void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb);
 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb);
 /* The same with each block's sum (block_q8s, the x16 kernels' activations). */
 void lm_quantize_q8s_avx2(const float *x, block_q8s *y, int64_t nb);
+/* lm_quantize_q8s_avx2's result with AVX-512 (BW), bit for bit: what the
+ * avx512 table's x16 products take. */
+void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb);
 /* nb blocks of 256 activations to Q8_K, equal to lm_quantize_row's bit for
  * bit (what the K-quant kernels take; lm_act_quantize uses it the same way). */
 void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb);

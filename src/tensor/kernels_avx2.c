@@ -564,7 +564,7 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
-AVX2 static double softmax_exp(float *x, int64_t n) {
+AVX2 static double softmax_exp(float *x, int64_t n, float scale) {
     float max = x[0];
     int64_t i = 0;
     if (n >= 8) { /* the same maximum, 8 lanes at a time (max is exact in any order) */
@@ -575,24 +575,25 @@ AVX2 static double softmax_exp(float *x, int64_t n) {
         max = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
     }
     for (; i < n; i++) max = x[i] > max ? x[i] : max;
-    const __m256 vmax = _mm256_set1_ps(max);
+    const __m256 vmax = _mm256_set1_ps(max), vscale = _mm256_set1_ps(scale);
     __m256 acc = _mm256_setzero_ps();
     i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        /* (a multiply by 1 changes nothing: softmax's values stay as they were) */
+        __m256 e = exp_nonpositive(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax), vscale));
         _mm256_storeu_ps(x + i, e);
         acc = _mm256_add_ps(acc, e);
     }
     double sum = hsum_ps(acc);
     for (; i < n; i++) {
-        x[i] = expf(x[i] - max);
+        x[i] = expf((x[i] - max) * scale);
         sum += x[i];
     }
     return sum;
 }
 
 AVX2 static void softmax(float *x, int64_t n) {
-    const double sum = softmax_exp(x, n);
+    const double sum = softmax_exp(x, n, 1.0f);
     const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));

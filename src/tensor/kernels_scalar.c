@@ -61,6 +61,22 @@ static int act_avx2(void) {
 #endif
 }
 
+/* Whether the AVX-512 one may: with the avx512 table (LLMOS_KERNELS=avx2
+ * keeps AVX2's, so that path runs as it would on an AVX2 machine). */
+static int act_avx512(void) {
+#if defined(__x86_64__)
+    static int use_avx512 = -1;
+    int use = __atomic_load_n(&use_avx512, __ATOMIC_RELAXED);
+    if (use < 0) {
+        use = act_avx2() && lm_cpu_has_avx512_vnni() && lm_kernels_best() == lm_kernels_named("avx512");
+        __atomic_store_n(&use_avx512, use, __ATOMIC_RELAXED);
+    }
+    return use;
+#else
+    return 0;
+#endif
+}
+
 /* q8a blocks through the fastest bit-identical path. */
 static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
 #if defined(__x86_64__)
@@ -99,6 +115,10 @@ static void quantize_q4_0_x2(const float *x, block_q8_x2 *y, int64_t nb) {
  * Q8_0 product). */
 static void quantize_q8s(const float *x, block_q8s *y, int64_t nb) {
 #if defined(__x86_64__)
+    if (act_avx512()) {
+        lm_quantize_q8s_avx512(x, y, nb);
+        return;
+    }
     if (act_avx2()) {
         lm_quantize_q8s_avx2(x, y, nb);
         return;
@@ -298,12 +318,12 @@ static void swiglu(float *gate, const float *up, int64_t n) {
     }
 }
 
-static double softmax_exp(float *x, int64_t n) {
+static double softmax_exp(float *x, int64_t n, float scale) {
     float max = x[0];
     for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
+        x[i] = expf((x[i] - max) * scale);
         sum += x[i];
     }
     return sum;

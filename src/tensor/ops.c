@@ -323,6 +323,14 @@ void lm_weight_row(const lm_weight *w, int64_t r, float *out) {
     lm_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_bytes, out, w->cols, NULL);
 }
 
+void lm_scale_f32(float *x, float s, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* 8 at a time: the plain loop stayed scalar (as lm_add_f32's) */
+        for (int j = 0; j < 8; j++) x[i + j] *= s;
+    }
+    for (; i < n; i++) x[i] *= s;
+}
+
 void lm_add_f32(float *x, const float *a, int64_t n) {
     /* Through a copy of 8, which the compiler vectorises (not knowing
      * whether a overlaps x, it left the plain loop scalar). */
