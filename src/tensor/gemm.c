@@ -131,16 +131,21 @@ typedef void (*pack_b_fn)(const void *ctx, const lm_gemm_kernel *g, float *bp, f
 
 /* Packs group gi of A (rows gi*MR..) for every column block; ctx is the
  * front end's description of A. */
-typedef void (*pack_a_fn)(const void *ctx, float *ap, int64_t M, int64_t K, int mr, int64_t gi);
+typedef void (*pack_a_fn)(const void *ctx, const lm_gemm_kernel *g, float *ap, int64_t M, int64_t K, int64_t gi);
 
 /* Ap for group gi (rows gi*MR..): (kc, MR) per column block, at
  * ap + k0 * groups * MR + gi * kc * MR; rows past M are 0. */
-static void pack_a_group(const void *ctx, float *ap, int64_t M, int64_t K, int mr, int64_t gi) {
+static void pack_a_group(const void *ctx, const lm_gemm_kernel *g, float *ap, int64_t M, int64_t K, int64_t gi) {
     const lm_fview A = *(const lm_fview *)ctx;
+    const int mr = g->mr;
     int64_t groups = (M + mr - 1) / mr;
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         float *dst = ap + k0 * groups * mr + gi * kc * mr;
+        if (g->pack_a && A.cs == 1 && (gi + 1) * mr <= M) { /* rows contiguous: a vectorised transpose */
+            g->pack_a(A.p + gi * mr * A.rs + k0, A.rs, kc, dst);
+            continue;
+        }
         if (A.rs == 1 && (gi + 1) * mr <= M) { /* A^T views (dW = dY^T X): rows contiguous down a column */
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = A.p + gi * mr + (k0 + k) * A.cs;
@@ -193,7 +198,7 @@ typedef struct {
 static void pack_a_range(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const gemm_job *j = arg;
-    for (int64_t gi = begin; gi < end; gi++) j->pack_a(j->actx, j->ap, j->M, j->K, j->g->mr, gi);
+    for (int64_t gi = begin; gi < end; gi++) j->pack_a(j->actx, j->g, j->ap, j->M, j->K, gi);
 }
 
 /* Takes panels of NR columns of a C until none are left: per panel and block
@@ -388,8 +393,9 @@ static inline float bf16_pair(float lo, float hi) {
 typedef struct view_bf16 { lm_fview v; int64_t rows_or_cols, K; } view_bf16;
 
 /* As pack_a_group with units of two columns (k = 2u, 2u + 1; past K: 0). */
-static void pack_a_bf16(const void *ctx, float *ap, int64_t M, int64_t K2, int mr, int64_t gi) {
+static void pack_a_bf16(const void *ctx, const lm_gemm_kernel *g, float *ap, int64_t M, int64_t K2, int64_t gi) {
     const view_bf16 *a = ctx;
+    const int mr = g->mr;
     const lm_fview A = a->v;
     const int64_t K = a->K, groups = (M + mr - 1) / mr;
     for (int64_t k0 = 0; k0 < K2; k0 += KC) {

@@ -25,6 +25,9 @@ typedef void (*lm_gemm_micro_fn)(int64_t kc, const float *ap, const float *bp, f
                                  int accumulate);
 /* dst (kc, nr) = src (nr, kc) transposed. */
 typedef void (*lm_gemm_transpose_fn)(const float *src, int64_t nr, int64_t kc, float *dst);
+/* dst (kc, MR) = MR rows of A (ld apart, kc contiguous values each)
+ * transposed: A's packing where its rows are contiguous. */
+typedef void (*lm_gemm_pack_a_fn)(const float *src, int64_t ld, int64_t kc, float *dst);
 
 typedef struct lm_gemm_kernel {
     const char *name;
@@ -32,6 +35,7 @@ typedef struct lm_gemm_kernel {
     lm_gemm_micro_fn micro;
     lm_gemm_transpose_fn transpose;
     const lm_dequant_fn *dequant; /* vectorised dequantisation per type, or NULL */
+    lm_gemm_pack_a_fn pack_a;     /* NULL: a plain loop (one strided store per value) */
 } lm_gemm_kernel;
 
 /* The micro-kernel for the chosen kernel table (LLMOS_KERNELS), or NULL
@@ -80,6 +84,8 @@ extern const lm_gemm_kernel lm_gemm_scalar;
 #if defined(__x86_64__)
 /* dst (kc, nr) = src (nr, kc) transposed; nr a multiple of 8. */
 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst);
+/* lm_gemm_pack_a_fn for MR = 12. */
+void lm_gemm_pack_a12_avx2(const float *src, int64_t ld, int64_t kc, float *dst);
 extern const lm_gemm_kernel lm_gemm_avx2;
 extern const lm_gemm_kernel lm_gemm_avx512;
 extern const lm_gemm_kernel lm_gemm_avx512_bf16; /* packed units are bf16 pairs */

@@ -66,5 +66,6 @@ AVX512BF static void micro_12x32_bf16(int64_t kc, const float *ap, const float *
 
 const lm_gemm_kernel lm_gemm_avx512_bf16 = {"avx512-bf16", 12, 32, micro_12x32_bf16, lm_gemm_transpose_avx2, NULL};
 
-const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32, lm_gemm_transpose_avx2, lm_dequant_avx2};
+const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32, lm_gemm_transpose_avx2, lm_dequant_avx2,
+                                       lm_gemm_pack_a12_avx2};
 #endif
