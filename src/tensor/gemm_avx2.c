@@ -34,32 +34,33 @@ AVX2 static void micro_6x16(int64_t kc, const float *xp, const float *wp, float 
     ACC_STORE(0); ACC_STORE(1); ACC_STORE(2); ACC_STORE(3); ACC_STORE(4); ACC_STORE(5);
 }
 
+/* d[c * ldd + r] = s[r * ld + c] for an 8 x 8 block (rows r, columns c). */
+AVX2 static inline __attribute__((always_inline)) void transpose8x8(const float *s, int64_t ld, float *d, int64_t ldd) {
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld), r2 = _mm256_loadu_ps(s + 2 * ld),
+           r3 = _mm256_loadu_ps(s + 3 * ld), r4 = _mm256_loadu_ps(s + 4 * ld), r5 = _mm256_loadu_ps(s + 5 * ld),
+           r6 = _mm256_loadu_ps(s + 6 * ld), r7 = _mm256_loadu_ps(s + 7 * ld);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+           u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+           u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 /* 8x8 blocks through registers: dst (kc, nr) = src (nr, kc) transposed. */
 AVX2 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst) {
     int64_t k8 = kc / 8 * 8;
     for (int64_t j = 0; j + 8 <= nr; j += 8) {
-        for (int64_t k = 0; k < k8; k += 8) {
-            const float *s = src + j * kc + k;
-            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + kc), r2 = _mm256_loadu_ps(s + 2 * kc),
-                   r3 = _mm256_loadu_ps(s + 3 * kc), r4 = _mm256_loadu_ps(s + 4 * kc), r5 = _mm256_loadu_ps(s + 5 * kc),
-                   r6 = _mm256_loadu_ps(s + 6 * kc), r7 = _mm256_loadu_ps(s + 7 * kc);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-                   t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *d = dst + k * nr + j;
-            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(d + nr, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(d + 2 * nr, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(d + 3 * nr, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(d + 4 * nr, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(d + 5 * nr, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(d + 6 * nr, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(d + 7 * nr, _mm256_permute2f128_ps(u3, u7, 0x31));
-        }
+        for (int64_t k = 0; k < k8; k += 8) transpose8x8(src + j * kc + k, kc, dst + k * nr + j, nr);
     }
     /* Columns past the last multiple of 8 (f32 weights of odd widths). */
     for (int64_t k = k8; k < kc; k++) {
@@ -74,25 +75,8 @@ AVX2 void lm_gemm_pack_a12_avx2(const float *src, int64_t ld, int64_t kc, float 
     const int64_t k8 = kc / 8 * 8;
     for (int64_t k = 0; k < k8; k += 8) {
         const float *s = src + k;
-        __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld), r2 = _mm256_loadu_ps(s + 2 * ld),
-               r3 = _mm256_loadu_ps(s + 3 * ld), r4 = _mm256_loadu_ps(s + 4 * ld), r5 = _mm256_loadu_ps(s + 5 * ld),
-               r6 = _mm256_loadu_ps(s + 6 * ld), r7 = _mm256_loadu_ps(s + 7 * ld);
-        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
         float *d = dst + k * 12;
-        _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
-        _mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(u1, u5, 0x20));
-        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u2, u6, 0x20));
-        _mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(u3, u7, 0x20));
-        _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u0, u4, 0x31));
-        _mm256_storeu_ps(d + 60, _mm256_permute2f128_ps(u1, u5, 0x31));
-        _mm256_storeu_ps(d + 72, _mm256_permute2f128_ps(u2, u6, 0x31));
-        _mm256_storeu_ps(d + 84, _mm256_permute2f128_ps(u3, u7, 0x31));
+        transpose8x8(s, ld, d, 12);
         for (int h = 0; h < 8; h += 4) { /* rows 8-11, columns k + h .. k + h + 3 */
             __m128 a = _mm_loadu_ps(s + 8 * ld + h), b = _mm_loadu_ps(s + 9 * ld + h), c = _mm_loadu_ps(s + 10 * ld + h),
                    e = _mm_loadu_ps(s + 11 * ld + h);
