@@ -412,9 +412,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
 /* The same for large batches, as two GEMMs per head and block of queries:
  * S = Q K^T over the cached positions the block sees, each row's
  * exponentials e^(scale (s - max)) in place (causal), O = E V / (each
- * row's sum). One head per
- * thread at a time; the sums run in another order than attention()'s, so
- * the results differ in the last bits.
+ * row's sum). One head per thread at a time; the sums run in another order
+ * than attention()'s, so the results differ in the last bits.
  * Returns 0 if out of memory (some heads may be done; the caller redoes all). */
 static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};

@@ -89,6 +89,7 @@ typedef void (*lm_softmax_fn)(float *x, int64_t n);
  * raw scores and scales its output rows instead (hd values a query, not one
  * per key). */
 typedef double (*lm_softmax_exp_fn)(float *x, int64_t n, float scale);
+
 /* gate (n) = silu(gate) * up: the feed-forward's gate, in place. */
 typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
 

@@ -236,8 +236,8 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
          * blocks further on wait: prefetching 16 blocks ahead (into the
          * next group, which this thread takes next) made 8 tokens over a
          * 142 MB Q8_0 matrix 1.4 times faster (3.45 -> 2.5 ms, 2 threads).
-         * One token streams faster without (570 MB: 56-65 GB/s against
-         * 48-58 with). */
+         * One token comes here alone only for a group without a partner
+         * (decode takes groups in pairs: q8s_x16_pair, which prefetches). */
         if (T > 1) {
             prefetch_bytes(blk + 16 * block_bytes, block_bytes);
         }
