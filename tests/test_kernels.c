@@ -543,9 +543,14 @@ static void check_quantize_q8_K_avx2(void) {
         REQUIRE(lm_quantize_row(LM_TYPE_Q8_K, x, a, NB * QK_K, NULL) == LM_OK);
         lm_quantize_q8_K_avx2(x, b, NB);
         differ += memcmp(a, b, sizeof a) != 0;
+        if (lm_cpu_has_avx512_vnni()) {
+            memset(b, 0x55, sizeof b);
+            lm_quantize_q8_K_avx512(x, b, NB);
+            differ += memcmp(a, b, sizeof a) != 0;
+        }
     }
-    CHECKF(differ == 0, "avx2 q8_K quantisation differs from the reference in %d of 50 trials", differ);
-    if (differ == 0) printf("avx2 q8_K quantisation: equal to the reference byte for byte\n");
+    CHECKF(differ == 0, "avx2 or avx512 q8_K quantisation differs from the reference in %d of 50 trials", differ);
+    if (differ == 0) printf("avx2%s q8_K quantisation: equal to the reference byte for byte\n", lm_cpu_has_avx512_vnni() ? " and avx512" : "");
 }
 
 static void check_dequant_avx2(void) {

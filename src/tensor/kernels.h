@@ -141,6 +141,8 @@ void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb);
 /* nb blocks of 256 activations to Q8_K, equal to lm_quantize_row's bit for
  * bit (what the K-quant kernels take; lm_act_quantize uses it the same way). */
 void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb);
+/* The same with AVX-512 (BW), bit for bit, for the avx512 table. */
+void lm_quantize_q8_K_avx512(const float *x, block_q8_K *y, int64_t nb);
 #endif
 
 /* The best table this CPU runs, or the one LLMOS_KERNELS names

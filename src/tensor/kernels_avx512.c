@@ -778,6 +778,39 @@ K512 void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb) {
     }
 }
 
+/* lm_quantize_q8_K_avx2's result bit for bit, 16 values a vector: the same
+ * maximum magnitude (NaNs passed over), the first value that has it, the
+ * same products rounded to nearest even and capped at 127. */
+K512 void lm_quantize_q8_K_avx512(const float *x, block_q8_K *y, int64_t nb) {
+    const __m512i cap = _mm512_set1_epi32(127);
+    for (int64_t b = 0; b < nb; b++, x += QK_K) {
+        __m512 amax = _mm512_setzero_ps();
+        for (int i = 0; i < QK_K; i += 16) amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), amax);
+        const float top = _mm512_reduce_max_ps(amax);
+        if (!(top > 0)) { /* all zero or NaN: the reference's zero block */
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        float max = 0;
+        const __m512 vtop = _mm512_set1_ps(top);
+        for (int i = 0; i < QK_K; i += 16) {
+            const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + i)), vtop, _CMP_EQ_OQ);
+            if (hit) {
+                max = x[i + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m512 vis = _mm512_set1_ps(iscale);
+        for (int g = 0; g < QK_K; g += 16) { /* 16 values: one bsum */
+            const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(vis, _mm512_loadu_ps(x + g))), cap);
+            y[b].bsums[g / 16] = (int16_t)_mm512_reduce_add_epi32(q);
+            _mm_storeu_si128((__m128i *)(y[b].qs + g), _mm512_cvtsepi32_epi8(q));
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
 /* One entry point per type; the token count becomes a constant so the
  * accumulators stay in registers. Kernels whose registers hold 8 tokens
  * (wide) take up to 8 in one pass over the weights, the others 4 at a time.

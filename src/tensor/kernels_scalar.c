@@ -142,6 +142,10 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
         quantize_q4_0_x2(x, out, n / 32);
     } else if (kind == LM_ACT_Q8K) {
 #if defined(__x86_64__)
+        if (act_avx512()) {
+            lm_quantize_q8_K_avx512(x, out, n / QK_K);
+            return;
+        }
         if (act_avx2()) {
             lm_quantize_q8_K_avx2(x, out, n / QK_K);
             return;
