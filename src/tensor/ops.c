@@ -374,13 +374,8 @@ void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, 
 }
 
 void lm_softmax_f32(float *x, int64_t n) {
-    float max = x[0];
-    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
+    /* the scalar table's exponentials (times 1: e^(x - max) exactly as before) */
+    const double sum = lm_kernels_scalar.softmax_exp(x, n, 1.0f);
     float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }

@@ -43,11 +43,11 @@ float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);
 void lm_weight_row(const lm_weight *w, int64_t r, float *out);
 
 float lm_dot_f32(const float *a, const float *b, int64_t n);
-/* out (n) = x / rms(x) * weight; out may alias x. */
 /* x (n) *= s. */
 void lm_scale_f32(float *x, float s, int64_t n);
 /* x (n) += a (n): the residual stream's additions. */
 void lm_add_f32(float *x, const float *a, int64_t n);
+/* out (n) = x / rms(x) * weight; out may alias x. */
 void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps);
 /* In place, numerically stable. */
 void lm_softmax_f32(float *x, int64_t n);
