@@ -164,6 +164,9 @@ $llmos init --dim 256 --layers 1 --heads 4 --ffn 256 --vocab-from "$fix/stories2
 $llmos bench "$tmp/initk.gguf" -p 8 -n 8 -s 3 -r 2 -t 1 --json >"$tmp/bench" 2>&1
 if grep -q '"test":"pp8","tokens_per_s":[0-9]' "$tmp/bench" && grep -q '"test":"tg8".*"bandwidth_fraction":' "$tmp/bench" &&
    grep -q '"test":"tg8x3","tokens_per_s":[0-9].*"vs_tg":[0-9]' "$tmp/bench"; then ok; else bad "bench: $(cat "$tmp/bench")"; fi
+# attention's share of the prompt's products: 2 x 1 layer x 4 heads x 64 x (1 + ... + 8) = 18,432
+# multiply-adds against 8 x 458,752 (the layer's matrices) + 131,072 (the output's, last token)
+if grep -q '"test":"pp8".*"attention_share":0.0048,' "$tmp/bench"; then ok; else bad "bench attention share: $(cat "$tmp/bench")"; fi
 expect_fail 2 "bench with 65 sequences" -- $llmos bench "$tmp/initk.gguf" -s 65
 for c in init bench; do
   if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
