@@ -145,7 +145,7 @@ static void check_x16(const lm_kernels *k) {
         if (!k->dot_x16[t]) continue;
         CHECK(lm_x16_supported((lm_type)t));
         const char *name = lm_type_get_info((uint32_t)t)->name;
-        int bad_pack = 0, bad_dot = 0, bad_same = 0, bad_pair = 0, pairs = 0;
+        int bad_pack = 0, bad_dot = 0, bad_same = 0, bad_pair = 0, pairs = 0, bad_x32 = 0, x32s = 0;
         double worst = 0;
         for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             for (int trial = 0; trial < 6; trial++) {
@@ -181,6 +181,18 @@ static void check_x16(const lm_kernels *k) {
                     bad_pair += memcmp(ya, wa, sizeof ya) != 0 || memcmp(yb, wb, sizeof yb) != 0;
                     pairs++;
                 }
+                /* Two adjacent groups for 1..9 tokens, where the path has it: bit for bit the single calls. */
+                if (k->dot_x32[t] && rows >= 32) {
+                    const size_t gb = lm_x16_group_bytes((lm_type)t, cols);
+                    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
+                        float two[MAX_TOK][32], single[MAX_TOK][32];
+                        k->dot_x32[t](packed, gb, act, asz, cols, n_tok, two[0], 32);
+                        k->dot_x16[t](packed, act, asz, cols, n_tok, single[0], 32);
+                        k->dot_x16[t](packed + gb, act, asz, cols, n_tok, single[0] + 16, 32);
+                        bad_x32 += memcmp(two, single, (size_t)n_tok * sizeof two[0]) != 0;
+                        x32s++;
+                    }
+                }
                 for (int64_t g = 0; g < groups; g++) {
                     const uint8_t *grp = packed + (size_t)g * lm_x16_group_bytes((lm_type)t, cols);
                     float one[MAX_TOK][16], many[MAX_TOK][16];
@@ -214,6 +226,9 @@ static void check_x16(const lm_kernels *k) {
         CHECKF(bad_same == 0, "%s x16 %s: %d results depend on the tokens sharing the call", k->name, name, bad_same);
         CHECKF(bad_pair == 0, "%s x16 %s: %d of %d two-group calls differ from single ones", k->name, name, bad_pair, pairs);
         CHECKF(!k->dot_x16_pair[t] || pairs > 0, "%s x16 %s: the two-group kernel was not tried", k->name, name);
+        CHECKF(bad_x32 == 0, "%s x16 %s: %d of %d two-group prompt calls differ from single ones", k->name, name, bad_x32,
+               x32s);
+        CHECKF(!k->dot_x32[t] || x32s > 0, "%s x16 %s: the two-group prompt kernel was not tried", k->name, name);
         printf("%-6s %-5s x16: packing round-trips, worst relative difference from scalar %.2e\n", k->name, name, worst);
     }
 }

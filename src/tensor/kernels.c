@@ -29,6 +29,7 @@ static void build_avx512(void) {
         if (v->act[t]) avx512_table.act[t] = v->act[t];
         avx512_table.dot_x16[t] = v->dot_x16[t];
         avx512_table.dot_x16_pair[t] = v->dot_x16_pair[t];
+        avx512_table.dot_x32[t] = v->dot_x32[t];
     }
     if (v->attn_scores) avx512_table.attn_scores = v->attn_scores;
     if (v->attn_values) avx512_table.attn_values = v->attn_values;

@@ -64,6 +64,13 @@ typedef void (*lm_dot_x16_fn)(const void *group, const void *act, size_t stride,
 typedef void (*lm_dot_x16_pair_fn)(const void *group_a, const void *group_b, const void *act, int64_t n, float *ya,
                                    float *yb);
 
+/* Groups g and g + 1 of one x16 matrix (group: g's first block; the next
+ * starts group_bytes later) dotted with n_tok activation vectors:
+ * y[t * ldy + i], i < 32, bit for bit two lm_dot_x16_fn calls. Each
+ * broadcast activation meets both groups' weights: one broadcast per two
+ * vpdpbusd instead of one per vpdpbusd. */
+typedef void (*lm_dot_x32_fn)(const void *group, size_t group_bytes, const void *act, size_t stride, int64_t n,
+                              int n_tok, float *y, int64_t ldy);
 /* Attention of one query over n keys (rows of hd floats, stride floats
  * apart): att[t] = scale * dot(q, k_t). */
 typedef void (*lm_attn_scores_fn)(float *att, const float *q, const float *k, int64_t stride, int64_t n, int64_t hd,
@@ -109,6 +116,7 @@ typedef struct lm_kernels {
     lm_act_kind act[LM_TYPE_COUNT_]; /* 0 (F32): lm_act_kind_for's kind */
     lm_dot_x16_pair_fn dot_x16_pair[LM_TYPE_COUNT_]; /* NULL: groups go one at a time */
     lm_softmax_exp_fn softmax_exp;
+    lm_dot_x32_fn dot_x32[LM_TYPE_COUNT_]; /* NULL: a prompt's groups go one at a time */
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

@@ -57,6 +57,7 @@ typedef struct {
     int64_t first_group[MAX_SHARED + 1]; /* matrix i's groups are first_group[i] .. first_group[i + 1] - 1 */
     lm_dot_x16_fn dot;
     lm_dot_x16_pair_fn pair; /* NULL: one group at a time */
+    lm_dot_x32_fn x32;       /* NULL: a prompt's groups one at a time */
     const uint8_t *act; /* n_tok quantised activation vectors, act_size bytes apart */
     size_t act_size, group_bytes;
     int64_t n_tok;
@@ -81,6 +82,18 @@ static void x16_group(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n
         float out[8][LM_X16];
         j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
         for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
+    }
+}
+
+/* Tokens t0 .. t0 + n - 1 through groups gg and gg + 1 of matrix i, both
+ * full: one x32 call, bit for bit two x16_group calls. */
+static void x16_two_groups(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n) {
+    const int64_t rows = j->ws[i]->rows, r0 = (gg - j->first_group[i]) * LM_X16;
+    const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)(gg - j->first_group[i]) * j->group_bytes;
+    for (int64_t t = t0; t < t0 + n; t += 4096) {
+        const int nt = t0 + n - t < 4096 ? (int)(t0 + n - t) : 4096;
+        j->x32(group, j->group_bytes, j->act + (size_t)t * j->act_size, j->act_size, j->ws[0]->cols, nt,
+               j->Ys[i] + t * rows + r0, rows);
     }
 }
 
@@ -130,7 +143,12 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
         int i = 0;
         for (int64_t gg = begin; gg < end; gg++) {
             i = x16_matrix_of(j, gg, i);
-            x16_group(j, gg, i, t0, n);
+            if (j->x32 && n >= 2 && gg + 1 < end && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i)) {
+                x16_two_groups(j, gg, i, t0, n); /* gg + 1 full: so is gg */
+                gg++;
+            } else {
+                x16_group(j, gg, i, t0, n);
+            }
         }
     }
 }
@@ -164,7 +182,8 @@ static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, const
                       int64_t n_tok, int n_threads) {
     const lm_type type = ws[0]->type;
     const int64_t cols = ws[0]->cols;
-    x16_job j = {.Ys = Ys, .ws = ws, .dot = k->dot_x16[type], .pair = k->dot_x16_pair[type], .n_tok = n_tok};
+    x16_job j = {.Ys = Ys, .ws = ws, .dot = k->dot_x16[type], .pair = k->dot_x16_pair[type], .x32 = k->dot_x32[type],
+                 .n_tok = n_tok};
     int64_t macs = 0;
     for (int i = 0; i < n; i++) {
         j.first_group[i + 1] = j.first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
