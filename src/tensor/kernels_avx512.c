@@ -251,20 +251,26 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
 }
 
 /* One token against two groups (lm_dot_x16_pair_fn): the same arithmetic
- * as q8s_x16_tokens with T = 1, the activations' broadcasts shared. Each
- * stream is prefetched 16 blocks ahead (4.6 KB of Q4_0, 8.7 KB of Q8_0):
- * on 2 threads, 1.1B decode 66-73 -> 82-87 tok/s (Q4_0) and 42-51 ->
- * 44-52 (Q8_0) in alternating runs; 200 Q4_0 2048 x 2048 matrices one
- * after another streamed at 53 GB/s instead of 42, the hardware's
- * prefetchers restarting at every matrix. */
+ * as q8s_x16_tokens with T = 1, the activations' broadcasts shared. Q4_0's
+ * streams are prefetched 16 blocks (4.6 KB) ahead: on 2 threads, 1.1B
+ * decode 66-73 -> 82-87 tok/s in alternating runs; 200 Q4_0 2048 x 2048
+ * matrices one after another streamed at 53 GB/s instead of 42, the
+ * hardware's prefetchers restarting at every matrix (and, in a faster
+ * spell, 108-111 -> 113-116 tok/s). Q8_0's 544-byte blocks stream faster
+ * without: prefetching 4, 8 or 16 blocks ahead, 1.1B decode 58-61 tok/s
+ * against 63-65 without, 110M 477-489 against 539-578 (alternating runs
+ * with the bandwidth probe at 70-77 GB/s; in a slower spell the prefetch
+ * had measured 42-51 -> 44-52, within that spell's noise). */
 K512 static inline __attribute__((always_inline)) void q8s_x16_pair(const uint8_t *wa, const uint8_t *wb, size_t block_bytes,
                                                                   const int nibbles, const void *act, int64_t nb,
                                                                   float *ya, float *yb) {
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     for (int64_t b = 0; b < nb; b++) {
         const block_q8s *x = (const block_q8s *)act + b;
-        prefetch_bytes(wa + (size_t)(b + 16) * block_bytes, block_bytes);
-        prefetch_bytes(wb + (size_t)(b + 16) * block_bytes, block_bytes);
+        if (nibbles) {
+            prefetch_bytes(wa + (size_t)(b + 16) * block_bytes, block_bytes);
+            prefetch_bytes(wb + (size_t)(b + 16) * block_bytes, block_bytes);
+        }
 #pragma GCC unroll 2
         for (int gi = 0; gi < 2; gi++) {
             __m512i v[8];
