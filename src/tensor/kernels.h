@@ -22,7 +22,9 @@ typedef enum lm_act_kind {
     LM_ACT_Q8A = 1,     /* with block_q8a activations */
     LM_ACT_Q8K = 2,     /* with block_q8_K activations */
     LM_ACT_Q4_0_X2 = 3, /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
-    LM_ACT_Q8S = 4      /* with block_q8s (x16 kernels) */
+    LM_ACT_Q8S = 4,     /* with block_q8s (x16 kernels) */
+    LM_ACT_Q8K32 = 5    /* with block_q8_K whose bsums[j] (j < 8) sum values 32j..32j + 31, 8..15 zero
+                           (Q4_K's x16 kernels: a sub-block's min meets one sum) */
 } lm_act_kind;
 
 /* A q8a block with the sum of its values, which the x16 kernels need to
@@ -123,7 +125,7 @@ typedef struct lm_kernels {
 lm_act_kind lm_kernels_act(const lm_kernels *k, lm_type t);
 
 /* The activation kind the x16 kernels of type t take: f32 for F16, Q8_K for
- * K-quants, block_q8s otherwise. */
+ * Q6_K, Q8_K with sums of 32 for Q4_K, block_q8s otherwise. */
 lm_act_kind lm_x16_act(lm_type t);
 
 /* The activation kind each weight type's kernels take (F32 if none). */

@@ -453,10 +453,10 @@ K512 static void dot_f16_x16_pair(const void *ga, const void *gb, const void *ac
 
 /* Q4_K: per 32-weight sub-block, 8 vpdpbusd give the 16 rows' sums of
  * nibble x activation in two halves, which vpdpwssd multiplies by the rows'
- * sub-block scales and adds up; the mins meet the activations' 16-sums in
- * vpdpwssd too. The loop over a block's 4 groups stays a
- * loop: unrolled, gcc spilled into a 4.7 KB stack frame, and 2 and 4 tokens
- * over a 74 MB matrix took 30-35% longer (one token the same). */
+ * sub-block scales and adds up; the mins meet the activations' sums of 32
+ * in vpdpwssd too, after the sums. The loop over a block's 4 groups stays
+ * a loop: unrolled, gcc spilled into a 4.7 KB stack frame, and 2 and 4
+ * tokens over a 74 MB matrix took 30-35% longer (one token the same). */
 K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const block_q4_Kx16 *w, const void *act,
                                                                     size_t stride, int64_t nb, const int T, float *y,
                                                                     int64_t ldy) {
@@ -475,37 +475,8 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
         const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->dmin));
         __m512i isum[8];
-        /* The mins first, straight into the accumulators, so that only the
-         * sums stay in registers through the block (8 tokens fit). Sub-block
-         * j's min meets its two 16-sums: [min, min] int16 pairs (mins[j],
-         * one per row) x the sums' 32-bit word, broadcast from memory, in
-         * one vpdpwssd; the per-token work is 8 of those (it was 4 x
-         * vpmaddwd, vpaddd and a broadcast from a general register, with
-         * the pairs of sums added in scalar code: 52.4 -> 57% of one
-         * core's int8 peak for the kernel, 8 tokens, 128 x 2048 in L2). */
-        __m512i mins[8];
-        {
-            /* within each 128-bit lane, int16 0 of a 32-bit lane twice, then int16 1 twice */
-            const __m512i first = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
-            const __m512i second = _mm512_broadcast_i32x4(_mm_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
-#pragma GCC unroll 4
-            for (int q = 0; q < 4; q++) { /* mn[q]: [min 2q, min 2q + 1] per row */
-                const __m512i m16 = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->mn[q]));
-                mins[2 * q] = _mm512_shuffle_epi8(m16, first);
-                mins[2 * q + 1] = _mm512_shuffle_epi8(m16, second);
-            }
-        }
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-            const i32_bytes *sums = (const i32_bytes *)x->bsums; /* sums[j]: sub-block j's two 16-sums */
-            __m512i m = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) m = _mm512_dpwssd_epi32(m, mins[j], _mm512_set1_epi32(sums[j]));
-            _mm512_storeu_ps(y + t * ldy, _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dm, _mm512_set1_ps(x->d)),
-                                                          _mm512_loadu_ps(y + t * ldy)));
-            isum[t] = _mm512_setzero_si512();
-        }
+        for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
         for (int g = 0; g < 4; g++) {
 #pragma GCC unroll 2
@@ -536,11 +507,27 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
                 }
             }
         }
+        /* The mins: mn[q] holds [min 2q, min 2q + 1] per row, which widened
+         * to int16 pairs meet the activations' two sums of 32 (LM_ACT_Q8K32:
+         * one 32-bit word, broadcast from memory) in one vpdpwssd, 4 per
+         * token; then y += dx (dw sums - dmin mins), one update of y per
+         * token and block. (The mins went first, through 4 x vpmaddwd,
+         * vpaddd and a broadcast from a general register with the pairs of
+         * sums added in scalar code, and y took two updates: 52 -> 62% of
+         * one core's int8 peak for the kernel, 8 tokens, 128 x 2048 in L2,
+         * with the sums' vpdpwssd below.) */
+        __m512i mins[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) mins[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->mn[q]));
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-            _mm512_storeu_ps(y + t * ldy, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)),
-                                                         _mm512_loadu_ps(y + t * ldy)));
+            const i32_bytes *sums = (const i32_bytes *)x->bsums; /* sums[q]: sub-blocks 2q and 2q + 1's */
+            __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) m = _mm512_dpwssd_epi32(m, mins[q], _mm512_set1_epi32(sums[q]));
+            const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[t]), dw, _mm512_mul_ps(_mm512_cvtepi32_ps(m), dm));
+            _mm512_storeu_ps(y + t * ldy, _mm512_fmadd_ps(f, _mm512_set1_ps(x->d), _mm512_loadu_ps(y + t * ldy)));
         }
     }
 }

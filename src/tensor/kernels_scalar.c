@@ -17,7 +17,12 @@ lm_act_kind lm_act_kind_for(lm_type t) {
 }
 
 lm_act_kind lm_x16_act(lm_type t) {
-    return t == LM_TYPE_Q4_K || t == LM_TYPE_Q6_K ? LM_ACT_Q8K : t == LM_TYPE_F16 ? LM_ACT_F32 : LM_ACT_Q8S;
+    switch (t) {
+    case LM_TYPE_Q4_K: return LM_ACT_Q8K32;
+    case LM_TYPE_Q6_K: return LM_ACT_Q8K;
+    case LM_TYPE_F16: return LM_ACT_F32;
+    default: return LM_ACT_Q8S;
+    }
 }
 
 lm_act_kind lm_kernels_act(const lm_kernels *k, lm_type t) { return k->act[t] ? k->act[t] : lm_act_kind_for(t); }
@@ -27,7 +32,7 @@ size_t lm_act_size(lm_act_kind kind, int64_t n) {
     case LM_ACT_Q4_0_X2: return (size_t)((n / 32 + 1) / 2) * sizeof(block_q8_x2);
     case LM_ACT_Q8A: return (size_t)(n / 32) * sizeof(block_q8a);
     case LM_ACT_Q8S: return (size_t)(n / 32) * sizeof(block_q8s);
-    case LM_ACT_Q8K: return (size_t)(n / QK_K) * sizeof(block_q8_K);
+    case LM_ACT_Q8K: case LM_ACT_Q8K32: return (size_t)(n / QK_K) * sizeof(block_q8_K);
     default: return (size_t)n * sizeof(float);
     }
 }
@@ -135,23 +140,35 @@ static void quantize_q8s(const float *x, block_q8s *y, int64_t nb) {
     }
 }
 
+/* n / QK_K blocks of Q8_K activations, bit for bit lm_quantize_row's. */
+static void quantize_q8_K(const float *x, block_q8_K *y, int64_t n) {
+#if defined(__x86_64__)
+    if (act_avx512()) {
+        lm_quantize_q8_K_avx512(x, y, n / QK_K);
+        return;
+    }
+    if (act_avx2()) {
+        lm_quantize_q8_K_avx2(x, y, n / QK_K);
+        return;
+    }
+#endif
+    lm_quantize_row(LM_TYPE_Q8_K, x, y, n, NULL);
+}
+
 void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
     if (kind == LM_ACT_Q8S) {
         quantize_q8s(x, out, n / 32);
     } else if (kind == LM_ACT_Q4_0_X2) {
         quantize_q4_0_x2(x, out, n / 32);
-    } else if (kind == LM_ACT_Q8K) {
-#if defined(__x86_64__)
-        if (act_avx512()) {
-            lm_quantize_q8_K_avx512(x, out, n / QK_K);
-            return;
+    } else if (kind == LM_ACT_Q8K || kind == LM_ACT_Q8K32) {
+        quantize_q8_K(x, out, n);
+        if (kind == LM_ACT_Q8K32) {
+            block_q8_K *y = out;
+            for (int64_t b = 0; b < n / QK_K; b++) { /* |sum of 32| <= 32 x 128: int16 */
+                for (int j = 0; j < 8; j++) y[b].bsums[j] = (int16_t)(y[b].bsums[2 * j] + y[b].bsums[2 * j + 1]);
+                memset(y[b].bsums + 8, 0, 8 * sizeof *y[b].bsums);
+            }
         }
-        if (act_avx2()) {
-            lm_quantize_q8_K_avx2(x, out, n / QK_K);
-            return;
-        }
-#endif
-        lm_quantize_row(LM_TYPE_Q8_K, x, out, n, NULL);
     } else if (kind == LM_ACT_Q8A) {
         quantize_q8a(x, out, n / 32);
     } else {
