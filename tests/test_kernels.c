@@ -359,6 +359,40 @@ static void check_gemm(const lm_gemm_kernel *g) {
     CHECKF(bad == 0, "gemm %s: %d outputs off by more than 1e-6 of the sum of |products|", g->name, bad);
 }
 
+/* lm_sgemm_packed_b against lm_sgemm, bit for bit: B packed once (both
+ * orientations the attention uses: K^T with columns contiguous, V with
+ * rows), products over prefixes of its rows and columns (a partial last
+ * panel, K across a KC block), 1 and 3 threads. */
+static void check_sgemm_packed_b(const lm_gemm_kernel *g) {
+    const int64_t Ktot = 300, Ntot = 77, ld = 301;
+    float *store = malloc((size_t)(Ktot * ld + Ntot * ld) * sizeof(float)), *a = malloc(40 * 300 * sizeof(float));
+    float *bp = aligned_alloc(64, (lm_gemm_packed_b_size(g, Ktot, Ntot) * sizeof(float) + 63) & ~(size_t)63);
+    float *c1 = malloc(40 * 77 * sizeof(float)), *c2 = malloc(40 * 77 * sizeof(float));
+    for (int64_t i = 0; i < Ktot * ld + Ntot * ld; i++) store[i] = uniform(-1, 1);
+    for (int i = 0; i < 40 * 300; i++) a[i] = uniform(-1, 1);
+    const lm_fview views[2] = {{store, ld, 1}, {store, 1, ld}}; /* B (k, n) at k * ld + n, or n * ld + k */
+    const int64_t shapes[][3] = {{1, 1, 1}, {40, 77, 300}, {13, 33, 64}, {12, 32, 257}, {25, 70, 256}, {7, 5, 299}};
+    int bad = 0, cases = 0;
+    CHECK(lm_gemm_packed_b_size(g, 0, 5) == 0 && lm_gemm_packed_b_size(g, INT64_MAX / 2, INT64_MAX / 2) == 0);
+    for (int v = 0; v < 2; v++) {
+        CHECK(lm_gemm_pack_b(g, views[v], Ktot, Ntot, bp) == 1);
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            const lm_fview A = {a, K, 1};
+            for (int threads = 1; threads <= 3; threads += 2) {
+                CHECK(lm_sgemm(g, M, N, K, A, views[v], c1, N, 0, threads) == 1);
+                CHECK(lm_sgemm_packed_b(g, M, N, K, A, bp, Ktot, c2, N, 0, threads) == 1);
+                bad += memcmp(c1, c2, (size_t)(M * N) * sizeof(float)) != 0;
+                cases++;
+            }
+        }
+    }
+    CHECK(lm_sgemm_packed_b(g, 2, 2, Ktot + 1, (lm_fview){a, Ktot + 1, 1}, bp, Ktot, c2, 2, 0, 1) == 0); /* K past Bk */
+    CHECK(lm_gemm_pack_b(g, views[0], Ktot, Ntot, bp + 4) == 0 && lm_sgemm_packed_b(g, 1, 1, 1, views[0], bp + 4, 1, c2, 1, 0, 1) == 0);
+    CHECKF(bad == 0, "gemm %s: %d of %d products over a packed B differ from lm_sgemm's", g->name, bad, cases);
+    free(store), free(a), free(bp), free(c1), free(c2);
+}
+
 /* The attention kernels and softmax of a path against the scalar ones: head
  * sizes that are and are not a multiple of the vector width (and past the
  * 128 that the 512-bit kernels keep in registers), 1 to 300 keys,
@@ -623,8 +657,12 @@ int main(void) {
     }
 #endif
 #if defined(__x86_64__)
-    if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2);
-    if (lm_kernels_named("avx512") && lm_gemm_kernel_best() == &lm_gemm_avx512) check_gemm(&lm_gemm_avx512);
+    check_sgemm_packed_b(&lm_gemm_scalar);
+    if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2), check_sgemm_packed_b(&lm_gemm_avx2);
+    if (lm_kernels_named("avx512") && lm_gemm_kernel_best() == &lm_gemm_avx512) {
+        check_gemm(&lm_gemm_avx512);
+        check_sgemm_packed_b(&lm_gemm_avx512);
+    }
 #endif
     const char *paths[] = {"scalar", "avx2", "avx512"};
     int ran = 0;

@@ -360,23 +360,36 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     float *S = malloc((size_t)(block * (keys + 1)) * sizeof *S), *inv = S ? S + block * keys : NULL;
     /* An f16 cache: the head's keys and values as floats, (keys, hd) each. */
     float *K16 = half ? malloc((size_t)(2 * keys * hd) * sizeof(float)) : NULL, *V16 = K16 ? K16 + keys * hd : NULL;
-    if (!S || (half && !K16)) atomic_store(&j->failed, 1);
-    int64_t converted = -1; /* the KV head K16 and V16 hold */
+    /* The KV head's K^T (hd, keys) and V (keys, hd) packed once for the
+     * GEMM, which each block of queries then reads a prefix of (packing
+     * them per block packed the keys a prompt of n sees about n / 96 times
+     * over). */
+    const size_t kp_size = (lm_gemm_packed_b_size(g, hd, keys) + 15) & ~(size_t)15; /* Vp 64-byte aligned too */
+    const size_t vp_size = (lm_gemm_packed_b_size(g, keys, hd) + 15) & ~(size_t)15;
+    const int fits = kp_size > 15 && vp_size > 15 && kp_size <= SIZE_MAX / sizeof(float) - vp_size;
+    float *Kp = fits ? aligned_alloc(64, (kp_size + vp_size) * sizeof(float)) : NULL, *Vp = Kp ? Kp + kp_size : NULL;
+    if (!S || (half && !K16) || !Kp) atomic_store(&j->failed, 1);
+    int64_t converted = -1; /* the KV head K16 and V16 (and Kp, Vp) hold */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
-        int64_t kv_off = (h / group) * hd, kv_stride = kv_dim;
-        const void *k_cached = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_cached = kv_at(ctx, ctx->v_cache, j->layer, 0);
-        const float *k_layer = k_cached, *v_layer = v_cached;
-        if (half) { /* the GEMM reads floats: this KV head's rows converted once */
-            if (converted != h / group) {
+        if (converted != h / group) {
+            int64_t kv_off = (h / group) * hd, kv_stride = kv_dim;
+            const void *k_cached = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_cached = kv_at(ctx, ctx->v_cache, j->layer, 0);
+            const float *k_layer = k_cached, *v_layer = v_cached;
+            if (half) { /* the GEMM reads floats: this KV head's rows converted once */
                 const uint16_t *k16 = k_cached, *v16 = v_cached;
                 for (int64_t t = 0; t < keys; t++) {
                     k->from_f16(K16 + t * hd, k16 + t * kv_dim + kv_off, hd);
                     k->from_f16(V16 + t * hd, v16 + t * kv_dim + kv_off, hd);
                 }
-                converted = h / group;
+                k_layer = K16, v_layer = V16, kv_off = 0, kv_stride = hd;
             }
-            k_layer = K16, v_layer = V16, kv_off = 0, kv_stride = hd;
+            const lm_fview Kt = {k_layer + kv_off, 1, kv_stride}, V = {v_layer + kv_off, kv_stride, 1};
+            if (!lm_gemm_pack_b(g, Kt, hd, keys, Kp) || !lm_gemm_pack_b(g, V, keys, hd, Vp)) {
+                atomic_store(&j->failed, 1);
+                break;
+            }
+            converted = h / group;
         }
         /* Causal: queries r0..r1-1 see keys 0..pos0+r1-1 only, so blocks
          * of queries skip the keys past them (about half the work of a
@@ -384,9 +397,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
          * sum: the results are those of one block of all n. */
         for (int64_t r0 = 0; r0 < n; r0 += ATTN_ROW_BLOCK) {
             const int64_t rows = n - r0 < ATTN_ROW_BLOCK ? n - r0 : ATTN_ROW_BLOCK, seen = pos0 + r0 + rows;
-            lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1}, Kt = {k_layer + kv_off, 1, kv_stride},
-                     V = {v_layer + kv_off, kv_stride, 1};
-            if (!lm_sgemm(g, rows, seen, hd, Q, Kt, S, seen, 0, 1)) {
+            const lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1};
+            if (!lm_sgemm_packed_b(g, rows, seen, hd, Q, Kp, hd, S, seen, 0, 1)) {
                 atomic_store(&j->failed, 1);
                 break;
             }
@@ -396,9 +408,9 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
                 inv[b] = (float)(1.0 / k->softmax_exp(row, visible, scale));
                 memset(row + visible, 0, (size_t)(seen - visible) * sizeof *row);
             }
-            lm_fview P = {S, seen, 1};
+            const lm_fview P = {S, seen, 1};
             float *out = ctx->batt + r0 * q_dim + h * hd;
-            if (!lm_sgemm(g, rows, hd, seen, P, V, out, q_dim, 0, 1)) {
+            if (!lm_sgemm_packed_b(g, rows, hd, seen, P, Vp, keys, out, q_dim, 0, 1)) {
                 atomic_store(&j->failed, 1);
                 break;
             }
@@ -407,6 +419,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     }
     free(S);
     free(K16);
+    free(Kp);
 }
 
 /* The same for large batches, as two GEMMs per head and block of queries:

@@ -190,6 +190,8 @@ typedef struct {
     gemm_b b[GEMM_MAX_B];
     int64_t first_panel[GEMM_MAX_B + 1]; /* B_i's panels are first_panel[i] .. first_panel[i + 1] - 1 */
     float *ap; /* all of A packed, (groups * MR, K) in (kc, MR) tiles */
+    const float *b_packed; /* non-NULL: B_0 already packed (lm_gemm_pack_b) with b_packed_k rows */
+    int64_t b_packed_k;
     int accumulate;
     _Atomic int failed;
     _Alignas(64) _Atomic int64_t next_panel;
@@ -225,17 +227,22 @@ static void panels_share(void *arg, int thread, int n_threads) {
         const int64_t n0 = (pp - j->first_panel[i]) * nr, n_cols = b->N - n0 < nr ? b->N - n0 : nr, ldc = b->ldc;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             int64_t kc = K - k0 < KC ? K - k0 : KC;
-            j->pack_b(b->ctx, g, bp, scratch, n0, k0, kc);
+            const float *panel = bp;
+            if (j->b_packed) {
+                panel = j->b_packed + (pp - j->first_panel[i]) * j->b_packed_k * nr + k0 * nr;
+            } else {
+                j->pack_b(b->ctx, g, bp, scratch, n0, k0, kc);
+            }
             const float *ablock = j->ap + k0 * groups * mr;
             int acc = j->accumulate || k0 > 0;
             for (int64_t gi = 0; gi < groups; gi++) {
                 int64_t m0 = gi * mr, n_m = M - m0 < mr ? M - m0 : mr;
                 float *tile = b->C + m0 * ldc + n0;
                 if (n_m == mr && n_cols == nr) {
-                    g->micro(kc, ablock + gi * kc * mr, bp, tile, ldc, acc);
+                    g->micro(kc, ablock + gi * kc * mr, panel, tile, ldc, acc);
                     continue;
                 }
-                g->micro(kc, ablock + gi * kc * mr, bp, edge, nr, 0);
+                g->micro(kc, ablock + gi * kc * mr, panel, edge, nr, 0);
                 for (int64_t r = 0; r < n_m; r++) {
                     float *dst = tile + r * ldc;
                     const float *src = edge + r * nr;
@@ -370,6 +377,42 @@ int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview 
              int accumulate, int n_threads) {
     view_b ctx = {B, N};
     return gemm_run(g, M, N, K, pack_a_group, &A, pack_view, &ctx, C, ldc, accumulate, n_threads, 0);
+}
+
+size_t lm_gemm_packed_b_size(const lm_gemm_kernel *g, int64_t K, int64_t N) {
+    if (K < 1 || N < 1) return 0;
+    const uint64_t panels = (uint64_t)((N + g->nr - 1) / g->nr), per_panel = (uint64_t)K * (uint64_t)g->nr;
+    if (per_panel > SIZE_MAX / sizeof(float) / panels) return 0;
+    return (size_t)(panels * per_panel);
+}
+
+int lm_gemm_pack_b(const lm_gemm_kernel *g, lm_fview B, int64_t K, int64_t N, float *dst) {
+    if ((uintptr_t)dst % 64) return 0; /* the micro-kernels' aligned loads */
+    const int nr = g->nr;
+    float *scratch = malloc((size_t)KC * (size_t)nr * sizeof(float));
+    if (!scratch) return 0;
+    const view_b ctx = {B, N};
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+        float *panel = dst + (n0 / nr) * K * nr;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) pack_view(&ctx, g, panel + k0 * nr, scratch, n0, k0, K - k0 < KC ? K - k0 : KC);
+    }
+    free(scratch);
+    return 1;
+}
+
+int lm_sgemm_packed_b(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, const float *Bp, int64_t Bk,
+                      float *C, int64_t ldc, int accumulate, int n_threads) {
+    if (K > Bk || (uintptr_t)Bp % 64) return 0;
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0) {
+        if (!accumulate) {
+            for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(float));
+        }
+        return 1;
+    }
+    gemm_job j = {.g = g, .M = M, .K = K, .pack_a = pack_a_group, .actx = &A, .n_b = 1, .b = {{NULL, C, N, ldc}},
+                  .accumulate = accumulate, .b_packed = Bp, .b_packed_k = Bk};
+    return gemm_job_run(&j, n_threads, 0);
 }
 
 /* ---- lm_sgemm_bf16: the same views, multiplied in bf16 pairs ---- */
