@@ -368,19 +368,36 @@ static void check_sgemm_packed_b(const lm_gemm_kernel *g) {
     float *store = malloc((size_t)(Ktot * ld + Ntot * ld) * sizeof(float)), *a = malloc(40 * 300 * sizeof(float));
     float *bp = aligned_alloc(64, (lm_gemm_packed_b_size(g, Ktot, Ntot) * sizeof(float) + 63) & ~(size_t)63);
     float *c1 = malloc(40 * 77 * sizeof(float)), *c2 = malloc(40 * 77 * sizeof(float));
-    for (int64_t i = 0; i < Ktot * ld + Ntot * ld; i++) store[i] = uniform(-1, 1);
+    uint16_t *halves = malloc((size_t)(Ktot * ld + Ntot * ld) * sizeof *halves);
+    for (int64_t i = 0; i < Ktot * ld + Ntot * ld; i++) { /* values that f16 holds exactly */
+        halves[i] = lm_fp32_to_fp16(uniform(-1, 1));
+        store[i] = lm_fp16_to_fp32(halves[i]);
+    }
     for (int i = 0; i < 40 * 300; i++) a[i] = uniform(-1, 1);
     const lm_fview views[2] = {{store, ld, 1}, {store, 1, ld}}; /* B (k, n) at k * ld + n, or n * ld + k */
     const int64_t shapes[][3] = {{1, 1, 1}, {40, 77, 300}, {13, 33, 64}, {12, 32, 257}, {25, 70, 256}, {7, 5, 299}};
     int bad = 0, cases = 0;
     CHECK(lm_gemm_packed_b_size(g, 0, 5) == 0 && lm_gemm_packed_b_size(g, INT64_MAX / 2, INT64_MAX / 2) == 0);
+    const size_t packed_bytes = lm_gemm_packed_b_size(g, Ktot, Ntot) * sizeof(float);
+    float *bp16 = aligned_alloc(64, (packed_bytes + 63) & ~(size_t)63);
+    int bad_f16 = 0;
     for (int v = 0; v < 2; v++) {
         CHECK(lm_gemm_pack_b(g, views[v], Ktot, Ntot, bp) == 1);
+        for (int64_t n = 1; n <= Ntot; n += 38) { /* halves packed: the same floats, partial panels too */
+            CHECK(lm_gemm_pack_b(g, views[v], Ktot, n, bp16) == 1);
+            float *want = malloc(packed_bytes);
+            memcpy(want, bp16, lm_gemm_packed_b_size(g, Ktot, n) * sizeof(float));
+            memset(bp16, 0xff, packed_bytes); /* NaNs: every float must be written */
+            CHECK(lm_gemm_pack_b_f16(g, halves, views[v].rs, views[v].cs, Ktot, n, bp16) == 1);
+            bad_f16 += memcmp(want, bp16, lm_gemm_packed_b_size(g, Ktot, n) * sizeof(float)) != 0;
+            free(want);
+        }
         for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
             const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
             const lm_fview A = {a, K, 1};
             for (int threads = 1; threads <= 3; threads += 2) {
                 CHECK(lm_sgemm(g, M, N, K, A, views[v], c1, N, 0, threads) == 1);
+                memset(c2, 0xff, 40 * 77 * sizeof(float)); /* NaNs: every output must be written */
                 CHECK(lm_sgemm_packed_b(g, M, N, K, A, bp, Ktot, c2, N, 0, threads) == 1);
                 bad += memcmp(c1, c2, (size_t)(M * N) * sizeof(float)) != 0;
                 cases++;
@@ -390,7 +407,8 @@ static void check_sgemm_packed_b(const lm_gemm_kernel *g) {
     CHECK(lm_sgemm_packed_b(g, 2, 2, Ktot + 1, (lm_fview){a, Ktot + 1, 1}, bp, Ktot, c2, 2, 0, 1) == 0); /* K past Bk */
     CHECK(lm_gemm_pack_b(g, views[0], Ktot, Ntot, bp + 4) == 0 && lm_sgemm_packed_b(g, 1, 1, 1, views[0], bp + 4, 1, c2, 1, 0, 1) == 0);
     CHECKF(bad == 0, "gemm %s: %d of %d products over a packed B differ from lm_sgemm's", g->name, bad, cases);
-    free(store), free(a), free(bp), free(c1), free(c2);
+    CHECKF(bad_f16 == 0, "gemm %s: %d halves' packings differ from the floats'", g->name, bad_f16);
+    free(store), free(halves), free(a), free(bp), free(bp16), free(c1), free(c2);
 }
 
 /* The attention kernels and softmax of a path against the scalar ones: head

@@ -358,38 +358,34 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
      * hd values of the row's output, not on the up to n_ctx scores of the
      * row (two passes over S fewer). */
     float *S = malloc((size_t)(block * (keys + 1)) * sizeof *S), *inv = S ? S + block * keys : NULL;
-    /* An f16 cache: the head's keys and values as floats, (keys, hd) each. */
-    float *K16 = half ? malloc((size_t)(2 * keys * hd) * sizeof(float)) : NULL, *V16 = K16 ? K16 + keys * hd : NULL;
     /* The KV head's K^T (hd, keys) and V (keys, hd) packed once for the
      * GEMM, which each block of queries then reads a prefix of (packing
      * them per block packed the keys a prompt of n sees about n / 96 times
-     * over). */
+     * over); an f16 cache's halves are converted as they are packed. */
     const size_t kp_size = (lm_gemm_packed_b_size(g, hd, keys) + 15) & ~(size_t)15; /* Vp 64-byte aligned too */
     const size_t vp_size = (lm_gemm_packed_b_size(g, keys, hd) + 15) & ~(size_t)15;
     const int fits = kp_size > 15 && vp_size > 15 && kp_size <= SIZE_MAX / sizeof(float) - vp_size;
     float *Kp = fits ? aligned_alloc(64, (kp_size + vp_size) * sizeof(float)) : NULL, *Vp = Kp ? Kp + kp_size : NULL;
-    if (!S || (half && !K16) || !Kp) atomic_store(&j->failed, 1);
-    int64_t converted = -1; /* the KV head K16 and V16 (and Kp, Vp) hold */
+    if (!S || !Kp) atomic_store(&j->failed, 1);
+    int64_t packed = -1; /* the KV head Kp and Vp hold */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
-        if (converted != h / group) {
-            int64_t kv_off = (h / group) * hd, kv_stride = kv_dim;
+        if (packed != h / group) {
+            const int64_t kv_off = (h / group) * hd;
             const void *k_cached = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_cached = kv_at(ctx, ctx->v_cache, j->layer, 0);
-            const float *k_layer = k_cached, *v_layer = v_cached;
-            if (half) { /* the GEMM reads floats: this KV head's rows converted once */
-                const uint16_t *k16 = k_cached, *v16 = v_cached;
-                for (int64_t t = 0; t < keys; t++) {
-                    k->from_f16(K16 + t * hd, k16 + t * kv_dim + kv_off, hd);
-                    k->from_f16(V16 + t * hd, v16 + t * kv_dim + kv_off, hd);
-                }
-                k_layer = K16, v_layer = V16, kv_off = 0, kv_stride = hd;
+            int ok;
+            if (half) { /* K^T (d, t) at k16[t * kv_dim + d]; V (t, d) at v16[t * kv_dim + d] */
+                const uint16_t *k16 = (const uint16_t *)k_cached + kv_off, *v16 = (const uint16_t *)v_cached + kv_off;
+                ok = lm_gemm_pack_b_f16(g, k16, 1, kv_dim, hd, keys, Kp) && lm_gemm_pack_b_f16(g, v16, kv_dim, 1, keys, hd, Vp);
+            } else {
+                const lm_fview Kt = {(const float *)k_cached + kv_off, 1, kv_dim}, V = {(const float *)v_cached + kv_off, kv_dim, 1};
+                ok = lm_gemm_pack_b(g, Kt, hd, keys, Kp) && lm_gemm_pack_b(g, V, keys, hd, Vp);
             }
-            const lm_fview Kt = {k_layer + kv_off, 1, kv_stride}, V = {v_layer + kv_off, kv_stride, 1};
-            if (!lm_gemm_pack_b(g, Kt, hd, keys, Kp) || !lm_gemm_pack_b(g, V, keys, hd, Vp)) {
+            if (!ok) {
                 atomic_store(&j->failed, 1);
                 break;
             }
-            converted = h / group;
+            packed = h / group;
         }
         /* Causal: queries r0..r1-1 see keys 0..pos0+r1-1 only, so blocks
          * of queries skip the keys past them (about half the work of a
@@ -418,7 +414,6 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
         }
     }
     free(S);
-    free(K16);
     free(Kp);
 }
 

@@ -4,6 +4,7 @@
  * here. */
 #include "gemm.h"
 
+#include "fp16.h"
 #include "kernels.h"
 #include "../base/cpu.h"
 #include "../base/pool.h"
@@ -395,6 +396,42 @@ int lm_gemm_pack_b(const lm_gemm_kernel *g, lm_fview B, int64_t K, int64_t N, fl
     for (int64_t n0 = 0; n0 < N; n0 += nr) {
         float *panel = dst + (n0 / nr) * K * nr;
         for (int64_t k0 = 0; k0 < K; k0 += KC) pack_view(&ctx, g, panel + k0 * nr, scratch, n0, k0, K - k0 < KC ? K - k0 : KC);
+    }
+    free(scratch);
+    return 1;
+}
+
+int lm_gemm_pack_b_f16(const lm_gemm_kernel *g, const uint16_t *p, int64_t rs, int64_t cs, int64_t K, int64_t N,
+                       float *dst) {
+    if ((uintptr_t)dst % 64) return 0;
+    const int nr = g->nr;
+    const lm_from_f16_fn from_f16 = lm_kernels_best()->from_f16;
+    float *scratch = rs == 1 ? malloc((size_t)KC * (size_t)nr * sizeof(float)) : NULL;
+    if (rs == 1 && !scratch) return 0;
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+        const int64_t n_cols = N - n0 < nr ? N - n0 : nr;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            const int64_t kc = K - k0 < KC ? K - k0 : KC;
+            float *bp = dst + (n0 / nr) * K * nr + k0 * nr;
+            if (rs == 1) { /* columns contiguous (the keys, for K^T): rows of B^T converted, then transposed */
+                for (int64_t j = 0; j < nr; j++) {
+                    if (j < n_cols) from_f16(scratch + j * kc, p + (n0 + j) * cs + k0, kc);
+                    else memset(scratch + j * kc, 0, (size_t)kc * sizeof(float));
+                }
+                g->transpose(scratch, nr, kc, bp);
+                continue;
+            }
+            for (int64_t k = 0; k < kc; k++) {
+                const uint16_t *src = p + (k0 + k) * rs + n0 * cs;
+                float *row = bp + k * nr;
+                if (cs == 1) {
+                    from_f16(row, src, n_cols);
+                } else {
+                    for (int64_t j = 0; j < n_cols; j++) row[j] = lm_fp16_to_fp32(src[j * cs]);
+                }
+                for (int64_t j = n_cols; j < nr; j++) row[j] = 0.0f;
+            }
+        }
     }
     free(scratch);
     return 1;

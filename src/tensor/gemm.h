@@ -81,6 +81,11 @@ int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview 
  * if out of memory for its scratch. */
 size_t lm_gemm_packed_b_size(const lm_gemm_kernel *g, int64_t K, int64_t N);
 int lm_gemm_pack_b(const lm_gemm_kernel *g, lm_fview B, int64_t K, int64_t N, float *dst);
+/* The same from IEEE halves, B (k, n) at p[k * rs + n * cs], each converted
+ * exactly to float (the f16 KV cache): the packed floats equal
+ * lm_gemm_pack_b's of the converted matrix. */
+int lm_gemm_pack_b_f16(const lm_gemm_kernel *g, const uint16_t *p, int64_t rs, int64_t cs, int64_t K, int64_t N,
+                       float *dst);
 /* lm_sgemm with B given packed: Bp from lm_gemm_pack_b over Bk >= K rows
  * and at least N columns of the same B. Equal to lm_sgemm's C bit for bit.
  * Returns 0 when out of memory, if K > Bk or if Bp is not 64-byte aligned. */
