@@ -58,7 +58,7 @@ typedef struct {
     lm_dot_x16_fn dot;
     lm_dot_x16_pair_fn pair; /* NULL: one group at a time */
     lm_dot_x32_fn x32;       /* NULL: a prompt's groups one at a time */
-    int64_t per_item;        /* groups per item of the parallel loop: 2 with x32 (no pair split between chunks) */
+    int64_t per_item;        /* groups per item of the parallel loop: 2 with x32 or pair (no chunk splits a pair) */
     const uint8_t *act; /* n_tok quantised activation vectors, act_size bytes apart */
     size_t act_size, group_bytes;
     int64_t n_tok;
@@ -203,7 +203,7 @@ static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, const
     quantize_acts(kind, X, act, n_tok, cols, j.act_size, n_threads);
     j.act = act;
     for (int i = n + 1; i <= MAX_SHARED; i++) j.first_group[i] = j.first_group[n];
-    j.per_item = j.x32 && n_tok >= 2 ? 2 : 1;
+    j.per_item = (j.x32 && n_tok >= 2) || (j.pair && n_tok == 1) ? 2 : 1;
     lm_parallel_for(threads_for(macs, n_threads), (j.first_group[n] + j.per_item - 1) / j.per_item, x16_groups, &j);
     free(act);
     return 1;
