@@ -515,7 +515,7 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
          * vpaddd and a broadcast from a general register with the pairs of
          * sums added in scalar code, and y took two updates: 52 -> 62% of
          * one core's int8 peak for the kernel, 8 tokens, 128 x 2048 in L2,
-         * with the sums' vpdpwssd below.) */
+         * with the halves' vpdpwssd above.) */
         __m512i mins[4];
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) mins[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->mn[q]));
