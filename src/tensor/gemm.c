@@ -284,20 +284,27 @@ static int gemm_job_run(gemm_job *j, int n_threads, int use_pool) {
     return !atomic_load(&j->failed);
 }
 
+/* A one-product job (C = b[0]): an empty C is done, an empty sum zeroes it
+ * (unless accumulating), anything else runs. */
+static int gemm_single_run(gemm_job *j, int n_threads, int use_pool) {
+    const gemm_b *b = &j->b[0];
+    if (j->M <= 0 || b->N <= 0) return 1;
+    if (j->K <= 0) { /* an empty sum */
+        if (!j->accumulate) {
+            for (int64_t m = 0; m < j->M; m++) memset(b->C + m * b->ldc, 0, (size_t)b->N * sizeof(float));
+        }
+        return 1;
+    }
+    return gemm_job_run(j, n_threads, use_pool);
+}
+
 /* K counts packed units: values for f32, pairs of values for bf16. */
 static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pack_a_fn pack_a, const void *actx,
                     pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads,
                     int use_pool) {
-    if (M <= 0 || N <= 0) return 1;
-    if (K <= 0) { /* an empty sum */
-        if (!accumulate) {
-            for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(float));
-        }
-        return 1;
-    }
     gemm_job j = {.g = g, .M = M, .K = K, .pack_a = pack_a, .actx = actx, .pack_b = pack_b, .n_b = 1,
                   .b = {{ctx, C, N, ldc}}, .accumulate = accumulate};
-    return gemm_job_run(&j, n_threads, use_pool);
+    return gemm_single_run(&j, n_threads, use_pool);
 }
 
 /* ---- lm_gemm: B = W^T, panels dequantised from weight rows ---- */
@@ -440,16 +447,9 @@ int lm_gemm_pack_b_f16(const lm_gemm_kernel *g, const uint16_t *p, int64_t rs, i
 int lm_sgemm_packed_b(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, const float *Bp, int64_t Bk,
                       float *C, int64_t ldc, int accumulate, int n_threads) {
     if (K > Bk || (uintptr_t)Bp % 64) return 0;
-    if (M <= 0 || N <= 0) return 1;
-    if (K <= 0) {
-        if (!accumulate) {
-            for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(float));
-        }
-        return 1;
-    }
     gemm_job j = {.g = g, .M = M, .K = K, .pack_a = pack_a_group, .actx = &A, .n_b = 1, .b = {{NULL, C, N, ldc}},
                   .accumulate = accumulate, .b_packed = Bp, .b_packed_k = Bk};
-    return gemm_job_run(&j, n_threads, 0);
+    return gemm_single_run(&j, n_threads, 0);
 }
 
 /* ---- lm_sgemm_bf16: the same views, multiplied in bf16 pairs ---- */

@@ -66,15 +66,19 @@ typedef struct {
 } x16_job;
 
 /* Tokens t0 .. t0 + n - 1 through group gg (of all the job's matrices'
- * groups), which is in matrix i. */
-static void x16_group(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n) {
+ * groups), which is in matrix i; with two, through groups gg and gg + 1 of
+ * matrix i, both full, in one x32 call (bit for bit two calls without). */
+static void x16_group(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n, int two) {
     const int64_t cols = j->ws[0]->cols, g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
     const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
     const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
     if (nr == LM_X16) { /* straight into Y: copying through a buffer was 3% of a 110M prompt */
         for (int64_t t = t0; t < t0 + n; t += 4096) {
             const int nt = t0 + n - t < 4096 ? (int)(t0 + n - t) : 4096;
-            j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, j->Ys[i] + t * rows + r0, rows);
+            const uint8_t *act = j->act + (size_t)t * j->act_size;
+            float *y = j->Ys[i] + t * rows + r0;
+            if (two) j->x32(group, j->group_bytes, act, j->act_size, cols, nt, y, rows);
+            else j->dot(group, act, j->act_size, cols, nt, y, rows);
         }
         return;
     }
@@ -83,18 +87,6 @@ static void x16_group(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n
         float out[8][LM_X16];
         j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
         for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
-    }
-}
-
-/* Tokens t0 .. t0 + n - 1 through groups gg and gg + 1 of matrix i, both
- * full: one x32 call, bit for bit two x16_group calls. */
-static void x16_two_groups(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n) {
-    const int64_t rows = j->ws[i]->rows, r0 = (gg - j->first_group[i]) * LM_X16;
-    const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)(gg - j->first_group[i]) * j->group_bytes;
-    for (int64_t t = t0; t < t0 + n; t += 4096) {
-        const int nt = t0 + n - t < 4096 ? (int)(t0 + n - t) : 4096;
-        j->x32(group, j->group_bytes, j->act + (size_t)t * j->act_size, j->act_size, j->ws[0]->cols, nt,
-               j->Ys[i] + t * rows + r0, rows);
     }
 }
 
@@ -129,11 +121,11 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
                         (const uint8_t *)j->ws[ib]->data + (size_t)b * j->group_bytes, j->act, j->ws[0]->cols,
                         j->Ys[ia] + a * LM_X16, j->Ys[ib] + b * LM_X16);
             } else {
-                x16_group(j, ga, ia, 0, 1);
-                x16_group(j, gb, ib, 0, 1);
+                x16_group(j, ga, ia, 0, 1, 0);
+                x16_group(j, gb, ib, 0, 1, 0);
             }
         }
-        if ((end - begin) % 2) x16_group(j, end - 1, x16_matrix_of(j, end - 1, ib), 0, 1);
+        if ((end - begin) % 2) x16_group(j, end - 1, x16_matrix_of(j, end - 1, ib), 0, 1, 0);
         return;
     }
     /* Many tokens: a chunk of them at a time through all the range's groups,
@@ -146,12 +138,10 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
         int i = 0;
         for (int64_t gg = begin; gg < end; gg++) {
             i = x16_matrix_of(j, gg, i);
-            if (j->x32 && n >= 2 && gg + 1 < end && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i)) {
-                x16_two_groups(j, gg, i, t0, n); /* gg + 1 full: so is gg */
-                gg++;
-            } else {
-                x16_group(j, gg, i, t0, n);
-            }
+            /* gg + 1 full: so is gg */
+            const int two = j->x32 && n >= 2 && gg + 1 < end && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i);
+            x16_group(j, gg, i, t0, n, two);
+            gg += two;
         }
     }
 }
