@@ -545,6 +545,37 @@ static void check_swiglu(const lm_kernels *k) {
     CHECKF(worst < 1e-6, "%s swiglu differs from the scalar one by %.1e", k->name, worst);
 }
 
+/* Rotary embedding against the plain pairwise formula, bit for bit (each
+ * product rounded, then the sum): head sizes around the vector widths, the
+ * rotated part shorter than the head, heads after the first. */
+static void check_rope(const lm_kernels *k) {
+    static const int64_t shapes[][2] = {{64, 64}, {64, 32}, {6, 6}, {10, 4}, {48, 48}, {34, 34}, {40, 18}, {128, 96}, {2, 2}};
+    int bad = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t hd = shapes[si][0], rd = shapes[si][1];
+        for (int64_t heads = 1; heads <= 3; heads++) {
+            float x[3 * 128], want[3 * 128], cs[128];
+            for (int64_t i = 0; i < heads * hd; i++) x[i] = want[i] = uniform(-3, 3);
+            for (int64_t i = 0; i < rd / 2; i++) {
+                double angle = uniform(-10, 10);
+                cs[2 * i] = (float)cos(angle);
+                cs[2 * i + 1] = (float)sin(angle);
+            }
+            for (int64_t h = 0; h < heads; h++) {
+                for (int64_t i = 0; i < rd / 2; i++) {
+                    float *v = want + h * hd, c = cs[2 * i], sn = cs[2 * i + 1], a = v[2 * i], b = v[2 * i + 1];
+                    float ac = a * c, bs = b * sn, as = a * sn, bc = b * c;
+                    v[2 * i] = ac - bs;
+                    v[2 * i + 1] = as + bc;
+                }
+            }
+            k->rope(x, heads, hd, rd, cs);
+            bad += memcmp(x, want, (size_t)(heads * hd) * sizeof *x) != 0;
+        }
+    }
+    CHECKF(bad == 0, "%s rope: %d shapes differ from the pairwise formula", k->name, bad);
+}
+
 #if defined(__x86_64__)
 /* Vectorised dequantisation equals the scalar reference bit for bit, on
  * quantised data and on raw random blocks (every bit pattern of scales). */
@@ -695,6 +726,7 @@ int main(void) {
         check_attention(k);
         check_f16_conversions(k);
         check_swiglu(k);
+        check_rope(k);
         ran++;
     }
     CHECK(ran >= 1);

@@ -38,6 +38,7 @@ static void build_avx512(void) {
     if (v->softmax) avx512_table.softmax = v->softmax;
     if (v->swiglu) avx512_table.swiglu = v->swiglu;
     if (v->softmax_exp) avx512_table.softmax_exp = v->softmax_exp;
+    if (v->rope) avx512_table.rope = v->rope;
 }
 #endif
 

@@ -102,6 +102,14 @@ typedef double (*lm_softmax_exp_fn)(float *x, int64_t n, float scale);
 /* gate (n) = silu(gate) * up: the feed-forward's gate, in place. */
 typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
 
+/* Rotary position embedding in place: x holds n_heads heads of head_dim
+ * values; in each, the first rope_dim values are rope_dim / 2 pairs
+ * (x[2i], x[2i + 1]) rotated by the angle whose cosine and sine are
+ * cos_sin[2i] and cos_sin[2i + 1]: (a c - b s, a s + b c), each product
+ * rounded, then the sum (no fused multiply-add: every table gives the
+ * same bits). */
+typedef void (*lm_rope_fn)(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin);
+
 typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
@@ -119,6 +127,7 @@ typedef struct lm_kernels {
     lm_dot_x16_pair_fn dot_x16_pair[LM_TYPE_COUNT_]; /* NULL: groups go one at a time */
     lm_softmax_exp_fn softmax_exp;
     lm_dot_x32_fn dot_x32[LM_TYPE_COUNT_]; /* NULL: a prompt's groups go one at a time */
+    lm_rope_fn rope;
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

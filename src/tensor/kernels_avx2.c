@@ -540,6 +540,33 @@ AVX2 static void from_f16(float *dst, const uint16_t *src, int64_t n) {
     for (; i < n; i++) dst[i] = lm_fp16_to_fp32(src[i]);
 }
 
+/* The scalar rope's values (lm_rope_fn), 4 pairs a vector: each lane's two
+ * products as the scalar code rounds them, the second negated in the even
+ * lanes, then their sum. The angles' cosines and sines are spread once per
+ * 8 values for all heads. */
+AVX2 static void rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin) {
+    const __m256 even_sign = _mm256_castsi256_ps(_mm256_setr_epi32(INT32_MIN, 0, INT32_MIN, 0, INT32_MIN, 0, INT32_MIN, 0));
+    const int64_t whole = rope_dim / 8 * 8;
+    for (int64_t i = 0; i < whole; i += 8) {
+        const __m256 cs = _mm256_loadu_ps(cos_sin + i);
+        const __m256 c = _mm256_moveldup_ps(cs), s = _mm256_movehdup_ps(cs);
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *v = x + h * head_dim + i;
+            const __m256 a = _mm256_loadu_ps(v);
+            const __m256 q = _mm256_mul_ps(_mm256_permute_ps(a, 0xB1), s);
+            _mm256_storeu_ps(v, _mm256_add_ps(_mm256_mul_ps(a, c), _mm256_xor_ps(q, even_sign)));
+        }
+    }
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = whole / 2; i < rope_dim / 2; i++) {
+            const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1], a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * c - b * s;
+            v[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
 /* e^x for x <= 0 (softmax arguments), within 2 ulp: x = n ln2 + r with
  * |r| <= ln2 / 2, e^r by a degree-6 polynomial, 2^n through the exponent
  * bits. Below -87.3 the result is 0 (as expf's underflow to 0 matters
@@ -647,5 +674,7 @@ const lm_kernels lm_kernels_avx2 = {
     {0}, /* activation kinds: lm_act_kind_for's */
     {0}, /* no x16 kernels, no pairs */
     softmax_exp,
+    {0}, /* no x16 kernels, no x32 */
+    rope,
 };
 #endif
