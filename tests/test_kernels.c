@@ -5,6 +5,7 @@
 #include "base/cpu.h"
 #include "base/rng.h"
 #include "llmos/types.h"
+#include "tensor/attention.h"
 #include "tensor/fp16.h"
 #include "tensor/dequant_fast.h"
 #include "tensor/gemm.h"
@@ -359,56 +360,64 @@ static void check_gemm(const lm_gemm_kernel *g) {
     CHECKF(bad == 0, "gemm %s: %d outputs off by more than 1e-6 of the sum of |products|", g->name, bad);
 }
 
-/* lm_sgemm_packed_b against lm_sgemm, bit for bit: B packed once (both
- * orientations the attention uses: K^T with columns contiguous, V with
- * rows), products over prefixes of its rows and columns (a partial last
- * panel, K across a KC block), 1 and 3 threads. */
-static void check_sgemm_packed_b(const lm_gemm_kernel *g) {
-    const int64_t Ktot = 300, Ntot = 77, ld = 301;
-    float *store = malloc((size_t)(Ktot * ld + Ntot * ld) * sizeof(float)), *a = malloc(40 * 300 * sizeof(float));
-    float *bp = aligned_alloc(64, (lm_gemm_packed_b_size(g, Ktot, Ntot) * sizeof(float) + 63) & ~(size_t)63);
-    float *c1 = malloc(40 * 77 * sizeof(float)), *c2 = malloc(40 * 77 * sizeof(float));
-    uint16_t *halves = malloc((size_t)(Ktot * ld + Ntot * ld) * sizeof *halves);
-    for (int64_t i = 0; i < Ktot * ld + Ntot * ld; i++) { /* values that f16 holds exactly */
-        halves[i] = lm_fp32_to_fp16(uniform(-1, 1));
-        store[i] = lm_fp16_to_fp32(halves[i]);
-    }
-    for (int i = 0; i < 40 * 300; i++) a[i] = uniform(-1, 1);
-    const lm_fview views[2] = {{store, ld, 1}, {store, 1, ld}}; /* B (k, n) at k * ld + n, or n * ld + k */
-    const int64_t shapes[][3] = {{1, 1, 1}, {40, 77, 300}, {13, 33, 64}, {12, 32, 257}, {25, 70, 256}, {7, 5, 299}};
-    int bad = 0, cases = 0;
-    CHECK(lm_gemm_packed_b_size(g, 0, 5) == 0 && lm_gemm_packed_b_size(g, INT64_MAX / 2, INT64_MAX / 2) == 0);
-    const size_t packed_bytes = lm_gemm_packed_b_size(g, Ktot, Ntot) * sizeof(float);
-    float *bp16 = aligned_alloc(64, (packed_bytes + 63) & ~(size_t)63);
-    int bad_f16 = 0;
-    for (int v = 0; v < 2; v++) {
-        CHECK(lm_gemm_pack_b(g, views[v], Ktot, Ntot, bp) == 1);
-        for (int64_t n = 1; n <= Ntot; n += 38) { /* halves packed: the same floats, partial panels too */
-            CHECK(lm_gemm_pack_b(g, views[v], Ktot, n, bp16) == 1);
-            float *want = malloc(packed_bytes);
-            memcpy(want, bp16, lm_gemm_packed_b_size(g, Ktot, n) * sizeof(float));
-            memset(bp16, 0xff, packed_bytes); /* NaNs: every float must be written */
-            CHECK(lm_gemm_pack_b_f16(g, halves, views[v].rs, views[v].cs, Ktot, n, bp16) == 1);
-            bad_f16 += memcmp(want, bp16, lm_gemm_packed_b_size(g, Ktot, n) * sizeof(float)) != 0;
-            free(want);
-        }
-        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-            const int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
-            const lm_fview A = {a, K, 1};
-            for (int threads = 1; threads <= 3; threads += 2) {
-                CHECK(lm_sgemm(g, M, N, K, A, views[v], c1, N, 0, threads) == 1);
-                memset(c2, 0xff, 40 * 77 * sizeof(float)); /* NaNs: every output must be written */
-                CHECK(lm_sgemm_packed_b(g, M, N, K, A, bp, Ktot, c2, N, 0, threads) == 1);
-                bad += memcmp(c1, c2, (size_t)(M * N) * sizeof(float)) != 0;
-                cases++;
+/* lm_attn_causal against causal attention in double precision: caches of
+ * floats and of halves (rows wider than the head, as with several KV
+ * heads), queries from position 0 or later, blocks that do and do not fill
+ * the kernel's panels, head sizes that are and are not a multiple of 8 and
+ * of MR; outputs start as NaNs, so every one must be written. */
+static void check_attn_causal(const lm_gemm_kernel *g) {
+    const int64_t head_dims[] = {64, 20, 12, 3, 128};
+    const int64_t cases[][2] = {{1, 0}, {5, 0}, {33, 0}, {70, 0}, {17, 9}, {40, 100}}; /* queries, first position */
+    double worst = 0;
+    int runs = 0;
+    for (size_t hi = 0; hi < sizeof head_dims / sizeof *head_dims; hi++) {
+        const int64_t hd = head_dims[hi], stride = hd + 5, q_stride = hd + 3, o_stride = hd + 1;
+        for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            const int64_t n = cases[ci][0], pos0 = cases[ci][1], keys = pos0 + n;
+            float *kf = malloc((size_t)(keys * stride) * sizeof *kf), *vf = malloc((size_t)(keys * stride) * sizeof *vf);
+            uint16_t *kh = malloc((size_t)(keys * stride) * sizeof *kh), *vh = malloc((size_t)(keys * stride) * sizeof *vh);
+            float *q = malloc((size_t)(n * q_stride) * sizeof *q), *out = malloc((size_t)(n * o_stride) * sizeof *out);
+            for (int64_t i = 0; i < keys * stride; i++) { /* values halves hold exactly: one reference for both */
+                kh[i] = lm_fp32_to_fp16(uniform(-2, 2));
+                vh[i] = lm_fp32_to_fp16(uniform(-1, 1));
+                kf[i] = lm_fp16_to_fp32(kh[i]);
+                vf[i] = lm_fp16_to_fp32(vh[i]);
             }
+            for (int64_t i = 0; i < n * q_stride; i++) q[i] = uniform(-2, 2);
+            const float scale = (float)(1.0 / sqrt((double)hd));
+            const size_t floats = lm_attn_scratch_floats(g, keys, hd);
+            float *scratch = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+            for (int half = 0; half < 2; half++) {
+                const lm_kv_head kv = {half ? (const void *)kh : kf, half ? (const void *)vh : vf, stride, half};
+                lm_attn_pack_head(g, kv, keys, hd, scratch);
+                memset(out, 0xff, (size_t)(n * o_stride) * sizeof *out);
+                lm_attn_causal(g, scratch, keys, hd, q, q_stride, n, pos0, scale, out, o_stride);
+                for (int64_t i = 0; i < n; i++) {
+                    const int64_t seen = pos0 + i + 1;
+                    double *p = malloc((size_t)seen * sizeof *p), max = -INFINITY, sum = 0;
+                    for (int64_t t = 0; t < seen; t++) {
+                        double d = 0;
+                        for (int64_t c = 0; c < hd; c++) d += (double)q[i * q_stride + c] * kf[t * stride + c];
+                        p[t] = d * scale;
+                        max = p[t] > max ? p[t] : max;
+                    }
+                    for (int64_t t = 0; t < seen; t++) sum += p[t] = exp(p[t] - max);
+                    for (int64_t c = 0; c < hd; c++) {
+                        double want = 0;
+                        for (int64_t t = 0; t < seen; t++) want += p[t] / sum * vf[t * stride + c];
+                        const double e = fabs(out[i * o_stride + c] - want);
+                        if (!(e <= worst)) worst = e != e ? INFINITY : e; /* a NaN is the worst */
+                    }
+                    free(p);
+                }
+                runs++;
+            }
+            free(scratch), free(kf), free(vf), free(kh), free(vh), free(q), free(out);
         }
     }
-    CHECK(lm_sgemm_packed_b(g, 2, 2, Ktot + 1, (lm_fview){a, Ktot + 1, 1}, bp, Ktot, c2, 2, 0, 1) == 0); /* K past Bk */
-    CHECK(lm_gemm_pack_b(g, views[0], Ktot, Ntot, bp + 4) == 0 && lm_sgemm_packed_b(g, 1, 1, 1, views[0], bp + 4, 1, c2, 1, 0, 1) == 0);
-    CHECKF(bad == 0, "gemm %s: %d of %d products over a packed B differ from lm_sgemm's", g->name, bad, cases);
-    CHECKF(bad_f16 == 0, "gemm %s: %d halves' packings differ from the floats'", g->name, bad_f16);
-    free(store), free(halves), free(a), free(bp), free(bp16), free(c1), free(c2);
+    printf("attention gemm %s: %d runs, worst error %.2e\n", g->name, runs, worst);
+    CHECKF(worst < 2e-6, "attention gemm %s: outputs off by %.2e", g->name, worst);
+    CHECK(lm_attn_scratch_floats(g, 0, 64) == 0 && lm_attn_scratch_floats(g, INT64_MAX / 2, INT64_MAX / 2) == 0);
 }
 
 /* The attention kernels and softmax of a path against the scalar ones: head
@@ -576,6 +585,44 @@ static void check_rope(const lm_kernels *k) {
     CHECKF(bad == 0, "%s rope: %d shapes differ from the pairwise formula", k->name, bad);
 }
 
+/* The column softmax against double precision: widths around the vector
+ * widths (to 64), blocks of queries whose first sees no rows before it or
+ * many, rows fewer than the columns see; rows past a column's last are
+ * exactly 0. */
+static void check_softmax_exp_cols(const lm_kernels *k) {
+    static const int64_t widths[] = {1, 7, 8, 9, 16, 17, 32, 33, 48, 64};
+    double worst = 0;
+    int zeros_bad = 0;
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+        const int64_t width = widths[wi];
+        for (int64_t first = 0; first <= 40; first += 13) {
+            for (int64_t rows = 1; rows <= first + width; rows += 1 + (first + width) / 5) {
+                float s[110 * 64], orig[110 * 64], sums[64];
+                for (int64_t i = 0; i < rows * width; i++) s[i] = orig[i] = uniform(-20, 20);
+                const float scale = 0.125f;
+                k->softmax_exp_cols(s, rows, width, first, scale, sums);
+                for (int64_t j = 0; j < width; j++) {
+                    const int64_t seen = first + j + 1 < rows ? first + j + 1 : rows;
+                    double max = orig[j], sum = 0;
+                    for (int64_t r = 1; r < seen; r++) max = orig[r * width + j] > max ? orig[r * width + j] : max;
+                    for (int64_t r = 0; r < seen; r++) {
+                        double e = exp(((double)orig[r * width + j] - max) * scale);
+                        double d = fabs(s[r * width + j] - e) / e;
+                        worst = d > worst ? d : worst;
+                        sum += e;
+                    }
+                    for (int64_t r = seen; r < rows; r++) zeros_bad += s[r * width + j] != 0.0f;
+                    double d = fabs(sums[j] - sum) / sum;
+                    worst = d > worst ? d : worst;
+                }
+            }
+        }
+    }
+    printf("%s column softmax: %.1e relative\n", k->name, worst);
+    CHECKF(worst < 1e-6, "%s column softmax differs from double precision by %.1e", k->name, worst);
+    CHECKF(zeros_bad == 0, "%s column softmax: %d values past a column's last row are not 0", k->name, zeros_bad);
+}
+
 #if defined(__x86_64__)
 /* Vectorised dequantisation equals the scalar reference bit for bit, on
  * quantised data and on raw random blocks (every bit pattern of scales). */
@@ -706,11 +753,11 @@ int main(void) {
     }
 #endif
 #if defined(__x86_64__)
-    check_sgemm_packed_b(&lm_gemm_scalar);
-    if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2), check_sgemm_packed_b(&lm_gemm_avx2);
+    check_attn_causal(&lm_gemm_scalar);
+    if (lm_kernels_named("avx2")) check_gemm(&lm_gemm_avx2), check_attn_causal(&lm_gemm_avx2);
     if (lm_kernels_named("avx512") && lm_gemm_kernel_best() == &lm_gemm_avx512) {
         check_gemm(&lm_gemm_avx512);
-        check_sgemm_packed_b(&lm_gemm_avx512);
+        check_attn_causal(&lm_gemm_avx512);
     }
 #endif
     const char *paths[] = {"scalar", "avx2", "avx512"};
@@ -727,6 +774,7 @@ int main(void) {
         check_f16_conversions(k);
         check_swiglu(k);
         check_rope(k);
+        check_softmax_exp_cols(k);
         ran++;
     }
     CHECK(ran >= 1);

@@ -8,6 +8,7 @@
 
 #include "../base/checked.h"
 #include "../base/pool.h"
+#include "../tensor/attention.h"
 #include "../tensor/gemm.h"
 #include "../tensor/kernels.h"
 #include "../tensor/ops.h"
@@ -332,8 +333,6 @@ static void attention_batch_items(lm_context *ctx, int64_t layer, int64_t n, int
     lm_parallel_for_dynamic(ctx->n_threads, n * ctx->model->cfg.n_heads, 4, attend_items, &j);
 }
 
-enum { ATTN_ROW_BLOCK = 48 }; /* queries per causal block: a multiple of the GEMM's 12- and 6-row tiles */
-
 typedef struct {
     lm_context *ctx;
     int64_t layer, n, pos0;
@@ -341,88 +340,44 @@ typedef struct {
     _Alignas(64) _Atomic int64_t next_head;
 } attn_gemm_job;
 
+/* Heads taken one at a time from a shared counter; a thread packs a KV head
+ * once for the run of its heads that share it (tensor/attention.h). */
 static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     (void)thread, (void)n_threads;
     attn_gemm_job *j = arg;
     lm_context *ctx = j->ctx;
     const lm_model_config *c = &ctx->model->cfg;
-    const lm_kernels *k = lm_kernels_best();
     const lm_gemm_kernel *g = lm_gemm_kernel_any();
     const int64_t n = j->n, pos0 = j->pos0, hd = c->head_dim, group = c->n_heads / c->n_kv_heads,
                   q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
-    const int half = ctx->kv_type == LM_KV_F16;
     const float scale = (float)(1.0 / sqrt((double)hd));
-    const int64_t block = n < ATTN_ROW_BLOCK ? n : ATTN_ROW_BLOCK;
-    /* S (block, keys), and each row's 1 / (sum of its exponentials), inv
-     * (block): the scale goes into the exponentials' pass and 1 / sum on the
-     * hd values of the row's output, not on the up to n_ctx scores of the
-     * row (two passes over S fewer). */
-    float *S = malloc((size_t)(block * (keys + 1)) * sizeof *S), *inv = S ? S + block * keys : NULL;
-    /* The KV head's K^T (hd, keys) and V (keys, hd) packed once for the
-     * GEMM, which each block of queries then reads a prefix of (packing
-     * them per block packed the keys a prompt of n sees about n / 96 times
-     * over); an f16 cache's halves are converted as they are packed. */
-    const size_t kp_size = (lm_gemm_packed_b_size(g, hd, keys) + 15) & ~(size_t)15; /* Vp 64-byte aligned too */
-    const size_t vp_size = (lm_gemm_packed_b_size(g, keys, hd) + 15) & ~(size_t)15;
-    const int fits = kp_size > 15 && vp_size > 15 && kp_size <= SIZE_MAX / sizeof(float) - vp_size;
-    float *Kp = fits ? aligned_alloc(64, (kp_size + vp_size) * sizeof(float)) : NULL, *Vp = Kp ? Kp + kp_size : NULL;
-    if (!S || !Kp) atomic_store(&j->failed, 1);
-    int64_t packed = -1; /* the KV head Kp and Vp hold */
+    const size_t floats = lm_attn_scratch_floats(g, keys, hd);
+    float *scratch = floats && floats <= SIZE_MAX / sizeof(float) - 15 ? aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63) : NULL;
+    if (!scratch) atomic_store(&j->failed, 1);
+    int64_t packed = -1; /* the KV head scratch holds */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
         if (packed != h / group) {
             const int64_t kv_off = (h / group) * hd;
-            const void *k_cached = kv_at(ctx, ctx->k_cache, j->layer, 0), *v_cached = kv_at(ctx, ctx->v_cache, j->layer, 0);
-            int ok;
-            if (half) { /* K^T (d, t) at k16[t * kv_dim + d]; V (t, d) at v16[t * kv_dim + d] */
-                const uint16_t *k16 = (const uint16_t *)k_cached + kv_off, *v16 = (const uint16_t *)v_cached + kv_off;
-                ok = lm_gemm_pack_b_f16(g, k16, 1, kv_dim, hd, keys, Kp) && lm_gemm_pack_b_f16(g, v16, kv_dim, 1, keys, hd, Vp);
-            } else {
-                const lm_fview Kt = {(const float *)k_cached + kv_off, 1, kv_dim}, V = {(const float *)v_cached + kv_off, kv_dim, 1};
-                ok = lm_gemm_pack_b(g, Kt, hd, keys, Kp) && lm_gemm_pack_b(g, V, keys, hd, Vp);
-            }
-            if (!ok) {
-                atomic_store(&j->failed, 1);
-                break;
-            }
+            const int half = ctx->kv_type == LM_KV_F16;
+            const size_t elt = half ? sizeof(uint16_t) : sizeof(float);
+            const lm_kv_head kv = {(const char *)kv_at(ctx, ctx->k_cache, j->layer, 0) + (size_t)kv_off * elt,
+                                   (const char *)kv_at(ctx, ctx->v_cache, j->layer, 0) + (size_t)kv_off * elt, kv_dim, half};
+            lm_attn_pack_head(g, kv, keys, hd, scratch);
             packed = h / group;
         }
-        /* Causal: queries r0..r1-1 see keys 0..pos0+r1-1 only, so blocks
-         * of queries skip the keys past them (about half the work of a
-         * prompt into an empty cache). The zeros they would add change no
-         * sum: the results are those of one block of all n. */
-        for (int64_t r0 = 0; r0 < n; r0 += ATTN_ROW_BLOCK) {
-            const int64_t rows = n - r0 < ATTN_ROW_BLOCK ? n - r0 : ATTN_ROW_BLOCK, seen = pos0 + r0 + rows;
-            const lm_fview Q = {ctx->bq + r0 * q_dim + h * hd, q_dim, 1};
-            if (!lm_sgemm_packed_b(g, rows, seen, hd, Q, Kp, hd, S, seen, 0, 1)) {
-                atomic_store(&j->failed, 1);
-                break;
-            }
-            for (int64_t b = 0; b < rows; b++) {
-                float *row = S + b * seen;
-                int64_t visible = pos0 + r0 + b + 1;
-                inv[b] = (float)(1.0 / k->softmax_exp(row, visible, scale));
-                memset(row + visible, 0, (size_t)(seen - visible) * sizeof *row);
-            }
-            const lm_fview P = {S, seen, 1};
-            float *out = ctx->batt + r0 * q_dim + h * hd;
-            if (!lm_sgemm_packed_b(g, rows, hd, seen, P, Vp, keys, out, q_dim, 0, 1)) {
-                atomic_store(&j->failed, 1);
-                break;
-            }
-            for (int64_t b = 0; b < rows; b++) lm_scale_f32(out + b * q_dim, inv[b], hd);
-        }
+        lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, ctx->batt + h * hd, q_dim);
     }
-    free(S);
-    free(Kp);
+    free(scratch);
 }
 
-/* The same for large batches, as two GEMMs per head and block of queries:
- * S = Q K^T over the cached positions the block sees, each row's
- * exponentials e^(scale (s - max)) in place (causal), O = E V / (each
- * row's sum). One head per thread at a time; the sums run in another order
- * than attention()'s, so the results differ in the last bits.
- * Returns 0 if out of memory (some heads may be done; the caller redoes all). */
+/* The same for large batches, through the GEMM micro-kernel: per head and
+ * block of queries, S^T = K Q^T over the cached positions the block sees,
+ * each query's exponentials e^(scale (s - max)) down its column (causal),
+ * O^T = V^T P^T / each query's sum. One head per thread at a time; the sums
+ * run in another order than attention()'s, so the results differ in the
+ * last bits. Returns 0 if out of memory (some heads may be done; the caller
+ * redoes all). */
 static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};
     int64_t heads = ctx->model->cfg.n_heads;

@@ -4,7 +4,6 @@
  * here. */
 #include "gemm.h"
 
-#include "fp16.h"
 #include "kernels.h"
 #include "../base/cpu.h"
 #include "../base/pool.h"
@@ -191,8 +190,6 @@ typedef struct {
     gemm_b b[GEMM_MAX_B];
     int64_t first_panel[GEMM_MAX_B + 1]; /* B_i's panels are first_panel[i] .. first_panel[i + 1] - 1 */
     float *ap; /* all of A packed, (groups * MR, K) in (kc, MR) tiles */
-    const float *b_packed; /* non-NULL: B_0 already packed (lm_gemm_pack_b) with b_packed_k rows */
-    int64_t b_packed_k;
     int accumulate;
     _Atomic int failed;
     _Alignas(64) _Atomic int64_t next_panel;
@@ -228,22 +225,17 @@ static void panels_share(void *arg, int thread, int n_threads) {
         const int64_t n0 = (pp - j->first_panel[i]) * nr, n_cols = b->N - n0 < nr ? b->N - n0 : nr, ldc = b->ldc;
         for (int64_t k0 = 0; k0 < K; k0 += KC) {
             int64_t kc = K - k0 < KC ? K - k0 : KC;
-            const float *panel = bp;
-            if (j->b_packed) {
-                panel = j->b_packed + (pp - j->first_panel[i]) * j->b_packed_k * nr + k0 * nr;
-            } else {
-                j->pack_b(b->ctx, g, bp, scratch, n0, k0, kc);
-            }
+            j->pack_b(b->ctx, g, bp, scratch, n0, k0, kc);
             const float *ablock = j->ap + k0 * groups * mr;
             int acc = j->accumulate || k0 > 0;
             for (int64_t gi = 0; gi < groups; gi++) {
                 int64_t m0 = gi * mr, n_m = M - m0 < mr ? M - m0 : mr;
                 float *tile = b->C + m0 * ldc + n0;
                 if (n_m == mr && n_cols == nr) {
-                    g->micro(kc, ablock + gi * kc * mr, panel, tile, ldc, acc);
+                    g->micro(kc, ablock + gi * kc * mr, bp, tile, ldc, acc);
                     continue;
                 }
-                g->micro(kc, ablock + gi * kc * mr, panel, edge, nr, 0);
+                g->micro(kc, ablock + gi * kc * mr, bp, edge, nr, 0);
                 for (int64_t r = 0; r < n_m; r++) {
                     float *dst = tile + r * ldc;
                     const float *src = edge + r * nr;
@@ -284,27 +276,20 @@ static int gemm_job_run(gemm_job *j, int n_threads, int use_pool) {
     return !atomic_load(&j->failed);
 }
 
-/* A one-product job (C = b[0]): an empty C is done, an empty sum zeroes it
- * (unless accumulating), anything else runs. */
-static int gemm_single_run(gemm_job *j, int n_threads, int use_pool) {
-    const gemm_b *b = &j->b[0];
-    if (j->M <= 0 || b->N <= 0) return 1;
-    if (j->K <= 0) { /* an empty sum */
-        if (!j->accumulate) {
-            for (int64_t m = 0; m < j->M; m++) memset(b->C + m * b->ldc, 0, (size_t)b->N * sizeof(float));
-        }
-        return 1;
-    }
-    return gemm_job_run(j, n_threads, use_pool);
-}
-
 /* K counts packed units: values for f32, pairs of values for bf16. */
 static int gemm_run(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, pack_a_fn pack_a, const void *actx,
                     pack_b_fn pack_b, const void *ctx, float *C, int64_t ldc, int accumulate, int n_threads,
                     int use_pool) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0) { /* an empty sum */
+        if (!accumulate) {
+            for (int64_t m = 0; m < M; m++) memset(C + m * ldc, 0, (size_t)N * sizeof(float));
+        }
+        return 1;
+    }
     gemm_job j = {.g = g, .M = M, .K = K, .pack_a = pack_a, .actx = actx, .pack_b = pack_b, .n_b = 1,
                   .b = {{ctx, C, N, ldc}}, .accumulate = accumulate};
-    return gemm_single_run(&j, n_threads, use_pool);
+    return gemm_job_run(&j, n_threads, use_pool);
 }
 
 /* ---- lm_gemm: B = W^T, panels dequantised from weight rows ---- */
@@ -385,71 +370,6 @@ int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview 
              int accumulate, int n_threads) {
     view_b ctx = {B, N};
     return gemm_run(g, M, N, K, pack_a_group, &A, pack_view, &ctx, C, ldc, accumulate, n_threads, 0);
-}
-
-size_t lm_gemm_packed_b_size(const lm_gemm_kernel *g, int64_t K, int64_t N) {
-    if (K < 1 || N < 1) return 0;
-    const uint64_t panels = (uint64_t)((N + g->nr - 1) / g->nr), per_panel = (uint64_t)K * (uint64_t)g->nr;
-    if (per_panel > SIZE_MAX / sizeof(float) / panels) return 0;
-    return (size_t)(panels * per_panel);
-}
-
-int lm_gemm_pack_b(const lm_gemm_kernel *g, lm_fview B, int64_t K, int64_t N, float *dst) {
-    if ((uintptr_t)dst % 64) return 0; /* the micro-kernels' aligned loads */
-    const int nr = g->nr;
-    float *scratch = malloc((size_t)KC * (size_t)nr * sizeof(float));
-    if (!scratch) return 0;
-    const view_b ctx = {B, N};
-    for (int64_t n0 = 0; n0 < N; n0 += nr) {
-        float *panel = dst + (n0 / nr) * K * nr;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) pack_view(&ctx, g, panel + k0 * nr, scratch, n0, k0, K - k0 < KC ? K - k0 : KC);
-    }
-    free(scratch);
-    return 1;
-}
-
-int lm_gemm_pack_b_f16(const lm_gemm_kernel *g, const uint16_t *p, int64_t rs, int64_t cs, int64_t K, int64_t N,
-                       float *dst) {
-    if ((uintptr_t)dst % 64) return 0;
-    const int nr = g->nr;
-    const lm_from_f16_fn from_f16 = lm_kernels_best()->from_f16;
-    float *scratch = rs == 1 ? malloc((size_t)KC * (size_t)nr * sizeof(float)) : NULL;
-    if (rs == 1 && !scratch) return 0;
-    for (int64_t n0 = 0; n0 < N; n0 += nr) {
-        const int64_t n_cols = N - n0 < nr ? N - n0 : nr;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            const int64_t kc = K - k0 < KC ? K - k0 : KC;
-            float *bp = dst + (n0 / nr) * K * nr + k0 * nr;
-            if (rs == 1) { /* columns contiguous (the keys, for K^T): rows of B^T converted, then transposed */
-                for (int64_t j = 0; j < nr; j++) {
-                    if (j < n_cols) from_f16(scratch + j * kc, p + (n0 + j) * cs + k0, kc);
-                    else memset(scratch + j * kc, 0, (size_t)kc * sizeof(float));
-                }
-                g->transpose(scratch, nr, kc, bp);
-                continue;
-            }
-            for (int64_t k = 0; k < kc; k++) {
-                const uint16_t *src = p + (k0 + k) * rs + n0 * cs;
-                float *row = bp + k * nr;
-                if (cs == 1) {
-                    from_f16(row, src, n_cols);
-                } else {
-                    for (int64_t j = 0; j < n_cols; j++) row[j] = lm_fp16_to_fp32(src[j * cs]);
-                }
-                for (int64_t j = n_cols; j < nr; j++) row[j] = 0.0f;
-            }
-        }
-    }
-    free(scratch);
-    return 1;
-}
-
-int lm_sgemm_packed_b(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, const float *Bp, int64_t Bk,
-                      float *C, int64_t ldc, int accumulate, int n_threads) {
-    if (K > Bk || (uintptr_t)Bp % 64) return 0;
-    gemm_job j = {.g = g, .M = M, .K = K, .pack_a = pack_a_group, .actx = &A, .n_b = 1, .b = {{NULL, C, N, ldc}},
-                  .accumulate = accumulate, .b_packed = Bp, .b_packed_k = Bk};
-    return gemm_single_run(&j, n_threads, 0);
 }
 
 /* ---- lm_sgemm_bf16: the same views, multiplied in bf16 pairs ---- */

@@ -72,25 +72,6 @@ typedef struct lm_fview {
 int lm_sgemm(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, lm_fview B, float *C, int64_t ldc,
              int accumulate, int n_threads);
 
-/* B (K, N) packed once for products over its first rows and columns (the
- * prefill attention's keys and values, of which each block of queries sees
- * a prefix): panels of NR columns, (K, NR) each, panel p at p * K * NR
- * floats; columns past N are 0. lm_gemm_packed_b_size gives the floats
- * (0 for an empty B or on overflow). dst must be 64-byte aligned (the
- * micro-kernels' aligned loads); lm_gemm_pack_b returns 0 if it is not, or
- * if out of memory for its scratch. */
-size_t lm_gemm_packed_b_size(const lm_gemm_kernel *g, int64_t K, int64_t N);
-int lm_gemm_pack_b(const lm_gemm_kernel *g, lm_fview B, int64_t K, int64_t N, float *dst);
-/* The same from IEEE halves, B (k, n) at p[k * rs + n * cs], each converted
- * exactly to float (the f16 KV cache): the packed floats equal
- * lm_gemm_pack_b's of the converted matrix. */
-int lm_gemm_pack_b_f16(const lm_gemm_kernel *g, const uint16_t *p, int64_t rs, int64_t cs, int64_t K, int64_t N,
-                       float *dst);
-/* lm_sgemm with B given packed: Bp from lm_gemm_pack_b over Bk >= K rows
- * and at least N columns of the same B. Equal to lm_sgemm's C bit for bit.
- * Returns 0 when out of memory, if K > Bk or if Bp is not 64-byte aligned. */
-int lm_sgemm_packed_b(const lm_gemm_kernel *g, int64_t M, int64_t N, int64_t K, lm_fview A, const float *Bp, int64_t Bk,
-                      float *C, int64_t ldc, int accumulate, int n_threads);
 /* The same product with A and B rounded to bf16 (to nearest even) and
  * multiplied in pairs with f32 accumulation (AVX-512 BF16's vdpbf16ps):
  * twice the multiply-adds per instruction. g from lm_gemm_kernel_bf16,

@@ -39,6 +39,7 @@ static void build_avx512(void) {
     if (v->swiglu) avx512_table.swiglu = v->swiglu;
     if (v->softmax_exp) avx512_table.softmax_exp = v->softmax_exp;
     if (v->rope) avx512_table.rope = v->rope;
+    if (v->softmax_exp_cols) avx512_table.softmax_exp_cols = v->softmax_exp_cols;
 }
 #endif
 

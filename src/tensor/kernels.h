@@ -110,6 +110,14 @@ typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
  * same bits). */
 typedef void (*lm_rope_fn)(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin);
 
+/* Causal softmax numerators down the columns of s (rows, width), row-major,
+ * width <= 64: the prefill attention's scores with keys down and queries
+ * across. Column j sees rows 0 .. first + j (all rows if that is past the
+ * last), which become e^(scale (s - the column's maximum over them)), as
+ * lm_softmax_exp_fn's, and the rows past them 0; sums[j] = the sum of the
+ * column's exponentials (accumulated in double). */
+typedef void (*lm_softmax_exp_cols_fn)(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums);
+
 typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
@@ -128,6 +136,7 @@ typedef struct lm_kernels {
     lm_softmax_exp_fn softmax_exp;
     lm_dot_x32_fn dot_x32[LM_TYPE_COUNT_]; /* NULL: a prompt's groups go one at a time */
     lm_rope_fn rope;
+    lm_softmax_exp_cols_fn softmax_exp_cols;
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

@@ -591,6 +591,64 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+/* The scalar table's column softmax (lm_softmax_exp_cols_fn), 8 columns a
+ * vector: per row, the lanes of the columns that see it (j >= row - first)
+ * join the maxima, then become exponentials (the rest 0), whose sums
+ * gather in double, 4 lanes a register. Width <= 64: 8 vectors a row. */
+AVX2 static void softmax_exp_cols(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums) {
+    enum { V = 8 };
+    const int64_t nv = (width + 7) / 8;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 m[V];
+    __m256d lo[V], hi[V];
+    for (int64_t c = 0; c < nv; c++) {
+        m[c] = _mm256_set1_ps(-INFINITY);
+        lo[c] = hi[c] = _mm256_setzero_pd();
+    }
+    /* lanes of column vector c past the width are never loaded or stored */
+    float buf[8];
+    for (int pass = 0; pass < 2; pass++) {
+        const __m256 vscale = _mm256_set1_ps(scale);
+        for (int64_t r = 0; r < rows; r++) {
+            float *row = s + r * width;
+            for (int64_t c = 0; c < nv; c++) {
+                const int64_t c0 = 8 * c, k = width - c0 < 8 ? width - c0 : 8;
+                /* column c0 + lane sees row r when lane >= r - first - c0 (kept in -1..8) */
+                int64_t from = r - first - c0;
+                from = from < -1 ? -1 : from > 8 ? 8 : from;
+                const __m256 seen = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)from - 1)));
+                __m256 x;
+                if (k == 8) {
+                    x = _mm256_loadu_ps(row + c0);
+                } else {
+                    memset(buf, 0, sizeof buf);
+                    memcpy(buf, row + c0, (size_t)k * sizeof *buf);
+                    x = _mm256_loadu_ps(buf);
+                }
+                if (pass == 0) {
+                    m[c] = _mm256_blendv_ps(m[c], _mm256_max_ps(m[c], x), seen);
+                    continue;
+                }
+                const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_mul_ps(_mm256_sub_ps(x, m[c]), vscale)), seen);
+                lo[c] = _mm256_add_pd(lo[c], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+                hi[c] = _mm256_add_pd(hi[c], _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+                if (k == 8) {
+                    _mm256_storeu_ps(row + c0, e);
+                } else {
+                    _mm256_storeu_ps(buf, e);
+                    memcpy(row + c0, buf, (size_t)k * sizeof *buf);
+                }
+            }
+        }
+    }
+    for (int64_t c = 0; c < nv; c++) {
+        double d[8];
+        _mm256_storeu_pd(d, lo[c]);
+        _mm256_storeu_pd(d + 4, hi[c]);
+        for (int64_t j = 8 * c; j < width && j < 8 * c + 8; j++) sums[j] = (float)d[j - 8 * c];
+    }
+}
+
 AVX2 static double softmax_exp(float *x, int64_t n, float scale) {
     float max = x[0];
     int64_t i = 0;
@@ -676,5 +734,6 @@ const lm_kernels lm_kernels_avx2 = {
     softmax_exp,
     {0}, /* no x16 kernels, no x32 */
     rope,
+    softmax_exp_cols,
 };
 #endif

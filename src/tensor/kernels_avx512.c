@@ -856,6 +856,69 @@ K512 static void rope_512(float *x, int64_t n_heads, int64_t head_dim, int64_t r
     }
 }
 
+/* AVX2's column softmax, 16 columns a vector (the same values; the sums in
+ * another order). Per column vector, the rows every column sees (up to
+ * first) go 4 at a time into 4 maxima and 4 sums: one chain down the rows
+ * waited on each max and add's latency (the softmax took longer than the
+ * row-wise one and its packing together). The float sums fold into double
+ * every 64 rows. The band below, where the columns that see row r are the
+ * lanes from r - first - c0 up, goes a row at a time under a mask. */
+K512 static void softmax_exp_cols_512(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    const int64_t full = first + 1 < rows ? first + 1 : rows; /* rows 0 .. full - 1: seen by every column */
+    for (int64_t c0 = 0; c0 < width; c0 += 16) {
+        const __mmask16 in = tail_mask(c0, width);
+        float *col = s + c0;
+        __m512 m[4];
+        for (int u = 0; u < 4; u++) m[u] = _mm512_set1_ps(-INFINITY);
+        int64_t r = 0;
+        for (; r + 4 <= full; r += 4) {
+            for (int u = 0; u < 4; u++) m[u] = _mm512_max_ps(m[u], _mm512_maskz_loadu_ps(in, col + (r + u) * width));
+        }
+        for (; r < rows; r++) {
+            const int64_t from = r - first - c0;
+            const __mmask16 seen = from <= 0 ? in : from >= 16 ? 0 : (__mmask16)(in & (0xFFFFu << from));
+            m[0] = _mm512_mask_max_ps(m[0], seen, m[0], _mm512_maskz_loadu_ps(in, col + r * width));
+        }
+        const __m512 max = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+        __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+        __m512 a[4];
+        for (int u = 0; u < 4; u++) a[u] = _mm512_setzero_ps();
+        r = 0;
+        for (int64_t run = 0; r + 4 <= full; r += 4) {
+            for (int u = 0; u < 4; u++) {
+                float *p = col + (r + u) * width;
+                const __m512 e = exp_nonpositive_512(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, p), max), vscale));
+                _mm512_mask_storeu_ps(p, in, e);
+                a[u] = _mm512_add_ps(a[u], e);
+            }
+            if (++run == 16) { /* 64 rows */
+                const __m512 t = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+                lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
+                hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+                for (int u = 0; u < 4; u++) a[u] = _mm512_setzero_ps();
+                run = 0;
+            }
+        }
+        for (; r < rows; r++) {
+            const int64_t from = r - first - c0;
+            const __mmask16 seen = from <= 0 ? in : from >= 16 ? 0 : (__mmask16)(in & (0xFFFFu << from));
+            float *p = col + r * width;
+            const __m512 x = _mm512_maskz_loadu_ps(in, p);
+            const __m512 e = _mm512_maskz_mov_ps(seen, exp_nonpositive_512(_mm512_mul_ps(_mm512_sub_ps(x, max), vscale)));
+            _mm512_mask_storeu_ps(p, in, e);
+            a[r % 4] = _mm512_add_ps(a[r % 4], e);
+        }
+        const __m512 t = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
+        double d[16];
+        _mm512_storeu_pd(d, lo);
+        _mm512_storeu_pd(d + 8, hi);
+        for (int64_t j = c0; j < width && j < c0 + 16; j++) sums[j] = (float)d[j - c0];
+    }
+}
+
 /* AVX2's swiglu, 16 lanes (the same values): silu(g) = g * sigmoid(g), with
  * e = e^-|g|, sigmoid = 1 / (1 + e) for g >= 0 and e / (1 + e) below. */
 K512 static void swiglu_512(float *gate, const float *up, int64_t n) {
@@ -1020,5 +1083,6 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q8_0] = dot_q8_0_x32,
     },
     rope_512,
+    softmax_exp_cols_512,
 };
 #endif

@@ -364,6 +364,21 @@ static void rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, 
     }
 }
 
+static void softmax_exp_cols(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums) {
+    for (int64_t j = 0; j < width; j++) {
+        const int64_t seen = first + j + 1 < rows ? first + j + 1 : rows;
+        float max = s[j];
+        for (int64_t r = 1; r < seen; r++) max = s[r * width + j] > max ? s[r * width + j] : max;
+        double sum = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            float *v = &s[r * width + j];
+            *v = r < seen ? expf((*v - max) * scale) : 0.0f;
+            sum += *v;
+        }
+        sums[j] = (float)sum;
+    }
+}
+
 static double softmax_exp(float *x, int64_t n, float scale) {
     float max = x[0];
     for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
@@ -402,4 +417,5 @@ const lm_kernels lm_kernels_scalar = {
     softmax_exp,
     {0}, /* no x16 kernels, no x32 */
     rope,
+    softmax_exp_cols,
 };

@@ -1,0 +1,150 @@
+/* Causal attention of a block of queries against one KV head through the
+ * GEMM micro-kernel (see attention.h for the shapes). */
+#include "attention.h"
+
+#include "../base/checked.h"
+#include "kernels.h"
+
+#include <string.h>
+
+/* Where each part of the scratch starts, in floats (each 64-byte aligned):
+ *   ka    K, ceil(keys / MR) panels of (hd, MR)
+ *   va    V^T, ceil(hd / MR) panels of (keys, MR)
+ *   qb    Q^T, one B panel (hd, NR)
+ *   st    S^T, then P^T: (ceil(keys / MR) * MR, NR)
+ *   ot    O^T: (ceil(hd / MR) * MR, NR)
+ *   sums  NR
+ *   rows  max(MR, NR) rows of hd: cache rows converted from halves, a last
+ *         panel's rows padded with zeros, a block's queries or outputs */
+typedef struct {
+    size_t ka, va, qb, st, ot, sums, rows, total;
+} attn_layout;
+
+/* 0 on overflow (the layout is then unusable). */
+static int layout_of(const lm_gemm_kernel *g, int64_t keys, int64_t hd, attn_layout *l) {
+    if (keys < 1 || hd < 1 || g->nr > 64) return 0;
+    const uint64_t mr = (uint64_t)g->mr, nr = (uint64_t)g->nr;
+    const uint64_t key_rows = ((uint64_t)keys + mr - 1) / mr * mr, dim_rows = ((uint64_t)hd + mr - 1) / mr * mr;
+    uint64_t sizes[7] = {0, 0, 0, 0, 0, nr, (mr > nr ? mr : nr) * (uint64_t)hd};
+    if (lm_mul_overflow_u64(key_rows, (uint64_t)hd, &sizes[0]) ||
+        lm_mul_overflow_u64(dim_rows, (uint64_t)keys, &sizes[1]) ||
+        lm_mul_overflow_u64((uint64_t)hd, nr, &sizes[2]) ||
+        lm_mul_overflow_u64(key_rows, nr, &sizes[3]) || lm_mul_overflow_u64(dim_rows, nr, &sizes[4])) {
+        return 0;
+    }
+    size_t *const at[7] = {&l->ka, &l->va, &l->qb, &l->st, &l->ot, &l->sums, &l->rows};
+    uint64_t offset = 0;
+    for (int i = 0; i < 7; i++) {
+        *at[i] = (size_t)offset;
+        uint64_t padded;
+        if (lm_align_up_u64(sizes[i], 16, &padded) || lm_add_overflow_u64(offset, padded, &offset)) return 0;
+    }
+    if (offset > SIZE_MAX / sizeof(float)) return 0;
+    l->total = (size_t)offset;
+    return 1;
+}
+
+size_t lm_attn_scratch_floats(const lm_gemm_kernel *g, int64_t keys, int64_t hd) {
+    attn_layout l;
+    return layout_of(g, keys, hd, &l) ? l.total : 0;
+}
+
+/* dst (kc, MR) = MR rows of src (ld apart) transposed. */
+static void pack_a(const lm_gemm_kernel *g, const float *src, int64_t ld, int64_t kc, float *dst) {
+    if (g->pack_a) {
+        g->pack_a(src, ld, kc, dst);
+        return;
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < g->mr; i++) dst[k * g->mr + i] = src[i * ld + k];
+    }
+}
+
+/* Position t's key (which 0) or value (1) as hd floats: in place for a
+ * float cache, else converted into buf. */
+static const float *kv_row(const lm_kv_head *kv, int which, int64_t t, int64_t hd, float *buf) {
+    const void *base = which ? kv->v : kv->k;
+    if (!kv->half) return (const float *)base + t * kv->stride;
+    lm_kernels_best()->from_f16(buf, (const uint16_t *)base + t * kv->stride, hd);
+    return buf;
+}
+
+void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int64_t hd, float *scratch) {
+    attn_layout l;
+    if (!layout_of(g, keys, hd, &l)) return;
+    const int64_t mr = g->mr;
+    float *rows = scratch + l.rows;
+    /* K: MR keys a panel, transposed to (hd, MR); a float cache's full
+     * panels straight from the cache, the rest through the row buffer. */
+    for (int64_t t0 = 0; t0 < keys; t0 += mr) {
+        float *panel = scratch + l.ka + t0 * hd;
+        const int64_t n = keys - t0 < mr ? keys - t0 : mr;
+        if (!kv.half && n == mr) {
+            pack_a(g, (const float *)kv.k + t0 * kv.stride, kv.stride, hd, panel);
+            continue;
+        }
+        for (int64_t i = 0; i < mr; i++) {
+            if (i >= n) {
+                memset(rows + i * hd, 0, (size_t)hd * sizeof *rows);
+                continue;
+            }
+            const float *r = kv_row(&kv, 0, t0 + i, hd, rows + i * hd);
+            if (r != rows + i * hd) memcpy(rows + i * hd, r, (size_t)hd * sizeof *rows);
+        }
+        pack_a(g, rows, hd, hd, panel);
+    }
+    /* V^T: panel p holds dimensions p MR .. p MR + MR - 1 of every key, MR
+     * values a key (a run of the key's row), zeros past hd. */
+    for (int64_t t = 0; t < keys; t++) {
+        const float *r = kv_row(&kv, 1, t, hd, rows);
+        for (int64_t d0 = 0; d0 < hd; d0 += mr) {
+            float *dst = scratch + l.va + d0 * keys + t * mr;
+            const int64_t n = hd - d0 < mr ? hd - d0 : mr;
+            memcpy(dst, r + d0, (size_t)n * sizeof *dst);
+            if (n < mr) memset(dst + n, 0, (size_t)(mr - n) * sizeof *dst);
+        }
+    }
+}
+
+void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64_t hd, const float *q, int64_t q_stride,
+                    int64_t n, int64_t pos0, float scale, float *out, int64_t out_stride) {
+    attn_layout l;
+    if (!layout_of(g, keys, hd, &l) || pos0 + n > keys) return;
+    const lm_kernels *k = lm_kernels_best();
+    const int64_t mr = g->mr, nr = g->nr;
+    float *qb = scratch + l.qb, *st = scratch + l.st, *ot = scratch + l.ot, *sums = scratch + l.sums;
+    float *buf = scratch + l.rows;
+    /* the transposer takes rows in eights (the kernels' NR are 8, 16, 32) */
+    const int by_eights = nr % 8 == 0 && hd % 8 == 0;
+    for (int64_t q0 = 0; q0 < n; q0 += nr) {
+        const int64_t rows = n - q0 < nr ? n - q0 : nr, first = pos0 + q0, seen = first + rows;
+        /* Q^T: the block's queries across, zeros for missing ones */
+        if (by_eights) {
+            for (int64_t j = 0; j < nr; j++) {
+                if (j < rows) memcpy(buf + j * hd, q + (q0 + j) * q_stride, (size_t)hd * sizeof *buf);
+                else memset(buf + j * hd, 0, (size_t)hd * sizeof *buf);
+            }
+            g->transpose(buf, nr, hd, qb);
+        } else {
+            for (int64_t d = 0; d < hd; d++) {
+                for (int64_t j = 0; j < nr; j++) qb[d * nr + j] = j < rows ? q[(q0 + j) * q_stride + d] : 0.0f;
+            }
+        }
+        /* S^T for the keys the block sees (the last panel's extra keys are
+         * zeros in K, and no column sees them) */
+        for (int64_t t0 = 0; t0 < seen; t0 += mr) g->micro(hd, scratch + l.ka + t0 * hd, qb, st + t0 * nr, nr, 0);
+        k->softmax_exp_cols(st, seen, nr, first, scale, sums);
+        for (int64_t d0 = 0; d0 < hd; d0 += mr) g->micro(seen, scratch + l.va + d0 * keys, st, ot + d0 * nr, nr, 0);
+        /* O = (O^T)^T, each query's row divided by its sum */
+        if (by_eights) g->transpose(ot, hd, nr, buf);
+        for (int64_t j = 0; j < rows; j++) {
+            const float inv = (float)(1.0 / (double)sums[j]);
+            float *o = out + (q0 + j) * out_stride;
+            if (by_eights) {
+                for (int64_t d = 0; d < hd; d++) o[d] = buf[j * hd + d] * inv;
+            } else {
+                for (int64_t d = 0; d < hd; d++) o[d] = ot[d * nr + j] * inv;
+            }
+        }
+    }
+}
