@@ -585,6 +585,34 @@ static void check_rope(const lm_kernels *k) {
     CHECKF(bad == 0, "%s rope: %d shapes differ from the pairwise formula", k->name, bad);
 }
 
+/* rmsnorm and add against the scalar table, bit for bit (its sums' order
+ * is part of the contract): lengths around the vector widths and a model's
+ * 768, in place and not, values of several magnitudes. */
+static void check_rmsnorm_add(const lm_kernels *k) {
+    int bad = 0;
+    for (int64_t n = 1; n <= 800; n = n < 70 ? n + 1 : n + 349) {
+        float x[800], w[800], a[800], b[800], c[800];
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = uniform(-3, 3) * (float)pow(10.0, (double)(i % 5) - 2);
+            w[i] = uniform(0.5, 1.5);
+            c[i] = uniform(-1, 1);
+        }
+        k->rmsnorm(a, x, w, n, 1e-5f);
+        lm_kernels_scalar.rmsnorm(b, x, w, n, 1e-5f);
+        bad += memcmp(a, b, (size_t)n * sizeof *a) != 0;
+        memcpy(a, x, (size_t)n * sizeof *a);
+        k->rmsnorm(a, a, w, n, 1e-5f); /* in place */
+        bad += memcmp(a, b, (size_t)n * sizeof *a) != 0;
+        memcpy(a, x, (size_t)n * sizeof *a);
+        memcpy(b, x, (size_t)n * sizeof *b);
+        k->add(a, c, n);
+        lm_kernels_scalar.add(b, c, n);
+        bad += memcmp(a, b, (size_t)n * sizeof *a) != 0;
+        for (int64_t i = 0; i < n; i++) bad += b[i] != x[i] + c[i];
+    }
+    CHECKF(bad == 0, "%s rmsnorm/add: %d results differ from the scalar table's", k->name, bad);
+}
+
 /* The column softmax against double precision: widths around the vector
  * widths (to 64), blocks of queries whose first sees no rows before it or
  * many, rows fewer than the columns see; rows past a column's last are
@@ -775,6 +803,7 @@ int main(void) {
         check_swiglu(k);
         check_rope(k);
         check_softmax_exp_cols(k);
+        check_rmsnorm_add(k);
         ran++;
     }
     CHECK(ran >= 1);

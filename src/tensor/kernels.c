@@ -40,6 +40,8 @@ static void build_avx512(void) {
     if (v->softmax_exp) avx512_table.softmax_exp = v->softmax_exp;
     if (v->rope) avx512_table.rope = v->rope;
     if (v->softmax_exp_cols) avx512_table.softmax_exp_cols = v->softmax_exp_cols;
+    if (v->rmsnorm) avx512_table.rmsnorm = v->rmsnorm;
+    if (v->add) avx512_table.add = v->add;
 }
 #endif
 

@@ -118,6 +118,27 @@ typedef void (*lm_rope_fn)(float *x, int64_t n_heads, int64_t head_dim, int64_t 
  * column's exponentials (accumulated in double). */
 typedef void (*lm_softmax_exp_cols_fn)(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums);
 
+/* out (n) = x * scale * weight, scale = 1 / sqrt(mean of x^2 + eps), the
+ * mean's sum in double as lm_sum_of_squares_finish orders it: every table
+ * gives the same bits. out may be x. */
+typedef void (*lm_rmsnorm_fn)(float *out, const float *x, const float *weight, int64_t n, float eps);
+
+/* rmsnorm's sum of squares, in double: value i's square (exact in double)
+ * joins partial sum i % 32, each in order of i, and the 32 are added
+ * pairwise (p[j] += p[j + s] for s = 16, 8, 4, 2, 1). The vector tables
+ * keep the partial sums of values 0 .. from - 1 in registers (from a
+ * multiple of 32) and finish here; 32 chains of adds, not 8, so that a
+ * 768-value norm is not one chain of 96 dependent adds. */
+static inline double lm_sum_of_squares_finish(double p[32], const float *x, int64_t from, int64_t n) {
+    for (int64_t i = from; i < n; i++) p[i % 32] += (double)x[i] * x[i];
+    for (int s = 16; s >= 1; s /= 2) {
+        for (int j = 0; j < s; j++) p[j] += p[j + s];
+    }
+    return p[0];
+}
+/* x (n) += a. */
+typedef void (*lm_add_fn)(float *x, const float *a, int64_t n);
+
 typedef struct lm_kernels {
     const char *name;               /* "scalar", "avx2", "avx512" */
     lm_dot_fn dot[LM_TYPE_COUNT_];   /* NULL: no kernel for that type */
@@ -137,6 +158,8 @@ typedef struct lm_kernels {
     lm_dot_x32_fn dot_x32[LM_TYPE_COUNT_]; /* NULL: a prompt's groups go one at a time */
     lm_rope_fn rope;
     lm_softmax_exp_cols_fn softmax_exp_cols;
+    lm_rmsnorm_fn rmsnorm;
+    lm_add_fn add;
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

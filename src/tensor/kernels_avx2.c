@@ -567,6 +567,39 @@ AVX2 static void rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_
     }
 }
 
+/* The scalar rmsnorm's bits (lm_rmsnorm_fn): the 32 partial sums in 8
+ * registers of 4 doubles (squares of floats are exact in double, so a
+ * fused multiply-add rounds as the scalar add does), then the scale as the
+ * scalar code rounds it, 8 values a vector. */
+AVX2 static double sum_of_squares(const float *x, int64_t n) {
+    __m256d acc[8];
+    for (int u = 0; u < 8; u++) acc[u] = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int u = 0; u < 8; u++) {
+            const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * u));
+            acc[u] = _mm256_fmadd_pd(v, v, acc[u]);
+        }
+    }
+    double p[32];
+    for (int u = 0; u < 8; u++) _mm256_storeu_pd(p + 4 * u, acc[u]);
+    return lm_sum_of_squares_finish(p, x, i, n);
+}
+
+AVX2 static void rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps) {
+    const float scale = (float)(1.0 / sqrt(sum_of_squares(x, n) / (double)n + eps));
+    const __m256 vs = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(weight + i)));
+    for (; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+AVX2 static void add(float *x, const float *a, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i)));
+    for (; i < n; i++) x[i] += a[i];
+}
+
 /* e^x for x <= 0 (softmax arguments), within 2 ulp: x = n ln2 + r with
  * |r| <= ln2 / 2, e^r by a degree-6 polynomial, 2^n through the exponent
  * bits. Below -87.3 the result is 0 (as expf's underflow to 0 matters
@@ -735,5 +768,7 @@ const lm_kernels lm_kernels_avx2 = {
     {0}, /* no x16 kernels, no x32 */
     rope,
     softmax_exp_cols,
+    rmsnorm,
+    add,
 };
 #endif

@@ -924,6 +924,36 @@ K512 static void softmax_exp_cols_512(float *s, int64_t rows, int64_t width, int
     }
 }
 
+/* AVX2's rmsnorm, 16 values a vector (the same bits): the 32 partial sums
+ * in 4 registers of 8 doubles. */
+K512 static void rmsnorm_512(float *out, const float *x, const float *weight, int64_t n, float eps) {
+    __m512d acc[4];
+    for (int u = 0; u < 4; u++) acc[u] = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int u = 0; u < 4; u++) {
+            const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * u));
+            acc[u] = _mm512_fmadd_pd(v, v, acc[u]);
+        }
+    }
+    double p[32];
+    for (int u = 0; u < 4; u++) _mm512_storeu_pd(p + 8 * u, acc[u]);
+    const double ss = lm_sum_of_squares_finish(p, x, i, n);
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(i, n);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs), _mm512_maskz_loadu_ps(k, weight + i)));
+    }
+}
+
+K512 static void add_512(float *x, const float *a, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(i, n);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, a + i)));
+    }
+}
+
 /* AVX2's swiglu, 16 lanes (the same values): silu(g) = g * sigmoid(g), with
  * e = e^-|g|, sigmoid = 1 / (1 + e) for g >= 0 and e / (1 + e) below. */
 K512 static void swiglu_512(float *gate, const float *up, int64_t n) {
@@ -1089,5 +1119,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     },
     rope_512,
     softmax_exp_cols_512,
+    rmsnorm_512,
+    add_512,
 };
 #endif

@@ -345,46 +345,10 @@ void lm_scale_f32(float *x, float s, int64_t n) {
     for (; i < n; i++) x[i] *= s;
 }
 
-void lm_add_f32(float *x, const float *a, int64_t n) {
-    /* Through a copy of 8, which the compiler vectorises (not knowing
-     * whether a overlaps x, it left the plain loop scalar). */
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float v[8];
-        for (int j = 0; j < 8; j++) v[j] = x[i + j] + a[i + j];
-        memcpy(x + i, v, sizeof v);
-    }
-    for (; i < n; i++) x[i] += a[i];
-}
-
-/* The sum of squares in double over 8 independent partial sums: one chain of
- * dependent double adds (4 cycles each) was 3.5% of a 110M model's prefill;
- * squares of floats are exact in double, so the order moves only the last
- * bits of a double, which the float scale below almost never sees. */
-static double sum_of_squares(const float *x, int64_t n) {
-    double p0 = 0, p1 = 0, p2 = 0, p3 = 0, p4 = 0, p5 = 0, p6 = 0, p7 = 0;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const float *v = x + i;
-        p0 += (double)v[0] * v[0], p1 += (double)v[1] * v[1], p2 += (double)v[2] * v[2], p3 += (double)v[3] * v[3];
-        p4 += (double)v[4] * v[4], p5 += (double)v[5] * v[5], p6 += (double)v[6] * v[6], p7 += (double)v[7] * v[7];
-    }
-    for (; i < n; i++) p0 += (double)x[i] * x[i];
-    return ((p0 + p4) + (p1 + p5)) + ((p2 + p6) + (p3 + p7));
-}
+void lm_add_f32(float *x, const float *a, int64_t n) { lm_kernels_best()->add(x, a, n); }
 
 void lm_rmsnorm_f32(float *out, const float *x, const float *weight, int64_t n, float eps) {
-    double ss = sum_of_squares(x, n);
-    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
-    /* 8 values read before any is written: out may be x, and the compiler,
-     * not knowing, left the plain loop scalar (2% of a 110M prefill). */
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float v[8];
-        for (int j = 0; j < 8; j++) v[j] = x[i + j] * scale * weight[i + j];
-        memcpy(out + i, v, sizeof v);
-    }
-    for (; i < n; i++) out[i] = x[i] * scale * weight[i];
+    lm_kernels_best()->rmsnorm(out, x, weight, n, eps);
 }
 
 void lm_softmax_f32(float *x, int64_t n) {
