@@ -58,7 +58,7 @@ struct lm_context {
 /* a x b x c elements of elt bytes, zeroed, on a cache line (calloc's large
  * blocks start 16 bytes past a page: every 64-byte vector of the batch
  * buffers and the cache then straddled two lines; aligned, a 110M prompt
- * ran 2% faster). calloc still gives the zeros (untouched pages of a large
+ * ran 2-4% faster in alternating runs). calloc still gives the zeros (untouched pages of a large
  * block stay unallocated until used); the block's own address sits in the
  * 8 bytes below the aligned one, for free_elems. Sets *failed (and gives
  * NULL) on overflow or no memory. */
