@@ -625,60 +625,86 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
 }
 
 /* The scalar table's column softmax (lm_softmax_exp_cols_fn), 8 columns a
- * vector: per row, the lanes of the columns that see it (j >= row - first)
- * join the maxima, then become exponentials (the rest 0), whose sums
- * gather in double, 4 lanes a register. Width <= 64: 8 vectors a row. */
-AVX2 static void softmax_exp_cols(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums) {
-    enum { V = 8 };
-    const int64_t nv = (width + 7) / 8;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256 m[V];
-    __m256d lo[V], hi[V];
-    for (int64_t c = 0; c < nv; c++) {
-        m[c] = _mm256_set1_ps(-INFINITY);
-        lo[c] = hi[c] = _mm256_setzero_pd();
+ * vector, as the AVX-512 one runs it: per column vector, the rows every
+ * column sees (up to first) 4 at a time into 4 maxima and 4 sums (one chain
+ * down the rows waits on each max's and add's latency), the float sums
+ * folded into double every 64 rows; then the band below, where the columns
+ * that see row r are the lanes from r - first - c0 up, a row at a time
+ * under a mask. A width's last partial vector goes through a buffer. */
+AVX2 static inline __m256 cols_load(const float *p, int64_t k, float *buf) {
+    if (k == 8) return _mm256_loadu_ps(p);
+    memset(buf, 0, 8 * sizeof *buf);
+    memcpy(buf, p, (size_t)k * sizeof *buf);
+    return _mm256_loadu_ps(buf);
+}
+
+AVX2 static inline void cols_store(float *p, int64_t k, __m256 v, float *buf) {
+    if (k == 8) {
+        _mm256_storeu_ps(p, v);
+        return;
     }
-    /* lanes of column vector c past the width are never loaded or stored */
+    _mm256_storeu_ps(buf, v);
+    memcpy(p, buf, (size_t)k * sizeof *buf);
+}
+
+AVX2 static inline void cols_fold(__m256 t, __m256d *lo, __m256d *hi) {
+    *lo = _mm256_add_pd(*lo, _mm256_cvtps_pd(_mm256_castps256_ps128(t)));
+    *hi = _mm256_add_pd(*hi, _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1)));
+}
+
+AVX2 static void softmax_exp_cols(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t full = first + 1 < rows ? first + 1 : rows; /* rows 0 .. full - 1: seen by every column */
     float buf[8];
-    for (int pass = 0; pass < 2; pass++) {
-        const __m256 vscale = _mm256_set1_ps(scale);
-        for (int64_t r = 0; r < rows; r++) {
-            float *row = s + r * width;
-            for (int64_t c = 0; c < nv; c++) {
-                const int64_t c0 = 8 * c, k = width - c0 < 8 ? width - c0 : 8;
-                /* column c0 + lane sees row r when lane >= r - first - c0 (kept in -1..8) */
-                int64_t from = r - first - c0;
-                from = from < -1 ? -1 : from > 8 ? 8 : from;
-                const __m256 seen = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)from - 1)));
-                __m256 x;
-                if (k == 8) {
-                    x = _mm256_loadu_ps(row + c0);
-                } else {
-                    memset(buf, 0, sizeof buf);
-                    memcpy(buf, row + c0, (size_t)k * sizeof *buf);
-                    x = _mm256_loadu_ps(buf);
-                }
-                if (pass == 0) {
-                    m[c] = _mm256_blendv_ps(m[c], _mm256_max_ps(m[c], x), seen);
-                    continue;
-                }
-                const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_mul_ps(_mm256_sub_ps(x, m[c]), vscale)), seen);
-                lo[c] = _mm256_add_pd(lo[c], _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-                hi[c] = _mm256_add_pd(hi[c], _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-                if (k == 8) {
-                    _mm256_storeu_ps(row + c0, e);
-                } else {
-                    _mm256_storeu_ps(buf, e);
-                    memcpy(row + c0, buf, (size_t)k * sizeof *buf);
-                }
+    for (int64_t c0 = 0; c0 < width; c0 += 8) {
+        const int64_t k = width - c0 < 8 ? width - c0 : 8;
+        float *col = s + c0;
+        __m256 m[4];
+        for (int u = 0; u < 4; u++) m[u] = _mm256_set1_ps(-INFINITY);
+        int64_t r = 0;
+        for (; r + 4 <= full; r += 4) {
+            for (int u = 0; u < 4; u++) m[u] = _mm256_max_ps(m[u], cols_load(col + (r + u) * width, k, buf));
+        }
+        for (; r < rows; r++) {
+            /* column c0 + lane sees row r when lane >= r - first - c0 (kept in -1..8) */
+            int64_t from = r - first - c0;
+            from = from < -1 ? -1 : from > 8 ? 8 : from;
+            const __m256 seen = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)from - 1)));
+            m[0] = _mm256_blendv_ps(m[0], _mm256_max_ps(m[0], cols_load(col + r * width, k, buf)), seen);
+        }
+        const __m256 max = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+        __m256 a[4];
+        for (int u = 0; u < 4; u++) a[u] = _mm256_setzero_ps();
+        r = 0;
+        for (int64_t run = 0; r + 4 <= full; r += 4) {
+            for (int u = 0; u < 4; u++) {
+                float *p = col + (r + u) * width;
+                const __m256 e = exp_nonpositive(_mm256_mul_ps(_mm256_sub_ps(cols_load(p, k, buf), max), vscale));
+                cols_store(p, k, e, buf);
+                a[u] = _mm256_add_ps(a[u], e);
+            }
+            if (++run == 16) { /* 64 rows */
+                cols_fold(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])), &lo, &hi);
+                for (int u = 0; u < 4; u++) a[u] = _mm256_setzero_ps();
+                run = 0;
             }
         }
-    }
-    for (int64_t c = 0; c < nv; c++) {
+        for (; r < rows; r++) {
+            int64_t from = r - first - c0;
+            from = from < -1 ? -1 : from > 8 ? 8 : from;
+            const __m256 seen = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)from - 1)));
+            float *p = col + r * width;
+            const __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_mul_ps(_mm256_sub_ps(cols_load(p, k, buf), max), vscale)), seen);
+            cols_store(p, k, e, buf);
+            a[r % 4] = _mm256_add_ps(a[r % 4], e);
+        }
+        cols_fold(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])), &lo, &hi);
         double d[8];
-        _mm256_storeu_pd(d, lo[c]);
-        _mm256_storeu_pd(d + 4, hi[c]);
-        for (int64_t j = 8 * c; j < width && j < 8 * c + 8; j++) sums[j] = (float)d[j - 8 * c];
+        _mm256_storeu_pd(d, lo);
+        _mm256_storeu_pd(d + 4, hi);
+        for (int64_t j = c0; j < c0 + k; j++) sums[j] = (float)d[j - c0];
     }
 }
 

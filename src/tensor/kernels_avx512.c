@@ -861,8 +861,8 @@ K512 static void rope_512(float *x, int64_t n_heads, int64_t head_dim, int64_t r
     }
 }
 
-/* AVX2's column softmax, 16 columns a vector (the same values; the sums in
- * another order). Per column vector, the rows every column sees (up to
+/* The column softmax (lm_softmax_exp_cols_fn), AVX2's steps with 16
+ * columns a vector. Per column vector, the rows every column sees (up to
  * first) go 4 at a time into 4 maxima and 4 sums: one chain down the rows
  * waited on each max and add's latency (the softmax took longer than the
  * row-wise one and its packing together). The float sums fold into double
