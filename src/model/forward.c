@@ -8,6 +8,7 @@
 
 #include "../base/checked.h"
 #include "../base/pool.h"
+#include "../base/scratch.h"
 #include "../tensor/attention.h"
 #include "../tensor/gemm.h"
 #include "../tensor/kernels.h"
@@ -372,7 +373,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
                   q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
     const float scale = (float)(1.0 / sqrt((double)hd));
     const size_t floats = lm_attn_scratch_floats(g, keys, hd);
-    float *scratch = floats && floats <= SIZE_MAX / sizeof(float) - 15 ? aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63) : NULL;
+    float *scratch = floats && floats <= SIZE_MAX / sizeof(float) ? lm_scratch(LM_SCRATCH_ATTN, floats * sizeof(float)) : NULL;
     if (!scratch) atomic_store(&j->failed, 1);
     int64_t packed = -1; /* the KV head scratch holds */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
@@ -388,7 +389,6 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
         }
         lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, ctx->batt + h * hd, q_dim);
     }
-    free(scratch);
 }
 
 /* The same for large batches, through the GEMM micro-kernel: per head and

@@ -7,6 +7,7 @@
 #include "kernels.h"
 #include "../base/cpu.h"
 #include "../base/pool.h"
+#include "../base/scratch.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,64 +64,7 @@ const lm_gemm_kernel *lm_gemm_kernel_any(void) {
     return g ? g : &lm_gemm_scalar;
 }
 
-/* ---- Workspaces ---- */
-
-/* aligned_alloc wants a multiple of the alignment. */
-static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
-
-/* Packed operands live in per-thread buffers that only grow: prefill and
- * training call this many times per layer, and fresh multi-megabyte
- * allocations would cost a page fault and a cleared page every 4 KiB. They
- * hang off a thread-specific key whose destructor frees them when the
- * thread ends: OpenMP ends pool threads when a smaller team follows a larger
- * one, and plain __thread buffers would then leak. */
-typedef struct workspace { float *p; size_t bytes; } workspace;
-typedef struct workspaces { workspace a, panel; } workspaces;
-
-static pthread_key_t ws_key;
-static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
-static int ws_key_ok;
-
-static void workspaces_free(void *p) {
-    workspaces *w = p;
-    free(w->a.p);
-    free(w->panel.p);
-    free(w);
-}
-
-static void ws_key_init(void) { ws_key_ok = pthread_key_create(&ws_key, workspaces_free) == 0; }
-
-/* This thread's workspaces, NULL if out of memory. */
-static workspaces *thread_workspaces(void) {
-    pthread_once(&ws_once, ws_key_init);
-    if (!ws_key_ok) return NULL;
-    workspaces *w = pthread_getspecific(ws_key);
-    if (!w && (w = calloc(1, sizeof *w)) && pthread_setspecific(ws_key, w) != 0) {
-        free(w);
-        w = NULL;
-    }
-    return w;
-}
-
-static workspace *thread_ws_a(void) {
-    workspaces *w = thread_workspaces();
-    return w ? &w->a : NULL;
-}
-
-static workspace *thread_ws_panel(void) {
-    workspaces *w = thread_workspaces();
-    return w ? &w->panel : NULL;
-}
-
-static float *workspace_get(workspace *ws, size_t bytes) {
-    if (!ws) return NULL;
-    bytes = round64(bytes);
-    if (ws->bytes >= bytes) return ws->p;
-    free(ws->p);
-    ws->p = aligned_alloc(64, bytes);
-    ws->bytes = ws->p ? bytes : 0;
-    return ws->p;
-}
+/* Packed operands live in per-thread buffers that only grow (base/scratch.h). */
 
 /* ---- The driver ---- */
 
@@ -211,7 +155,7 @@ static void panels_share(void *arg, int thread, int n_threads) {
     const int64_t M = j->M, K = j->K, groups = j->groups;
     /* Per thread: the packed panel, scratch for packing it, and a tile for
      * the edges of C (fewer than MR rows or NR columns left). */
-    float *bp = workspace_get(thread_ws_panel(), ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
+    float *bp = lm_scratch(LM_SCRATCH_GEMM_PANEL, ((size_t)KC * nr * 2 + (size_t)mr * nr) * sizeof(float));
     if (!bp) {
         atomic_store(&j->failed, 1);
         return;
@@ -259,7 +203,7 @@ static int gemm_job_run(gemm_job *j, int n_threads, int use_pool) {
     const lm_gemm_kernel *g = j->g;
     j->groups = (j->M + g->mr - 1) / g->mr;
     for (int i = 0; i < j->n_b; i++) j->first_panel[i + 1] = j->first_panel[i] + (j->b[i].N + g->nr - 1) / g->nr;
-    j->ap = workspace_get(thread_ws_a(), (size_t)(j->groups * g->mr * j->K) * sizeof(float));
+    j->ap = lm_scratch(LM_SCRATCH_GEMM_A, (size_t)(j->groups * g->mr * j->K) * sizeof(float));
     if (!j->ap) return 0;
     if (n_threads > j->first_panel[j->n_b]) n_threads = (int)j->first_panel[j->n_b];
     if (use_pool || n_threads <= 1) {
