@@ -23,8 +23,10 @@ typedef enum lm_act_kind {
     LM_ACT_Q8K = 2,     /* with block_q8_K activations */
     LM_ACT_Q4_0_X2 = 3, /* with block_q8_x2, values in the order Q4_0 pairs unpack to */
     LM_ACT_Q8S = 4,     /* with block_q8s (x16 kernels) */
-    LM_ACT_Q8K32 = 5    /* with block_q8_K whose bsums[j] (j < 8) sum values 32j..32j + 31, 8..15 zero
+    LM_ACT_Q8K32 = 5,   /* with block_q8_K whose bsums[j] (j < 8) sum values 32j..32j + 31, 8..15 zero
                            (Q4_K's x16 kernels: a sub-block's min meets one sum) */
+    LM_ACT_Q8K_U = 6    /* with block_q8_K whose values are stored + 128, unsigned (Q6_K's x16 kernels:
+                           unsigned activations against signed weights, packed.h) */
 } lm_act_kind;
 
 /* A q8a block with the sum of its values, which the x16 kernels need to

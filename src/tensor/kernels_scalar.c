@@ -19,7 +19,7 @@ lm_act_kind lm_act_kind_for(lm_type t) {
 lm_act_kind lm_x16_act(lm_type t) {
     switch (t) {
     case LM_TYPE_Q4_K: return LM_ACT_Q8K32;
-    case LM_TYPE_Q6_K: return LM_ACT_Q8K;
+    case LM_TYPE_Q6_K: return LM_ACT_Q8K_U;
     case LM_TYPE_F16: return LM_ACT_F32;
     default: return LM_ACT_Q8S;
     }
@@ -32,7 +32,7 @@ size_t lm_act_size(lm_act_kind kind, int64_t n) {
     case LM_ACT_Q4_0_X2: return (size_t)((n / 32 + 1) / 2) * sizeof(block_q8_x2);
     case LM_ACT_Q8A: return (size_t)(n / 32) * sizeof(block_q8a);
     case LM_ACT_Q8S: return (size_t)(n / 32) * sizeof(block_q8s);
-    case LM_ACT_Q8K: case LM_ACT_Q8K32: return (size_t)(n / QK_K) * sizeof(block_q8_K);
+    case LM_ACT_Q8K: case LM_ACT_Q8K32: case LM_ACT_Q8K_U: return (size_t)(n / QK_K) * sizeof(block_q8_K);
     default: return (size_t)n * sizeof(float);
     }
 }
@@ -160,8 +160,14 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
         quantize_q8s(x, out, n / 32);
     } else if (kind == LM_ACT_Q4_0_X2) {
         quantize_q4_0_x2(x, out, n / 32);
-    } else if (kind == LM_ACT_Q8K || kind == LM_ACT_Q8K32) {
+    } else if (kind == LM_ACT_Q8K || kind == LM_ACT_Q8K32 || kind == LM_ACT_Q8K_U) {
         quantize_q8_K(x, out, n);
+        if (kind == LM_ACT_Q8K_U) {
+            block_q8_K *y = out;
+            for (int64_t b = 0; b < n / QK_K; b++) { /* value + 128: the top bit flipped */
+                for (int j = 0; j < QK_K; j++) y[b].qs[j] = (int8_t)((uint8_t)y[b].qs[j] ^ 0x80u);
+            }
+        }
         if (kind == LM_ACT_Q8K32) {
             block_q8_K *y = out;
             for (int64_t b = 0; b < n / QK_K; b++) { /* |sum of 32| <= 32 x 128: int16 */

@@ -97,6 +97,7 @@ static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
     } else {
         memset(q, 32, sizeof q);
     }
+    int32_t corr = 0; /* |corr| <= 128 x 16 x 128 x 16 x 32 < 2^31 */
     for (int sb = 0; sb < 16; sb++) {
         for (int v = 0; v < 3; v++) {
             for (int j = 0; j < 4; j++) {
@@ -104,7 +105,11 @@ static void pack_lane_q6_K(block_q6_Kx16 *p, const block_q6_K *b, int i) {
                 p->qs[sb][v][4 * i + j] = (uint8_t)(q[16 * sb + 4 * v + j] | top);
             }
         }
+        int32_t centred = 0;
+        for (int w = 0; w < 16; w++) centred += q[16 * sb + w] - 32;
+        corr += (b ? b->scales[sb] : 0) * centred;
     }
+    p->corr[i] = 128 * corr;
 }
 
 /* GGUF block b from lane i: the 256 6-bit values gathered, then packed as
