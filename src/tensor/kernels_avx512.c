@@ -545,9 +545,9 @@ K512 static inline __attribute__((always_inline)) void q4_Kx16_tokens(const bloc
  * sums, times their scales (vpmulld; the sums can pass 16 bits); the + 128
  * adds the rows' corr (packed.h), where the sums start. (One chain of 4
  * vpdpbusd a sub-block when several tokens share the pass: 46 -> 51% of
- * one core's int8 peak; the offset taken from the activations' sums in a
- * pass of vpdpwssd per token instead of corr: 55-56 -> 58-60%, all tokens
- * through 48 groups of 768 columns.) This layout costs
+ * one core's int8 peak; corr in place of a pass of vpdpwssd per token
+ * over the activations' sums: 55-56 -> 58-60%, all tokens through 48
+ * groups of 768 columns.) This layout costs
  * 2.25 operations per vector of values against 3.25 for GGUF's
  * nibbles and 2-bit planes; with the loop over sub-block pairs kept a loop
  * (unrolled, gcc spilled the vectors into a 10 KB stack frame), one token
