@@ -158,6 +158,10 @@ int cmd_bench(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (n_prompt == 0 && n_gen == 0) {
+        cli_error("bench: -p and -n are both 0: nothing to measure");
+        return 2;
+    }
     lm_error err = {0};
     lm_model *m;
     if (lm_model_load(path, &m, &err)) {

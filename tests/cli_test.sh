@@ -168,6 +168,7 @@ if grep -q '"test":"pp8","tokens_per_s":[0-9]' "$tmp/bench" && grep -q '"test":"
 # multiply-adds against 8 x 458,752 (the layer's matrices) + 131,072 (the output's, last token)
 if grep -q '"test":"pp8".*"attention_share":0.0048,' "$tmp/bench"; then ok; else bad "bench attention share: $(cat "$tmp/bench")"; fi
 expect_fail 2 "bench with 65 sequences" -- $llmos bench "$tmp/initk.gguf" -s 65
+expect_fail 2 "bench with nothing to measure" -- $llmos bench "$tmp/initk.gguf" -p 0 -n 0
 for c in init bench; do
   if $llmos $c --help | grep -q '^usage: llmos'; then ok; else bad "llmos $c --help"; fi
 done
