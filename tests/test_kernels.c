@@ -586,10 +586,12 @@ static void check_rope(const lm_kernels *k) {
 }
 
 /* rmsnorm and add against the scalar table, bit for bit (its sums' order
- * is part of the contract): lengths around the vector widths and a model's
- * 768, in place and not, values of several magnitudes. */
+ * is part of the contract), and rmsnorm against the formula in double
+ * (which the scalar table must meet too): lengths around the vector widths
+ * and a model's 768, in place and not, values of several magnitudes. */
 static void check_rmsnorm_add(const lm_kernels *k) {
     int bad = 0;
+    double worst = 0;
     for (int64_t n = 1; n <= 800; n = n < 70 ? n + 1 : n + 349) {
         float x[800], w[800], a[800], b[800], c[800];
         for (int64_t i = 0; i < n; i++) {
@@ -600,6 +602,13 @@ static void check_rmsnorm_add(const lm_kernels *k) {
         k->rmsnorm(a, x, w, n, 1e-5f);
         lm_kernels_scalar.rmsnorm(b, x, w, n, 1e-5f);
         bad += memcmp(a, b, (size_t)n * sizeof *a) != 0;
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        const double scale = 1.0 / sqrt(ss / (double)n + 1e-5f);
+        for (int64_t i = 0; i < n; i++) {
+            const double want = x[i] * scale * w[i], e = fabs(a[i] - want) / (fabs(want) > 1e-30 ? fabs(want) : 1e-30);
+            if (!(e <= worst)) worst = e != e ? INFINITY : e;
+        }
         memcpy(a, x, (size_t)n * sizeof *a);
         k->rmsnorm(a, a, w, n, 1e-5f); /* in place */
         bad += memcmp(a, b, (size_t)n * sizeof *a) != 0;
@@ -611,6 +620,7 @@ static void check_rmsnorm_add(const lm_kernels *k) {
         for (int64_t i = 0; i < n; i++) bad += b[i] != x[i] + c[i];
     }
     CHECKF(bad == 0, "%s rmsnorm/add: %d results differ from the scalar table's", k->name, bad);
+    CHECKF(worst < 1e-6, "%s rmsnorm differs from the formula in double by %.1e", k->name, worst);
 }
 
 /* The column softmax against double precision: widths around the vector

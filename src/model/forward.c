@@ -373,7 +373,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
                   q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
     const float scale = (float)(1.0 / sqrt((double)hd));
     const size_t floats = lm_attn_scratch_floats(g, keys, hd);
-    float *scratch = floats && floats <= SIZE_MAX / sizeof(float) ? lm_scratch(LM_SCRATCH_ATTN, floats * sizeof(float)) : NULL;
+    /* (a nonzero count of floats has a size that fits: lm_attn_scratch_floats checks) */
+    float *scratch = floats ? lm_scratch(LM_SCRATCH_ATTN, floats * sizeof(float)) : NULL;
     if (!scratch) atomic_store(&j->failed, 1);
     int64_t packed = -1; /* the KV head scratch holds */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
