@@ -164,10 +164,13 @@ static void check_x16(const lm_kernels *k) {
                 }
                 const lm_act_kind kind = lm_x16_act((lm_type)t);
                 const size_t asz = lm_act_size(kind, cols), rsz = lm_act_size(lm_act_kind_for((lm_type)t), cols);
-                enum { MAX_TOK = 9 };
-                uint8_t *act = malloc(MAX_TOK * asz), *ref_act = malloc(MAX_TOK * rsz);
+                /* MAX_TOK for the single-group kernels; the two-group prompt kernels
+                 * also 40 .. X32_TOK (Q4_K's unpacks the weights once a call from 40
+                 * tokens on, then takes 6 a pass). */
+                enum { MAX_TOK = 9, X32_FROM = 40, X32_TOK = 51 };
+                uint8_t *act = malloc(X32_TOK * asz), *ref_act = malloc(X32_TOK * rsz);
                 float *x = malloc((size_t)cols * 4);
-                for (int j = 0; j < MAX_TOK; j++) {
+                for (int j = 0; j < X32_TOK; j++) {
                     for (int64_t i = 0; i < cols; i++) x[i] = uniform(-2, 2);
                     lm_act_quantize(kind, x, act + j * asz, cols);
                     lm_act_quantize(lm_act_kind_for((lm_type)t), x, ref_act + j * rsz, cols);
@@ -182,11 +185,11 @@ static void check_x16(const lm_kernels *k) {
                     bad_pair += memcmp(ya, wa, sizeof ya) != 0 || memcmp(yb, wb, sizeof yb) != 0;
                     pairs++;
                 }
-                /* Two adjacent groups for 1..9 tokens, where the path has it: bit for bit the single calls. */
+                /* Two adjacent groups for 1..9 and 40..51 tokens, where the path has it: bit for bit the single calls. */
                 if (k->dot_x32[t] && rows >= 32) {
                     const size_t gb = lm_x16_group_bytes((lm_type)t, cols);
-                    for (int n_tok = 1; n_tok <= MAX_TOK; n_tok++) {
-                        float two[MAX_TOK][32], single[MAX_TOK][32];
+                    for (int n_tok = 1; n_tok <= X32_TOK; n_tok += n_tok == MAX_TOK ? X32_FROM - MAX_TOK : 1) {
+                        float two[X32_TOK][32], single[X32_TOK][32];
                         k->dot_x32[t](packed, gb, act, asz, cols, n_tok, two[0], 32);
                         k->dot_x16[t](packed, act, asz, cols, n_tok, single[0], 32);
                         k->dot_x16[t](packed + gb, act, asz, cols, n_tok, single[0] + 16, 32);

@@ -9,6 +9,7 @@
  * F16 and row-wise Q8_0 kernels were tried and measured no faster
  * (docs/performance.md). */
 #if defined(__x86_64__)
+#include "../base/scratch.h"
 #include "fp16.h"
 #include "kernels.h"
 #include "packed.h"
@@ -1078,6 +1079,160 @@ X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16, 32, 1)
 X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K, 1)
 X16_DISPATCH(dot_q6_K_x16, q6_Kx16_tokens, block_q6_Kx16, QK_K, 1)
 
+/* Q4_K prompts, two adjacent groups x many tokens (lm_dot_x32_fn). The x16
+ * kernel above broadcasts an activation word for every vpdpbusd and
+ * unpacks the nibbles again for every pass of 8 tokens; timing-only
+ * variants said the broadcasts were its limit (one per 8 vpdpbusd: 70 ->
+ * 76% of one core's int8 peak, all tokens through 48 groups of 768
+ * columns), and fewer tokens a pass made the unpacking dearer (two groups,
+ * 2 tokens a pass: 52%). So the pair's nibbles are unpacked once per call
+ * into bytes (q4k_sub_bytes, per-thread scratch), and each broadcast meets
+ * both groups' rows: per sub-block and token, one chain of 8 vpdpbusd a
+ * group (the sum of 32 products of 4 x 8 bits passes 16 bits, so it is
+ * scaled by vpmulld instead of the x16 kernel's halves through vpdpwssd).
+ * 6 tokens a pass keep 24 accumulators and the scales in registers. One
+ * thread, groups of a matrix in turn with the tokens a call the model
+ * passes (ops.c's chunks): 768 columns x 296 tokens 69-70 -> 74-75% of the
+ * int8 peak, 2,048 x 112 61-63 -> 70%, 5,632 x 40 67 -> 69%; 110M Q4_K_M
+ * pp512 median ratio 1.08, 1.1B 1.07 (3 alternating pairs each). The
+ * integer sums and every float step are the x16 kernel's: the results
+ * equal two calls of it bit for bit. */
+enum { Q4K_PASS_TOKENS = 6, Q4K_EXPAND_MIN_TOKENS = 40, Q4K_SLICE_BLOCKS = 2 };
+typedef struct {
+    uint8_t q[8][2][64]; /* [word k][group]: the 16 rows' bytes 4k .. 4k + 3 of the sub-block, 0..15 */
+    int32_t sc[2][16];   /* [group]: the rows' scales */
+} q4k_sub_bytes;         /* one sub-block (32 columns) of a pair of groups */
+
+/* e[b * 8 + j]: sub-block j of block b of the groups at group and group + group_bytes. */
+K512 static void q4_K_expand_pair(const uint8_t *group, size_t group_bytes, int64_t nb, q4k_sub_bytes *e) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        q4k_sub_bytes *eb = e + b * 8;
+        for (int G = 0; G < 2; G++) {
+            const block_q4_Kx16 *p = (const block_q4_Kx16 *)(group + (size_t)G * group_bytes) + b;
+            for (int g = 0; g < 4; g++) { /* low nibbles: sub-block 2g; high: 2g + 1 */
+                for (int k = 0; k < 8; k++) {
+                    const __m512i raw = _mm512_loadu_si512(p->qs[g][k]);
+                    _mm512_storeu_si512(eb[2 * g].q[k][G], _mm512_and_si512(raw, low4));
+                    _mm512_storeu_si512(eb[2 * g + 1].q[k][G], _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4));
+                }
+            }
+            for (int j = 0; j < 8; j++) {
+                _mm512_storeu_si512(eb[j].sc[G], _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->sc[j])));
+            }
+        }
+    }
+}
+
+K512 static inline __attribute__((always_inline)) void q4_Kx32_tokens(const q4k_sub_bytes *e, const uint8_t *group,
+                                                                    size_t group_bytes, const void *act, size_t stride,
+                                                                    int64_t nb, const int T, float *y, int64_t ldy) {
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i isum[2][Q4K_PASS_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) isum[0][t] = isum[1][t] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+        for (int j = 0; j < 8; j++) {
+            const q4k_sub_bytes *s = &e[b * 8 + j];
+            __m512i c[2][Q4K_PASS_TOKENS];
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) c[0][t] = c[1][t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i w0 = _mm512_loadu_si512(s->q[k][0]), w1 = _mm512_loadu_si512(s->q[k][1]);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                    const __m512i xb = _mm512_set1_epi32(((const i32_bytes *)(x->qs + 32 * j))[k]);
+                    c[0][t] = _mm512_dpbusd_epi32(c[0][t], w0, xb);
+                    c[1][t] = _mm512_dpbusd_epi32(c[1][t], w1, xb);
+                }
+            }
+            const __m512i sc0 = _mm512_loadu_si512(s->sc[0]), sc1 = _mm512_loadu_si512(s->sc[1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                isum[0][t] = _mm512_add_epi32(isum[0][t], _mm512_mullo_epi32(c[0][t], sc0));
+                isum[1][t] = _mm512_add_epi32(isum[1][t], _mm512_mullo_epi32(c[1][t], sc1));
+            }
+        }
+        /* The mins and the float steps, as in q4_Kx16_tokens. */
+#pragma GCC unroll 2
+        for (int G = 0; G < 2; G++) {
+            const block_q4_Kx16 *p = (const block_q4_Kx16 *)(group + (size_t)G * group_bytes) + b;
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
+            const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->dmin));
+            __m512i mins[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) mins[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->mn[q]));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                const i32_bytes *sums = (const i32_bytes *)x->bsums;
+                __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) m = _mm512_dpwssd_epi32(m, mins[q], _mm512_set1_epi32(sums[q]));
+                const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[G][t]), dw, _mm512_mul_ps(_mm512_cvtepi32_ps(m), dm));
+                float *yt = y + t * ldy + 16 * G;
+                _mm512_storeu_ps(yt, _mm512_fmadd_ps(f, _mm512_set1_ps(x->d), _mm512_loadu_ps(yt)));
+            }
+        }
+    }
+}
+
+/* Fewer than Q4K_EXPAND_MIN_TOKENS tokens (the unpacking did not pay:
+ * 16-32 tokens measured 1-5% slower than the x16 kernel)
+ * or no memory for the bytes: the x16 kernel on each group. Else a slice
+ * of Q4K_SLICE_BLOCKS blocks at a time is unpacked (18 KB: it stays in L1)
+ * and all the tokens pass through it, y adding each block's part in the
+ * x16 kernel's order. (Unpacked whole, a 5,632-column pair was 200 KB
+ * read from L2 by every pass: 40 tokens, 66 -> 60%.) */
+K512 static void dot_q4_K_x32(const void *group, size_t group_bytes, const void *act, size_t stride, int64_t n,
+                              int n_tok, float *y, int64_t ldy) {
+    const int64_t nb = n / QK_K;
+    q4k_sub_bytes *e = NULL;
+    if (n_tok >= Q4K_EXPAND_MIN_TOKENS && nb > 0) e = lm_scratch(LM_SCRATCH_WEIGHTS, Q4K_SLICE_BLOCKS * 8 * sizeof *e);
+    if (!e) {
+        dot_q4_K_x16(group, act, stride, n, n_tok, y, ldy);
+        dot_q4_K_x16((const uint8_t *)group + group_bytes, act, stride, n, n_tok, y + 16, ldy);
+        return;
+    }
+    for (int t = 0; t < n_tok; t++) memset(y + t * ldy, 0, 32 * sizeof *y);
+    const int passes = (n_tok + Q4K_PASS_TOKENS - 1) / Q4K_PASS_TOKENS;
+    for (int64_t b0 = 0; b0 < nb; b0 += Q4K_SLICE_BLOCKS) {
+        const int64_t ns = nb - b0 < Q4K_SLICE_BLOCKS ? nb - b0 : Q4K_SLICE_BLOCKS;
+        const uint8_t *w = (const uint8_t *)group + (size_t)b0 * sizeof(block_q4_Kx16);
+        const uint8_t *a = (const uint8_t *)act + (size_t)b0 * sizeof(block_q8_K);
+        q4_K_expand_pair(w, group_bytes, ns, e);
+        /* The next slice, or the pair this thread takes next (x16_groups'
+         * order), is prefetched a part before each pass: a 1.1B model's
+         * weights come from DRAM, and all at once they were more than the
+         * misses a core keeps in flight (2 x 5,632 columns, 40 tokens:
+         * 64% of the peak against the x16 kernel's 67%). */
+        const int64_t after = nb - b0 - ns, next_blocks = after > 0 ? after : nb;
+        const uint8_t *next = after > 0 ? w + (size_t)ns * sizeof(block_q4_Kx16) : (const uint8_t *)group + 2 * group_bytes;
+        const size_t next_bytes =
+            (size_t)(next_blocks < Q4K_SLICE_BLOCKS ? next_blocks : Q4K_SLICE_BLOCKS) * sizeof(block_q4_Kx16);
+        const size_t part = (next_bytes / (size_t)passes + 63) / 64 * 64;
+        for (int pass = 0, t = 0; pass < passes; pass++, t += Q4K_PASS_TOKENS) {
+            if (pass * part < next_bytes) {
+                const size_t len = next_bytes - pass * part < part ? next_bytes - pass * part : part;
+                prefetch_bytes(next + pass * part, len);
+                prefetch_bytes(next + group_bytes + pass * part, len);
+            }
+            const uint8_t *at = a + (size_t)t * stride;
+            float *yt = y + t * ldy;
+            switch (n_tok - t < Q4K_PASS_TOKENS ? n_tok - t : Q4K_PASS_TOKENS) {
+            case 1: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 1, yt, ldy); break;
+            case 2: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 2, yt, ldy); break;
+            case 3: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 3, yt, ldy); break;
+            case 4: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 4, yt, ldy); break;
+            case 5: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 5, yt, ldy); break;
+            default: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, Q4K_PASS_TOKENS, yt, ldy); break;
+            }
+        }
+    }
+}
+
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
     {
@@ -1113,6 +1268,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     {
         [LM_TYPE_Q4_0] = dot_q4_0_x32,
         [LM_TYPE_Q8_0] = dot_q8_0_x32,
+        [LM_TYPE_Q4_K] = dot_q4_K_x32,
     },
     rope_512,
     softmax_exp_cols_512,
