@@ -165,8 +165,8 @@ static void check_x16(const lm_kernels *k) {
                 const lm_act_kind kind = lm_x16_act((lm_type)t);
                 const size_t asz = lm_act_size(kind, cols), rsz = lm_act_size(lm_act_kind_for((lm_type)t), cols);
                 /* MAX_TOK for the single-group kernels; the two-group prompt kernels
-                 * also 40 .. X32_TOK (Q4_K's unpacks the weights once a call from 40
-                 * tokens on, then takes 6 a pass). */
+                 * also 40 .. X32_TOK (the K-quants' unpack the weights once a call
+                 * from 40 tokens on, then take 6 a pass). */
                 enum { MAX_TOK = 9, X32_FROM = 40, X32_TOK = 51 };
                 uint8_t *act = malloc(X32_TOK * asz), *ref_act = malloc(X32_TOK * rsz);
                 float *x = malloc((size_t)cols * 4);

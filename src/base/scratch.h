@@ -20,7 +20,7 @@ typedef enum lm_scratch_slot {
     LM_SCRATCH_GEMM_PANEL, /* gemm.c: a B panel, its scratch and an edge tile */
     LM_SCRATCH_ACT,        /* ops.c: a product's quantised activations */
     LM_SCRATCH_ATTN,       /* forward.c: a KV head packed for the prefill's attention */
-    LM_SCRATCH_WEIGHTS,    /* kernels_avx512.c: two groups of Q4_K weights expanded to bytes */
+    LM_SCRATCH_WEIGHTS,    /* kernels_avx512.c: two groups of K-quant weights unpacked to bytes */
     LM_SCRATCH_SLOTS
 } lm_scratch_slot;
 

@@ -1079,33 +1079,109 @@ X16_DISPATCH(dot_q8_0_x16, q8_0x16_tokens, block_q8_0x16, 32, 1)
 X16_DISPATCH(dot_q4_K_x16, q4_Kx16_tokens, block_q4_Kx16, QK_K, 1)
 X16_DISPATCH(dot_q6_K_x16, q6_Kx16_tokens, block_q6_Kx16, QK_K, 1)
 
-/* Q4_K prompts, two adjacent groups x many tokens (lm_dot_x32_fn). The x16
- * kernel above broadcasts an activation word for every vpdpbusd and
- * unpacks the nibbles again for every pass of 8 tokens; timing-only
- * variants said the broadcasts were its limit (one per 8 vpdpbusd: 70 ->
- * 76% of one core's int8 peak, all tokens through 48 groups of 768
- * columns), and fewer tokens a pass made the unpacking dearer (two groups,
- * 2 tokens a pass: 52%). So the pair's nibbles are unpacked once per call
- * into bytes (q4k_sub_bytes, per-thread scratch), and each broadcast meets
- * both groups' rows: per sub-block and token, one chain of 8 vpdpbusd a
- * group (the sum of 32 products of 4 x 8 bits passes 16 bits, so it is
- * scaled by vpmulld instead of the x16 kernel's halves through vpdpwssd).
- * 6 tokens a pass keep 24 accumulators and the scales in registers. One
+/* K-quant prompts, two adjacent groups x many tokens (lm_dot_x32_fn). The
+ * x16 kernels above broadcast an activation word for every vpdpbusd and
+ * unpack the weights again for every pass of 8 tokens; timing-only
+ * variants of Q4_K's said the broadcasts were its limit (one per 8
+ * vpdpbusd: 70 -> 76% of one core's int8 peak, all tokens through 48
+ * groups of 768 columns), and fewer tokens a pass made the unpacking
+ * dearer (two groups, 2 tokens a pass: 52%). So from X32_BYTES_MIN_TOKENS
+ * tokens a call, a pair's weights are unpacked to bytes once per call,
+ * X32_BYTES_SLICE blocks at a time (per-thread scratch that stays in L1),
+ * and all the tokens pass through a slice 6 at a time, each broadcast
+ * meeting both groups' rows: per sub-block and token, one chain of
+ * vpdpbusd a group, its sum scaled by vpmulld (the sums pass 16 bits, so
+ * not the x16 kernels' vpdpwssd). 6 tokens keep 24 accumulators and the
+ * scales in registers. The integer sums and every float step are the x16
+ * kernels': the results equal two calls of them bit for bit. Q4_K, one
  * thread, groups of a matrix in turn with the tokens a call the model
  * passes (ops.c's chunks): 768 columns x 296 tokens 69-70 -> 74-75% of the
  * int8 peak, 2,048 x 112 61-63 -> 70%, 5,632 x 40 67 -> 69%; 110M Q4_K_M
- * pp512 median ratio 1.08, 1.1B 1.07 (3 alternating pairs each). The
- * integer sums and every float step are the x16 kernel's: the results
- * equal two calls of it bit for bit. */
-enum { Q4K_PASS_TOKENS = 6, Q4K_EXPAND_MIN_TOKENS = 40, Q4K_SLICE_BLOCKS = 2 };
+ * pp512 median ratio 1.08, 1.1B 1.07 (3 alternating pairs each). At 16-32
+ * tokens a call the unpacking did not pay (1-5% slower than the x16
+ * kernel). */
+enum { X32_PASS_TOKENS = 6, X32_BYTES_MIN_TOKENS = 40, X32_BYTES_SLICE = 2 };
+
+/* How one type's pair goes through x32_bytes: expand unpacks nb blocks of
+ * both groups (group, group + group_bytes) into e; pass runs T (1..6)
+ * tokens through them, adding each block's part to y (rows of 32). */
+typedef struct {
+    size_t block_bytes;     /* an x16 block */
+    size_t unpacked_bytes;  /* a block of the pair, unpacked */
+    void (*expand)(const uint8_t *group, size_t group_bytes, int64_t nb, void *e);
+    void (*pass)(const void *e, const uint8_t *group, size_t group_bytes, const void *act, size_t stride, int64_t nb,
+                 int T, float *y, int64_t ldy);
+} x32_bytes_kind;
+
+/* Returns 0 (nothing written) if the call is too short or out of memory:
+ * the caller then takes the x16 kernel on each group. */
+K512 static int x32_bytes(const x32_bytes_kind *kind, const void *group, size_t group_bytes, const void *act,
+                          size_t stride, int64_t nb, int n_tok, float *y, int64_t ldy) {
+    void *e = n_tok >= X32_BYTES_MIN_TOKENS && nb > 0 ? lm_scratch(LM_SCRATCH_WEIGHTS, X32_BYTES_SLICE * kind->unpacked_bytes)
+                                                      : NULL;
+    if (!e) return 0;
+    for (int t = 0; t < n_tok; t++) memset(y + t * ldy, 0, 32 * sizeof *y);
+    const int passes = (n_tok + X32_PASS_TOKENS - 1) / X32_PASS_TOKENS;
+    for (int64_t b0 = 0; b0 < nb; b0 += X32_BYTES_SLICE) {
+        const int64_t ns = nb - b0 < X32_BYTES_SLICE ? nb - b0 : X32_BYTES_SLICE;
+        const uint8_t *w = (const uint8_t *)group + (size_t)b0 * kind->block_bytes;
+        const uint8_t *a = (const uint8_t *)act + (size_t)b0 * sizeof(block_q8_K);
+        kind->expand(w, group_bytes, ns, e);
+        /* The next slice, or the pair this thread takes next (x16_groups'
+         * order), is prefetched a part before each pass: a 1.1B model's
+         * weights come from DRAM, and all at once they were more than the
+         * misses a core keeps in flight (Q4_K, 2 x 5,632 columns, 40
+         * tokens: 64% of the peak against the x16 kernel's 67%). */
+        const int64_t after = nb - b0 - ns, next_blocks = after > 0 ? after : nb;
+        const uint8_t *next = after > 0 ? w + (size_t)ns * kind->block_bytes : (const uint8_t *)group + 2 * group_bytes;
+        const size_t next_bytes = (size_t)(next_blocks < X32_BYTES_SLICE ? next_blocks : X32_BYTES_SLICE) * kind->block_bytes;
+        const size_t part = (next_bytes / (size_t)passes + 63) / 64 * 64;
+        for (int pass = 0, t = 0; pass < passes; pass++, t += X32_PASS_TOKENS) {
+            if (pass * part < next_bytes) {
+                const size_t len = next_bytes - pass * part < part ? next_bytes - pass * part : part;
+                prefetch_bytes(next + pass * part, len);
+                prefetch_bytes(next + group_bytes + pass * part, len);
+            }
+            kind->pass(e, w, group_bytes, a + (size_t)t * stride, stride, ns,
+                       n_tok - t < X32_PASS_TOKENS ? n_tok - t : X32_PASS_TOKENS, y + t * ldy, ldy);
+        }
+    }
+    return 1;
+}
+
+/* A pass function from a kernel taking T as a constant (registers). */
+#define X32_PASS(name, tokens_fn)                                                                                    \
+    K512 static void name(const void *e, const uint8_t *group, size_t group_bytes, const void *act, size_t stride,  \
+                          int64_t nb, int T, float *y, int64_t ldy) {                                                \
+        switch (T) {                                                                                                 \
+        case 1: tokens_fn(e, group, group_bytes, act, stride, nb, 1, y, ldy); break;                                \
+        case 2: tokens_fn(e, group, group_bytes, act, stride, nb, 2, y, ldy); break;                                \
+        case 3: tokens_fn(e, group, group_bytes, act, stride, nb, 3, y, ldy); break;                                \
+        case 4: tokens_fn(e, group, group_bytes, act, stride, nb, 4, y, ldy); break;                                \
+        case 5: tokens_fn(e, group, group_bytes, act, stride, nb, 5, y, ldy); break;                                \
+        default: tokens_fn(e, group, group_bytes, act, stride, nb, X32_PASS_TOKENS, y, ldy); break;                \
+        }                                                                                                            \
+    }
+
+/* The entry point: x32_bytes, or the x16 kernel on each group. */
+#define X32_BYTES_DISPATCH(name, kind, x16)                                                                          \
+    K512 static void name(const void *group, size_t group_bytes, const void *act, size_t stride, int64_t n,         \
+                          int n_tok, float *y, int64_t ldy) {                                                        \
+        if (x32_bytes(&(kind), group, group_bytes, act, stride, n / QK_K, n_tok, y, ldy)) return;                   \
+        x16(group, act, stride, n, n_tok, y, ldy);                                                                   \
+        x16((const uint8_t *)group + group_bytes, act, stride, n, n_tok, y + 16, ldy);                               \
+    }
+
+/* Q4_K: a sub-block (32 columns) of a pair, unpacked. */
 typedef struct {
     uint8_t q[8][2][64]; /* [word k][group]: the 16 rows' bytes 4k .. 4k + 3 of the sub-block, 0..15 */
     int32_t sc[2][16];   /* [group]: the rows' scales */
-} q4k_sub_bytes;         /* one sub-block (32 columns) of a pair of groups */
+} q4k_sub_bytes;
 
-/* e[b * 8 + j]: sub-block j of block b of the groups at group and group + group_bytes. */
-K512 static void q4_K_expand_pair(const uint8_t *group, size_t group_bytes, int64_t nb, q4k_sub_bytes *e) {
+/* e[b * 8 + j]: sub-block j of block b. */
+K512 static void q4_K_expand_pair(const uint8_t *group, size_t group_bytes, int64_t nb, void *out) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
+    q4k_sub_bytes *e = out;
     for (int64_t b = 0; b < nb; b++) {
         q4k_sub_bytes *eb = e + b * 8;
         for (int G = 0; G < 2; G++) {
@@ -1128,13 +1204,13 @@ K512 static inline __attribute__((always_inline)) void q4_Kx32_tokens(const q4k_
                                                                     size_t group_bytes, const void *act, size_t stride,
                                                                     int64_t nb, const int T, float *y, int64_t ldy) {
     for (int64_t b = 0; b < nb; b++) {
-        __m512i isum[2][Q4K_PASS_TOKENS];
+        __m512i isum[2][X32_PASS_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) isum[0][t] = isum[1][t] = _mm512_setzero_si512();
 #pragma GCC unroll 1
         for (int j = 0; j < 8; j++) {
             const q4k_sub_bytes *s = &e[b * 8 + j];
-            __m512i c[2][Q4K_PASS_TOKENS];
+            __m512i c[2][X32_PASS_TOKENS];
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++) c[0][t] = c[1][t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -1178,60 +1254,92 @@ K512 static inline __attribute__((always_inline)) void q4_Kx32_tokens(const q4k_
         }
     }
 }
+X32_PASS(q4_K_x32_pass, q4_Kx32_tokens)
+static const x32_bytes_kind q4_K_bytes = {sizeof(block_q4_Kx16), 8 * sizeof(q4k_sub_bytes), q4_K_expand_pair, q4_K_x32_pass};
+X32_BYTES_DISPATCH(dot_q4_K_x32, q4_K_bytes, dot_q4_K_x16)
 
-/* Fewer than Q4K_EXPAND_MIN_TOKENS tokens (the unpacking did not pay:
- * 16-32 tokens measured 1-5% slower than the x16 kernel)
- * or no memory for the bytes: the x16 kernel on each group. Else a slice
- * of Q4K_SLICE_BLOCKS blocks at a time is unpacked (18 KB: it stays in L1)
- * and all the tokens pass through it, y adding each block's part in the
- * x16 kernel's order. (Unpacked whole, a 5,632-column pair was 200 KB
- * read from L2 by every pass: 40 tokens, 66 -> 60%.) */
-K512 static void dot_q4_K_x32(const void *group, size_t group_bytes, const void *act, size_t stride, int64_t n,
-                              int n_tok, float *y, int64_t ldy) {
-    const int64_t nb = n / QK_K;
-    q4k_sub_bytes *e = NULL;
-    if (n_tok >= Q4K_EXPAND_MIN_TOKENS && nb > 0) e = lm_scratch(LM_SCRATCH_WEIGHTS, Q4K_SLICE_BLOCKS * 8 * sizeof *e);
-    if (!e) {
-        dot_q4_K_x16(group, act, stride, n, n_tok, y, ldy);
-        dot_q4_K_x16((const uint8_t *)group + group_bytes, act, stride, n, n_tok, y + 16, ldy);
-        return;
-    }
-    for (int t = 0; t < n_tok; t++) memset(y + t * ldy, 0, 32 * sizeof *y);
-    const int passes = (n_tok + Q4K_PASS_TOKENS - 1) / Q4K_PASS_TOKENS;
-    for (int64_t b0 = 0; b0 < nb; b0 += Q4K_SLICE_BLOCKS) {
-        const int64_t ns = nb - b0 < Q4K_SLICE_BLOCKS ? nb - b0 : Q4K_SLICE_BLOCKS;
-        const uint8_t *w = (const uint8_t *)group + (size_t)b0 * sizeof(block_q4_Kx16);
-        const uint8_t *a = (const uint8_t *)act + (size_t)b0 * sizeof(block_q8_K);
-        q4_K_expand_pair(w, group_bytes, ns, e);
-        /* The next slice, or the pair this thread takes next (x16_groups'
-         * order), is prefetched a part before each pass: a 1.1B model's
-         * weights come from DRAM, and all at once they were more than the
-         * misses a core keeps in flight (2 x 5,632 columns, 40 tokens:
-         * 64% of the peak against the x16 kernel's 67%). */
-        const int64_t after = nb - b0 - ns, next_blocks = after > 0 ? after : nb;
-        const uint8_t *next = after > 0 ? w + (size_t)ns * sizeof(block_q4_Kx16) : (const uint8_t *)group + 2 * group_bytes;
-        const size_t next_bytes =
-            (size_t)(next_blocks < Q4K_SLICE_BLOCKS ? next_blocks : Q4K_SLICE_BLOCKS) * sizeof(block_q4_Kx16);
-        const size_t part = (next_bytes / (size_t)passes + 63) / 64 * 64;
-        for (int pass = 0, t = 0; pass < passes; pass++, t += Q4K_PASS_TOKENS) {
-            if (pass * part < next_bytes) {
-                const size_t len = next_bytes - pass * part < part ? next_bytes - pass * part : part;
-                prefetch_bytes(next + pass * part, len);
-                prefetch_bytes(next + group_bytes + pass * part, len);
+/* Q6_K: a sub-block (16 columns) of a pair, unpacked. */
+typedef struct {
+    int8_t q[4][2][64]; /* [word k][group]: the 16 rows' values - 32 of columns 4k .. 4k + 3 */
+    int32_t sc[2][16];  /* [group]: the rows' scales */
+} q6k_sub_bytes;
+
+/* e[b * 16 + s]: sub-block s of block b. */
+K512 static void q6_K_expand_pair(const uint8_t *group, size_t group_bytes, int64_t nb, void *out) {
+    const __m512i off = _mm512_set1_epi8(32);
+    q6k_sub_bytes *e = out;
+    for (int64_t b = 0; b < nb; b++) {
+        q6k_sub_bytes *eb = e + b * 16;
+        for (int G = 0; G < 2; G++) {
+            const block_q6_Kx16 *p = (const block_q6_Kx16 *)(group + (size_t)G * group_bytes) + b;
+            for (int s = 0; s < 16; s++) {
+                __m512i v[4];
+                q6_K_subblock(p->qs[s][0], v);
+                for (int k = 0; k < 4; k++) _mm512_storeu_si512(eb[s].q[k][G], _mm512_sub_epi8(v[k], off));
             }
-            const uint8_t *at = a + (size_t)t * stride;
-            float *yt = y + t * ldy;
-            switch (n_tok - t < Q4K_PASS_TOKENS ? n_tok - t : Q4K_PASS_TOKENS) {
-            case 1: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 1, yt, ldy); break;
-            case 2: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 2, yt, ldy); break;
-            case 3: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 3, yt, ldy); break;
-            case 4: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 4, yt, ldy); break;
-            case 5: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, 5, yt, ldy); break;
-            default: q4_Kx32_tokens(e, w, group_bytes, at, stride, ns, Q4K_PASS_TOKENS, yt, ldy); break;
+            for (int q = 0; q < 8; q++) { /* sc[q]: sub-blocks 2q, 2q + 1 of each row in turn */
+                const __m512i pairs = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p->sc[q]));
+                _mm512_storeu_si512(eb[2 * q].sc[G], _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16));
+                _mm512_storeu_si512(eb[2 * q + 1].sc[G], _mm512_srai_epi32(pairs, 16));
             }
         }
     }
 }
+
+K512 static inline __attribute__((always_inline)) void q6_Kx32_tokens(const q6k_sub_bytes *e, const uint8_t *group,
+                                                                    size_t group_bytes, const void *act, size_t stride,
+                                                                    int64_t nb, const int T, float *y, int64_t ldy) {
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_Kx16 *p[2] = {(const block_q6_Kx16 *)group + b, (const block_q6_Kx16 *)(group + group_bytes) + b};
+        /* the activations come + 128: the sums start at minus its part (corr) */
+        __m512i isum[2][X32_PASS_TOKENS];
+#pragma GCC unroll 2
+        for (int G = 0; G < 2; G++) {
+            const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p[G]->corr));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) isum[G][t] = start;
+        }
+#pragma GCC unroll 1
+        for (int s = 0; s < 16; s++) {
+            const q6k_sub_bytes *sb = &e[b * 16 + s];
+            __m512i c[2][X32_PASS_TOKENS];
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) c[0][t] = c[1][t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i w0 = _mm512_loadu_si512(sb->q[k][0]), w1 = _mm512_loadu_si512(sb->q[k][1]);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                    const __m512i xb = _mm512_set1_epi32(((const i32_bytes *)(x->qs + 16 * s))[k]);
+                    c[0][t] = _mm512_dpbusd_epi32(c[0][t], xb, w0);
+                    c[1][t] = _mm512_dpbusd_epi32(c[1][t], xb, w1);
+                }
+            }
+            const __m512i sc0 = _mm512_loadu_si512(sb->sc[0]), sc1 = _mm512_loadu_si512(sb->sc[1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                isum[0][t] = _mm512_add_epi32(isum[0][t], _mm512_mullo_epi32(c[0][t], sc0));
+                isum[1][t] = _mm512_add_epi32(isum[1][t], _mm512_mullo_epi32(c[1][t], sc1));
+            }
+        }
+        /* The float step, as in q6_Kx16_tokens. */
+#pragma GCC unroll 2
+        for (int G = 0; G < 2; G++) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p[G]->d));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) {
+                const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+                float *yt = y + t * ldy + 16 * G;
+                _mm512_storeu_ps(yt, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[G][t]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)),
+                                                     _mm512_loadu_ps(yt)));
+            }
+        }
+    }
+}
+X32_PASS(q6_K_x32_pass, q6_Kx32_tokens)
+static const x32_bytes_kind q6_K_bytes = {sizeof(block_q6_Kx16), 16 * sizeof(q6k_sub_bytes), q6_K_expand_pair, q6_K_x32_pass};
+X32_BYTES_DISPATCH(dot_q6_K_x32, q6_K_bytes, dot_q6_K_x16)
 
 const lm_kernels lm_kernels_avx512_vnni_only = {
     "avx512",
@@ -1269,6 +1377,7 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
         [LM_TYPE_Q4_0] = dot_q4_0_x32,
         [LM_TYPE_Q8_0] = dot_q8_0_x32,
         [LM_TYPE_Q4_K] = dot_q4_K_x32,
+        [LM_TYPE_Q6_K] = dot_q6_K_x32,
     },
     rope_512,
     softmax_exp_cols_512,
