@@ -1104,13 +1104,16 @@ enum { X32_PASS_TOKENS = 6, X32_BYTES_MIN_TOKENS = 40, X32_BYTES_SLICE = 2 };
 
 /* How one type's pair goes through x32_bytes: expand unpacks nb blocks of
  * both groups (group, group + group_bytes) into e; pass runs T (1..6)
- * tokens through them, adding each block's part to y (rows of 32). */
+ * tokens through them, adding each block's part to y (rows of 32), whose
+ * first block's part with add 0 starts y instead. (Zeroing y ahead of the
+ * passes was 10% of the time: every row's first write missed the caches,
+ * with no work around it to hide that.) */
 typedef struct {
     size_t block_bytes;     /* an x16 block */
     size_t unpacked_bytes;  /* a block of the pair, unpacked */
     void (*expand)(const uint8_t *group, size_t group_bytes, int64_t nb, void *e);
     void (*pass)(const void *e, const uint8_t *group, size_t group_bytes, const void *act, size_t stride, int64_t nb,
-                 int T, float *y, int64_t ldy);
+                 int T, int add, float *y, int64_t ldy);
 } x32_bytes_kind;
 
 /* Returns 0 (nothing written) if the call is too short or out of memory:
@@ -1120,7 +1123,6 @@ K512 static int x32_bytes(const x32_bytes_kind *kind, const void *group, size_t 
     void *e = n_tok >= X32_BYTES_MIN_TOKENS && nb > 0 ? lm_scratch(LM_SCRATCH_WEIGHTS, X32_BYTES_SLICE * kind->unpacked_bytes)
                                                       : NULL;
     if (!e) return 0;
-    for (int t = 0; t < n_tok; t++) memset(y + t * ldy, 0, 32 * sizeof *y);
     const int passes = (n_tok + X32_PASS_TOKENS - 1) / X32_PASS_TOKENS;
     for (int64_t b0 = 0; b0 < nb; b0 += X32_BYTES_SLICE) {
         const int64_t ns = nb - b0 < X32_BYTES_SLICE ? nb - b0 : X32_BYTES_SLICE;
@@ -1143,7 +1145,7 @@ K512 static int x32_bytes(const x32_bytes_kind *kind, const void *group, size_t 
                 prefetch_bytes(next + group_bytes + pass * part, len);
             }
             kind->pass(e, w, group_bytes, a + (size_t)t * stride, stride, ns,
-                       n_tok - t < X32_PASS_TOKENS ? n_tok - t : X32_PASS_TOKENS, y + t * ldy, ldy);
+                       n_tok - t < X32_PASS_TOKENS ? n_tok - t : X32_PASS_TOKENS, b0 > 0, y + t * ldy, ldy);
         }
     }
     return 1;
@@ -1152,14 +1154,14 @@ K512 static int x32_bytes(const x32_bytes_kind *kind, const void *group, size_t 
 /* A pass function from a kernel taking T as a constant (registers). */
 #define X32_PASS(name, tokens_fn)                                                                                    \
     K512 static void name(const void *e, const uint8_t *group, size_t group_bytes, const void *act, size_t stride,  \
-                          int64_t nb, int T, float *y, int64_t ldy) {                                                \
+                          int64_t nb, int T, int add, float *y, int64_t ldy) {                                       \
         switch (T) {                                                                                                 \
-        case 1: tokens_fn(e, group, group_bytes, act, stride, nb, 1, y, ldy); break;                                \
-        case 2: tokens_fn(e, group, group_bytes, act, stride, nb, 2, y, ldy); break;                                \
-        case 3: tokens_fn(e, group, group_bytes, act, stride, nb, 3, y, ldy); break;                                \
-        case 4: tokens_fn(e, group, group_bytes, act, stride, nb, 4, y, ldy); break;                                \
-        case 5: tokens_fn(e, group, group_bytes, act, stride, nb, 5, y, ldy); break;                                \
-        default: tokens_fn(e, group, group_bytes, act, stride, nb, X32_PASS_TOKENS, y, ldy); break;                \
+        case 1: tokens_fn(e, group, group_bytes, act, stride, nb, 1, add, y, ldy); break;                                \
+        case 2: tokens_fn(e, group, group_bytes, act, stride, nb, 2, add, y, ldy); break;                                \
+        case 3: tokens_fn(e, group, group_bytes, act, stride, nb, 3, add, y, ldy); break;                                \
+        case 4: tokens_fn(e, group, group_bytes, act, stride, nb, 4, add, y, ldy); break;                                \
+        case 5: tokens_fn(e, group, group_bytes, act, stride, nb, 5, add, y, ldy); break;                                \
+        default: tokens_fn(e, group, group_bytes, act, stride, nb, X32_PASS_TOKENS, add, y, ldy); break;                \
         }                                                                                                            \
     }
 
@@ -1202,7 +1204,8 @@ K512 static void q4_K_expand_pair(const uint8_t *group, size_t group_bytes, int6
 
 K512 static inline __attribute__((always_inline)) void q4_Kx32_tokens(const q4k_sub_bytes *e, const uint8_t *group,
                                                                     size_t group_bytes, const void *act, size_t stride,
-                                                                    int64_t nb, const int T, float *y, int64_t ldy) {
+                                                                    int64_t nb, const int T, int add, float *y,
+                                                                    int64_t ldy) {
     for (int64_t b = 0; b < nb; b++) {
         __m512i isum[2][X32_PASS_TOKENS];
 #pragma GCC unroll 8
@@ -1249,7 +1252,8 @@ K512 static inline __attribute__((always_inline)) void q4_Kx32_tokens(const q4k_
                 for (int q = 0; q < 4; q++) m = _mm512_dpwssd_epi32(m, mins[q], _mm512_set1_epi32(sums[q]));
                 const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum[G][t]), dw, _mm512_mul_ps(_mm512_cvtepi32_ps(m), dm));
                 float *yt = y + t * ldy + 16 * G;
-                _mm512_storeu_ps(yt, _mm512_fmadd_ps(f, _mm512_set1_ps(x->d), _mm512_loadu_ps(yt)));
+                const __m512 prev = add || b > 0 ? _mm512_loadu_ps(yt) : _mm512_setzero_ps();
+                _mm512_storeu_ps(yt, _mm512_fmadd_ps(f, _mm512_set1_ps(x->d), prev));
             }
         }
     }
@@ -1288,7 +1292,8 @@ K512 static void q6_K_expand_pair(const uint8_t *group, size_t group_bytes, int6
 
 K512 static inline __attribute__((always_inline)) void q6_Kx32_tokens(const q6k_sub_bytes *e, const uint8_t *group,
                                                                     size_t group_bytes, const void *act, size_t stride,
-                                                                    int64_t nb, const int T, float *y, int64_t ldy) {
+                                                                    int64_t nb, const int T, int add, float *y,
+                                                                    int64_t ldy) {
     for (int64_t b = 0; b < nb; b++) {
         const block_q6_Kx16 *p[2] = {(const block_q6_Kx16 *)group + b, (const block_q6_Kx16 *)(group + group_bytes) + b};
         /* the activations come + 128: the sums start at minus its part (corr) */
@@ -1331,8 +1336,8 @@ K512 static inline __attribute__((always_inline)) void q6_Kx32_tokens(const q6k_
             for (int t = 0; t < T; t++) {
                 const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
                 float *yt = y + t * ldy + 16 * G;
-                _mm512_storeu_ps(yt, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[G][t]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)),
-                                                     _mm512_loadu_ps(yt)));
+                const __m512 prev = add || b > 0 ? _mm512_loadu_ps(yt) : _mm512_setzero_ps();
+                _mm512_storeu_ps(yt, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[G][t]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), prev));
             }
         }
     }
