@@ -17,13 +17,16 @@ static void usage(FILE *out) {
             "Measures prompt processing (pp: P tokens into an empty cache in batches) and generation\n"
             "(tg: N tokens one at a time) in tokens/s, mean and standard deviation over R\n"
             "runs after a warm-up. Also measures the machine's read bandwidth, fp32 FMA peak\n"
-            "and (with AVX-512 VNNI) int8 dot-product peak with the same threads, before and\n"
-            "after the tests (the higher reading counts: a shared machine reads low at times),\n"
-            "and reports generation as GB/s of weights read (and the fraction of the bandwidth)\n"
-            "and prompt processing as GFLOP/s: 2 per multiply-add of the layers' matrices for\n"
-            "every prompt token, of the output matrix for the last one (whose logits are all\n"
-            "a prompt needs) and of attention (each token's query against the keys up to it,\n"
-            "and its weights against the values), and the fraction of the peak of the\n"
+            "and (with AVX-512 VNNI) int8 dot-product peak with the same threads, before the\n"
+            "first run and after each one, and quotes each run against the higher of the\n"
+            "readings just before and after it (a shared machine's limits change from minute\n"
+            "to minute, and a reading can come out low); the fractions reported are the means\n"
+            "of the runs', the machine line shows the highest readings. Generation is reported\n"
+            "as GB/s of weights read (and the fraction of the bandwidth), prompt processing as\n"
+            "GFLOP/s: 2 per multiply-add of the layers' matrices for every prompt token, of\n"
+            "the output matrix for the last one (whose logits are all a prompt needs) and of\n"
+            "attention (each token's query against the keys up to it, and its weights against\n"
+            "the values), and the fraction of the peak of the\n"
             "instructions its products use (int8 dot products for Q8_0, Q4_0, Q4_K and Q6_K\n"
             "matrices on VNNI CPUs, f32 FMA for attention and otherwise, mixed in the prompt's\n"
             "proportions; the matrices' share alone is printed too). With -s S > 1 it also\n"
@@ -61,23 +64,34 @@ typedef struct limits {
     const char *isa;
 } limits;
 
-static limits measure_limits(int64_t threads, int want_int8) {
+/* One reading of all three, the bandwidth on the benchmark's probe buffer. */
+static limits measure_limits(lm_bandwidth_probe *probe, int64_t threads, int want_int8) {
     limits l;
-    l.bandwidth = lm_measure_read_bandwidth((int)threads, (size_t)1 << 30);
+    l.bandwidth = lm_bandwidth_probe_measure(probe, 4);
     l.fma_peak = lm_measure_fma_peak((int)threads, &l.isa);
     l.int8_peak = want_int8 ? lm_measure_int8_peak((int)threads) : 0.0;
     return l;
 }
 
-/* a with each limit raised to b's where b read higher: on a shared VM one
- * reading can come out several times too low (7.6 GB/s once, against 61-65
- * in the runs just before and after), and generation then read as 549% of
- * the bandwidth. */
+/* a with each limit raised to b's where b read higher. A run is quoted
+ * against the higher of the readings just before and after it: on a shared
+ * VM the bandwidth moves between about 46 and 77 GB/s from one minute to
+ * the next, and a single reading can come out several times too low (7.6
+ * GB/s once, against 61-65 just before and after); quoted against readings
+ * taken before and after all the runs, a run in a slow spell read as 56% of
+ * a fast spell's bandwidth. */
 static limits best_limits(limits a, limits b) {
     if (b.bandwidth > a.bandwidth) a.bandwidth = b.bandwidth;
     if (b.fma_peak > a.fma_peak) a.fma_peak = b.fma_peak;
     if (b.int8_peak > a.int8_peak) a.int8_peak = b.int8_peak;
     return a;
+}
+
+/* The rate at which the peaks do a prompt's operations when int8_share of
+ * them go through int8 dot products and the rest through f32 FMA. */
+static double mixed_peak(const limits *l, double int8_share) {
+    if (l->int8_peak <= 0) return l->fma_peak;
+    return 1.0 / (int8_share / l->int8_peak + (1.0 - int8_share) / l->fma_peak);
 }
 
 /* Runs n tokens from position 0, one at a time (generation) or as one
@@ -208,19 +222,29 @@ int cmd_bench(int argc, char **argv) {
     const double prompt_macs_int8 = (double)mp.layers_int8 * prompt_tokens + (double)mp.output_int8;
     double flops_per_token = 2.0 * prompt_macs / prompt_tokens;
     const int any_int8 = mp.layers_int8 + mp.output_int8 > 0;
-    limits before = measure_limits(threads, any_int8);
-    lm_context *ctx;
-    if (lm_context_init_kv(m, n_ctx, threads, kv_type, &ctx, &err)) {
-        cli_error("bench: %s", err.message);
+    /* a buffer far larger than the caches: 1 GiB, or 256 MiB if that fails */
+    lm_bandwidth_probe *probe = lm_bandwidth_probe_new(threads, (size_t)1 << 30);
+    if (!probe) probe = lm_bandwidth_probe_new(threads, (size_t)256 << 20);
+    if (!probe) {
+        cli_error("bench: cannot allocate the bandwidth probe's buffer (256 MiB)");
         lm_model_free(m);
         return 1;
     }
+    lm_context *ctx;
+    if (lm_context_init_kv(m, n_ctx, threads, kv_type, &ctx, &err)) {
+        cli_error("bench: %s", err.message);
+        lm_bandwidth_probe_free(probe);
+        lm_model_free(m);
+        return 1;
+    }
+    /* per run: tokens/s, and the limit it is quoted against */
     double *pp = calloc((size_t)repeats, sizeof *pp), *tg = calloc((size_t)repeats, sizeof *tg);
     double *tgs = calloc((size_t)repeats, sizeof *tgs);
+    limits *pp_ref = calloc((size_t)repeats, sizeof *pp_ref), *tg_ref = calloc((size_t)repeats, sizeof *tg_ref);
     lm_context **more = calloc((size_t)seqs, sizeof *more); /* the -s sequences' contexts; more[0] = ctx */
     float *multi_logits = seqs > 1 ? malloc((size_t)seqs * (size_t)c->n_vocab * sizeof *multi_logits) : NULL;
     int rc = 1;
-    if (!pp || !tg || !tgs || !more || (seqs > 1 && !multi_logits)) {
+    if (!pp || !tg || !tgs || !pp_ref || !tg_ref || !more || (seqs > 1 && !multi_logits)) {
         lm_error_set(&err, LM_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -233,44 +257,66 @@ int cmd_bench(int argc, char **argv) {
      * runs then carried). */
     if (time_tokens(ctx, n_ctx < 4 ? n_ctx : 4, c->n_vocab, 1, 0, &err) < 0) goto fail;
     if (n_prompt && time_tokens(ctx, n_prompt, c->n_vocab, 3, 1, &err) < 0) goto fail;
+    limits reading = measure_limits(probe, threads, any_int8), highest = reading;
     for (int64_t r = 0; r < repeats; r++) {
-        if (n_prompt && (pp[r] = time_tokens(ctx, n_prompt, c->n_vocab, (uint64_t)r + 7, 1, &err)) < 0) goto fail;
-        if (n_gen && (tg[r] = time_tokens(ctx, n_gen, c->n_vocab, (uint64_t)r + 99, 0, &err)) < 0) goto fail;
+        if (n_prompt) {
+            if ((pp[r] = time_tokens(ctx, n_prompt, c->n_vocab, (uint64_t)r + 7, 1, &err)) < 0) goto fail;
+            const limits after = measure_limits(probe, threads, any_int8);
+            pp_ref[r] = best_limits(reading, after);
+            highest = best_limits(highest, reading = after);
+        }
+        if (n_gen) {
+            if ((tg[r] = time_tokens(ctx, n_gen, c->n_vocab, (uint64_t)r + 99, 0, &err)) < 0) goto fail;
+            const limits after = measure_limits(probe, threads, any_int8);
+            tg_ref[r] = best_limits(reading, after);
+            highest = best_limits(highest, reading = after);
+        }
         if (n_gen && seqs > 1 && (tgs[r] = time_multi(more, seqs, n_gen, c->n_vocab, (uint64_t)r + 5, multi_logits, &err)) < 0)
             goto fail;
     }
-    const limits lim = best_limits(before, measure_limits(threads, any_int8));
-    const double bandwidth = lim.bandwidth, fma_peak = lim.fma_peak, int8_peak = lim.int8_peak;
-    const char *isa = lim.isa;
     /* The prompt's products run on int8 dot products for some matrices (the
      * x16 kernels) and f32 multiply-adds for the rest: its peak is the rate
-     * at which the two peaks would do their shares of a token's operations. */
-    double int8_share = prompt_macs > 0 ? prompt_macs_int8 / prompt_macs : 0.0;
-    double peak = fma_peak;
-    if (int8_peak > 0) peak = 1.0 / (int8_share / int8_peak + (1.0 - int8_share) / fma_peak);
-    /* The same with the weight matrices alone (the figure before attention
-     * was counted), so that runs stay comparable. */
-    double matrix_int8_share = matrix_macs > 0 ? prompt_macs_int8 / matrix_macs : 0.0, matrix_peak = fma_peak;
-    if (int8_peak > 0) matrix_peak = 1.0 / (matrix_int8_share / int8_peak + (1.0 - matrix_int8_share) / fma_peak);
+     * at which the two peaks would do their shares of a token's operations;
+     * and the same with the weight matrices alone (the figure before
+     * attention was counted), so that runs stay comparable. Each run's
+     * fraction is of its own readings' peak; the peaks reported are the
+     * means of those. */
+    const double int8_share = prompt_macs > 0 ? prompt_macs_int8 / prompt_macs : 0.0;
+    const double matrix_int8_share = matrix_macs > 0 ? prompt_macs_int8 / matrix_macs : 0.0;
+    double peak = 0, fma_peak = 0, int8_peak = 0, pp_fraction = 0, pp_matrix_fraction = 0, bandwidth = 0, tg_fraction = 0;
+    for (int64_t r = 0; r < repeats; r++) {
+        if (n_prompt) {
+            const double gflops = pp[r] * flops_per_token / 1e9, matrix_gflops = pp[r] * (2.0 * matrix_macs / prompt_tokens) / 1e9;
+            peak += mixed_peak(&pp_ref[r], int8_share) / (double)repeats;
+            fma_peak += pp_ref[r].fma_peak / (double)repeats;
+            int8_peak += pp_ref[r].int8_peak / (double)repeats;
+            pp_fraction += gflops / mixed_peak(&pp_ref[r], int8_share) / (double)repeats;
+            pp_matrix_fraction += matrix_gflops / mixed_peak(&pp_ref[r], matrix_int8_share) / (double)repeats;
+        }
+        if (n_gen) {
+            bandwidth += tg_ref[r].bandwidth / (double)repeats;
+            tg_fraction += tg[r] * (double)per_token / 1e9 / tg_ref[r].bandwidth / (double)repeats;
+        }
+    }
+    const char *isa = highest.isa;
     const double attention_share = attention_macs / prompt_macs;
     run_stats sp = stats_of(pp, (int)repeats), sg = stats_of(tg, (int)repeats), ss = stats_of(tgs, (int)repeats);
     int multi = n_gen && seqs > 1;
     double pp_gflops = sp.mean * flops_per_token / 1e9, tg_gbs = sg.mean * (double)per_token / 1e9;
-    const double pp_matrix_fraction = sp.mean * (2.0 * matrix_macs / prompt_tokens) / 1e9 / matrix_peak;
     if (json) {
         if (n_prompt) {
             printf("{\"test\":\"pp%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gflop_per_s\":%.2f,\"peak_gflop_per_s\":%.1f,"
                    "\"peak_fraction\":%.4f,\"fma_peak_gflop_per_s\":%.1f,\"int8_peak_gop_per_s\":%.1f,\"int8_share\":%.4f,"
                    "\"attention_share\":%.4f,\"matrices_peak_fraction\":%.4f,"
                    "\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
-                   (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_gflops / peak, fma_peak, int8_peak, int8_share,
+                   (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_fraction, fma_peak, int8_peak, int8_share,
                    attention_share, pp_matrix_fraction,
                    (long long)threads, (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
         }
         if (n_gen) {
             printf("{\"test\":\"tg%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.1f,"
                    "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
-                   (long long)n_gen, sg.mean, sg.sd, tg_gbs, bandwidth, tg_gbs / bandwidth, (long long)threads,
+                   (long long)n_gen, sg.mean, sg.sd, tg_gbs, bandwidth, tg_fraction, (long long)threads,
                    (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
         }
         if (multi) {
@@ -282,8 +328,9 @@ int cmd_bench(int argc, char **argv) {
     } else {
         printf("model: %s | %.3f B params | %.1f MB of tensors | %.1f MB read per generated token\n", path, (double)params / 1e9,
                (double)file_bytes / 1e6, (double)per_token / 1e6);
-        printf("machine: read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s)", bandwidth, fma_peak, isa);
-        if (int8_peak > 0) printf(", int8 dot peak %.1f G-ops/s (avx512-vnni)", int8_peak);
+        printf("machine (highest readings): read bandwidth %.1f GB/s, fp32 FMA peak %.1f GFLOP/s (%s)", highest.bandwidth,
+               highest.fma_peak, isa);
+        if (highest.int8_peak > 0) printf(", int8 dot peak %.1f G-ops/s (avx512-vnni)", highest.int8_peak);
         printf(", %lld threads; KV cache %s\n", (long long)threads, lm_kv_type_name(kv_type));
         if (n_prompt) {
             printf("prompt: %.0f%% of the products through int8 dot products, the rest f32 FMA (attention %.1f%%): "
@@ -293,11 +340,11 @@ int cmd_bench(int argc, char **argv) {
         printf("| test   | tokens/s          | GB/s   | of bandwidth | GFLOP/s | of peak |\n");
         if (n_prompt) {
             printf("| pp%-4lld | %8.2f ± %-6.2f |        |              | %7.1f | %6.1f%% |\n", (long long)n_prompt, sp.mean, sp.sd,
-                   pp_gflops, 100 * pp_gflops / peak);
+                   pp_gflops, 100 * pp_fraction);
         }
         if (n_gen) {
             printf("| tg%-4lld | %8.2f ± %-6.2f | %6.1f | %11.1f%% |         |         |\n", (long long)n_gen, sg.mean, sg.sd, tg_gbs,
-                   100 * tg_gbs / bandwidth);
+                   100 * tg_fraction);
         }
         if (multi)
             printf("tg%lld x %lld sequences together: %.2f ± %.2f tokens/s in all, %.2fx tg%lld\n", (long long)n_gen,
@@ -311,6 +358,9 @@ done:
     free(pp);
     free(tg);
     free(tgs);
+    free(pp_ref);
+    free(tg_ref);
+    lm_bandwidth_probe_free(probe);
     for (int64_t b = 1; more && b < seqs; b++) lm_context_free(more[b]);
     free(more);
     free(multi_logits);

@@ -14,6 +14,17 @@ extern "C" {
  * failure. */
 double lm_measure_read_bandwidth(int n_threads, size_t bytes);
 
+/* The same measurement again and again on one buffer, allocated and first
+ * touched once (most of a single measurement's time): for quoting each run
+ * of a benchmark against the bandwidth measured next to it, on machines
+ * whose bandwidth changes from minute to minute. new returns NULL on
+ * allocation failure; measure returns GB/s, best of `passes` passes
+ * (alternately one stream and four per thread). */
+typedef struct lm_bandwidth_probe lm_bandwidth_probe;
+lm_bandwidth_probe *lm_bandwidth_probe_new(int n_threads, size_t bytes);
+double lm_bandwidth_probe_measure(lm_bandwidth_probe *p, int passes);
+void lm_bandwidth_probe_free(lm_bandwidth_probe *p);
+
 /* Peak fp32 FMA throughput in GFLOP/s (an FMA counts 2) with the vector
  * instructions the kernels use (AVX2 + FMA; scalar elsewhere), n_threads
  * each running independent FMA chains, best of 3. *isa names the path. */

@@ -101,34 +101,56 @@ static double result_sum(const measure_job *j) {
     return s;
 }
 
-double lm_measure_read_bandwidth(int n_threads, size_t bytes) {
-    if (n_threads < 1) n_threads = 1;
-    measure_job *j = calloc(1, sizeof *j);
-    if (!j) return 0.0;
+struct lm_bandwidth_probe {
+    measure_job job;
+    int n_threads;
+};
+
+lm_bandwidth_probe *lm_bandwidth_probe_new(int n_threads, size_t bytes) {
+    lm_bandwidth_probe *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    measure_job *j = &p->job;
+    p->n_threads = n_threads < 1 ? 1 : n_threads;
     j->n = bytes / sizeof(float) / 256 * 256;
     j->buf = j->n ? aligned_alloc(64, j->n * sizeof(float)) : NULL;
     if (!j->buf) {
-        free(j);
-        return 0.0;
+        free(p);
+        return NULL;
     }
 #if defined(__x86_64__)
     j->use_avx2 = lm_cpu_has_avx2();
 #endif
-    lm_parallel(n_threads, touch_share, j);
+    lm_parallel(p->n_threads, touch_share, j);
+    return p;
+}
+
+double lm_bandwidth_probe_measure(lm_bandwidth_probe *p, int passes) {
+    measure_job *j = &p->job;
     double best = 1e30, sink = 0;
-    for (int pass = 0; pass < 6; pass++) {
+    for (int pass = 0; pass < (passes < 1 ? 1 : passes); pass++) {
         j->streams = pass % 2 ? 4 : 1;
         double t0 = now();
-        lm_parallel(n_threads, read_share, j);
+        lm_parallel(p->n_threads, read_share, j);
         double dt = now() - t0;
         sink += result_sum(j);
         if (dt < best) best = dt;
     }
-    double gb_per_s = (double)(j->n * sizeof(float)) / best / 1e9;
-    free(j->buf);
-    free(j);
     volatile double keep = sink;
     (void)keep;
+    return (double)(j->n * sizeof(float)) / best / 1e9;
+}
+
+void lm_bandwidth_probe_free(lm_bandwidth_probe *p) {
+    if (!p) return;
+    free(p->job.buf);
+    free(p);
+}
+
+double lm_measure_read_bandwidth(int n_threads, size_t bytes) {
+    lm_bandwidth_probe *p = lm_bandwidth_probe_new(n_threads, bytes);
+    if (!p) return 0.0;
+    double gb_per_s = lm_bandwidth_probe_measure(p, 6);
+    lm_bandwidth_probe_free(p);
     return gb_per_s;
 }
 
