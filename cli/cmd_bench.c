@@ -21,7 +21,9 @@ static void usage(FILE *out) {
             "first run and after each one, and quotes each run against the higher of the\n"
             "readings just before and after it (a shared machine's limits change from minute\n"
             "to minute, and a reading can come out low); the fractions reported are the means\n"
-            "of the runs', the machine line shows the highest readings. Generation is reported\n"
+            "of the runs', the machine line shows the highest readings, and the cache-line round\n"
+            "trip between the first two CPUs before and after the runs tells a VM's placements\n"
+            "apart (docs/performance.md: its bandwidth and latency change together). Generation is reported\n"
             "as GB/s of weights read (and the fraction of the bandwidth), prompt processing as\n"
             "GFLOP/s: 2 per multiply-add of the layers' matrices for every prompt token, of\n"
             "the output matrix for the last one (whose logits are all a prompt needs) and of\n"
@@ -257,6 +259,8 @@ int cmd_bench(int argc, char **argv) {
      * runs then carried). */
     if (time_tokens(ctx, n_ctx < 4 ? n_ctx : 4, c->n_vocab, 1, 0, &err) < 0) goto fail;
     if (n_prompt && time_tokens(ctx, n_prompt, c->n_vocab, 3, 1, &err) < 0) goto fail;
+    /* which machine the figures come from (the VM's two modes, llmos/machine.h) */
+    const double round_trip_first = lm_measure_core_round_trip();
     limits reading = measure_limits(probe, threads, any_int8), highest = reading;
     for (int64_t r = 0; r < repeats; r++) {
         if (n_prompt) {
@@ -298,6 +302,7 @@ int cmd_bench(int argc, char **argv) {
             tg_fraction += tg[r] * (double)per_token / 1e9 / tg_ref[r].bandwidth / (double)repeats;
         }
     }
+    const double round_trip_last = lm_measure_core_round_trip();
     const char *isa = highest.isa;
     const double attention_share = attention_macs / prompt_macs;
     run_stats sp = stats_of(pp, (int)repeats), sg = stats_of(tg, (int)repeats), ss = stats_of(tgs, (int)repeats);
@@ -308,16 +313,19 @@ int cmd_bench(int argc, char **argv) {
             printf("{\"test\":\"pp%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gflop_per_s\":%.2f,\"peak_gflop_per_s\":%.1f,"
                    "\"peak_fraction\":%.4f,\"fma_peak_gflop_per_s\":%.1f,\"int8_peak_gop_per_s\":%.1f,\"int8_share\":%.4f,"
                    "\"attention_share\":%.4f,\"matrices_peak_fraction\":%.4f,"
-                   "\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
+                   "\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\","
+                   "\"round_trip_ns_first\":%.0f,\"round_trip_ns_last\":%.0f}\n",
                    (long long)n_prompt, sp.mean, sp.sd, pp_gflops, peak, pp_fraction, fma_peak, int8_peak, int8_share,
-                   attention_share, pp_matrix_fraction,
-                   (long long)threads, (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
+                   attention_share, pp_matrix_fraction, (long long)threads, (unsigned long long)file_bytes,
+                   (unsigned long long)params, lm_kv_type_name(kv_type), round_trip_first, round_trip_last);
         }
         if (n_gen) {
             printf("{\"test\":\"tg%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"gb_per_s\":%.2f,\"bandwidth_gb_per_s\":%.1f,"
-                   "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\"}\n",
+                   "\"bandwidth_fraction\":%.4f,\"threads\":%lld,\"model_bytes\":%llu,\"params\":%llu,\"kv_cache\":\"%s\","
+                   "\"round_trip_ns_first\":%.0f,\"round_trip_ns_last\":%.0f}\n",
                    (long long)n_gen, sg.mean, sg.sd, tg_gbs, bandwidth, tg_fraction, (long long)threads,
-                   (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type));
+                   (unsigned long long)file_bytes, (unsigned long long)params, lm_kv_type_name(kv_type), round_trip_first,
+                   round_trip_last);
         }
         if (multi) {
             printf("{\"test\":\"tg%lldx%lld\",\"tokens_per_s\":%.2f,\"stddev\":%.2f,\"vs_tg\":%.3f,\"threads\":%lld,"
@@ -332,6 +340,9 @@ int cmd_bench(int argc, char **argv) {
                highest.fma_peak, isa);
         if (highest.int8_peak > 0) printf(", int8 dot peak %.1f G-ops/s (avx512-vnni)", highest.int8_peak);
         printf(", %lld threads; KV cache %s\n", (long long)threads, lm_kv_type_name(kv_type));
+        if (round_trip_first > 0 && round_trip_last > 0)
+            printf("cache-line round trip between the first two CPUs: %.0f ns before the runs, %.0f after\n", round_trip_first,
+                   round_trip_last);
         if (n_prompt) {
             printf("prompt: %.0f%% of the products through int8 dot products, the rest f32 FMA (attention %.1f%%): "
                    "peak %.1f G-ops/s; the weight matrices alone reach %.1f%% of their peak\n",

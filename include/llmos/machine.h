@@ -36,6 +36,17 @@ double lm_measure_fma_peak(int n_threads, const char **isa);
  * above; 0 where the CPU has no VNNI (those types then use the f32 GEMM). */
 double lm_measure_int8_peak(int n_threads);
 
+/* Nanoseconds for a cache line to go from one thread to another and back,
+ * the threads pinned to the first two CPUs this process may run on (median
+ * of 5 runs of 20,000 round trips). On the 2-vCPU VMs we measure on it is
+ * about 100 ns when the two vCPUs share a CCD and 420-460 ns when they do
+ * not, which also changes the read bandwidth (docs/performance.md): a
+ * benchmark reports it so that its figures say which machine they came
+ * from. 0 with fewer than two CPUs, off Linux, if the threads cannot be
+ * started or pinned, or if a run's round trips take over a second (a busy
+ * machine). */
+double lm_measure_core_round_trip(void);
+
 #ifdef __cplusplus
 }
 #endif
