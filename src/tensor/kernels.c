@@ -35,6 +35,8 @@ static void build_avx512(void) {
     if (v->attn_values) avx512_table.attn_values = v->attn_values;
     if (v->attn_scores_f16) avx512_table.attn_scores_f16 = v->attn_scores_f16;
     if (v->attn_values_f16) avx512_table.attn_values_f16 = v->attn_values_f16;
+    if (v->to_f16) avx512_table.to_f16 = v->to_f16;
+    if (v->from_f16) avx512_table.from_f16 = v->from_f16;
     if (v->softmax) avx512_table.softmax = v->softmax;
     if (v->swiglu) avx512_table.swiglu = v->swiglu;
     if (v->softmax_exp) avx512_table.softmax_exp = v->softmax_exp;
