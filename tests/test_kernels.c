@@ -313,6 +313,61 @@ static void check_x16_ops(void) {
     printf("x16 matvec, matmul, GEMM, lookup and shared-input products: %d types agree with GGUF's layout\n", types);
 }
 
+/* A decode token's feed-forward middle (lm_ffn_swiglu_act, then
+ * lm_matvec_act with W_down) against the separate steps (lm_matmul_shared,
+ * lm_swiglu_f32, lm_matvec) bit for bit: every x16 type for gate and up,
+ * every one for down (so the down activations' blocks are 16, 32 or 256
+ * values), 512 rows (an even and an uneven split of the blocks over 3
+ * threads), 1 to 3 threads; and a shape it must refuse. */
+static void check_ffn_one_token(void) {
+    const lm_kernels *k = lm_kernels_best();
+    const int64_t dim = 256, ffn = 512;
+    int cases = 0, bad = 0, refused_ok = 1;
+    for (int tg = 0; tg < LM_TYPE_COUNT_; tg++) {
+        if (!k->dot_x16[tg]) continue;
+        for (int td = 0; td < LM_TYPE_COUNT_; td++) {
+            if (!k->dot_x16[td]) continue;
+            const lm_type tgu = (lm_type)tg, tdn = (lm_type)td;
+            const size_t rb = lm_type_row_size(tgu, dim), rbd = lm_type_row_size(tdn, ffn);
+            uint8_t *dg = malloc(rb * ffn), *du = malloc(rb * ffn), *dd = malloc(rbd * dim);
+            uint8_t *pg = malloc(lm_x16_size(tgu, ffn, dim)), *pu = malloc(lm_x16_size(tgu, ffn, dim));
+            uint8_t *pd = malloc(lm_x16_size(tdn, dim, ffn));
+            random_rows(tgu, dg, ffn, dim, 2);
+            random_rows(tgu, du, ffn, dim, 3);
+            random_rows(tdn, dd, dim, ffn, 4);
+            lm_x16_pack(tgu, dg, ffn, dim, pg, 1);
+            lm_x16_pack(tgu, du, ffn, dim, pu, 1);
+            lm_x16_pack(tdn, dd, dim, ffn, pd, 1);
+            const lm_weight wg = {pg, tgu, ffn, dim, rb, LM_LAYOUT_X16}, wu = {pu, tgu, ffn, dim, rb, LM_LAYOUT_X16};
+            const lm_weight wd = {pd, tdn, dim, ffn, rbd, LM_LAYOUT_X16};
+            float x[256], h[512], h_up[512], g[512], u[512], y[256], want[256];
+            float *act = malloc(ffn * sizeof(float));
+            for (int64_t i = 0; i < dim; i++) x[i] = uniform(-2, 2);
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(h, 0xFF, sizeof h); /* NaNs: every row must be written */
+                memset(y, 0xFF, sizeof y);
+                CHECK(lm_ffn_swiglu_act(h, h_up, act, &wg, &wu, &wd, x, threads));
+                CHECK(lm_matvec_act(y, &wd, act, threads));
+                float *const ys[2] = {g, u};
+                const lm_weight *const ws[2] = {&wg, &wu};
+                lm_matmul_shared(ys, ws, 2, x, 1, threads);
+                lm_swiglu_f32(g, u, ffn);
+                lm_matvec(want, &wd, g, threads);
+                bad += memcmp(h, g, sizeof h) != 0 || memcmp(y, want, sizeof y) != 0;
+                cases++;
+            }
+            /* gate and up of different row counts: refused, nothing written */
+            const lm_weight short_up = {pu, tgu, ffn - 16, dim, rb, LM_LAYOUT_X16};
+            memset(h, 0, sizeof h);
+            refused_ok &= !lm_ffn_swiglu_act(h, h_up, act, &wg, &short_up, &wd, x, 2) && h[0] == 0.0f;
+            free(dg), free(du), free(dd), free(pg), free(pu), free(pd), free(act);
+        }
+    }
+    CHECKF(cases > 0 && bad == 0, "one-token feed-forward: %d of %d cases differ from the separate steps", bad, cases);
+    CHECK(refused_ok);
+    printf("one-token feed-forward step: %d type pairs x 1-3 threads equal the separate steps\n", cases / 3);
+}
+
 /* A GEMM micro-kernel and its driver against a float64 product of the
  * dequantised weights: every shape's edges (tokens not a multiple of MR,
  * rows not a multiple of NR, one row, one token, columns past one KC block),
@@ -821,6 +876,7 @@ int main(void) {
     }
     CHECK(ran >= 1);
     check_x16_ops();
+    check_ffn_one_token();
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);
     TEST_END();

@@ -36,6 +36,7 @@ struct lm_context {
     float *att;      /* (n_heads, n_ctx) attention weights */
     float *hb;       /* (ffn_dim) gate */
     float *hb2;      /* (ffn_dim) up */
+    float *hb_act;   /* (ffn_dim) floats' room: hb quantised for the down projection (lm_ffn_swiglu_act) */
     float *logits;   /* (n_vocab) */
     /* Prefill buffers for up to batch_cap tokens, allocated on first use. */
     int64_t batch_cap;
@@ -162,6 +163,7 @@ lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm
     ctx->att = alloc_floats(c->n_heads, n_ctx, 1, &failed);
     ctx->hb = alloc_floats(c->ffn_dim, 1, 1, &failed);
     ctx->hb2 = alloc_floats(c->ffn_dim, 1, 1, &failed);
+    ctx->hb_act = alloc_floats(c->ffn_dim, 1, 1, &failed);
     ctx->logits = alloc_floats(c->n_vocab, 1, 1, &failed);
     if (failed) {
         lm_context_free(ctx);
@@ -204,6 +206,7 @@ void lm_context_free(lm_context *c) {
     free_elems(c->att);
     free_elems(c->hb);
     free_elems(c->hb2);
+    free_elems(c->hb_act);
     free_elems(c->logits);
     free_elems(c->lora_t);
     free_elems(c->lora_y);
@@ -412,6 +415,16 @@ static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t p
     attention_batch_items(ctx, layer, n, pos0);
 }
 
+/* One token's feed-forward products, xb -> xb2, with each core keeping its
+ * rows of gate, up and SwiGLU (lm_ffn_swiglu_act): bit for bit the separate
+ * steps. 0 (nothing done) with LoRA on any of the three or where the
+ * matrices do not qualify. */
+static int ffn_one_token(lm_context *ctx, const layer_weights *w) {
+    if (w->lora[LORA_GATE] || w->lora[LORA_UP] || w->lora[LORA_DOWN]) return 0;
+    return lm_ffn_swiglu_act(ctx->hb, ctx->hb2, ctx->hb_act, &w->w_gate, &w->w_up, &w->w_down, ctx->xb, ctx->n_threads) &&
+           lm_matvec_act(ctx->xb2, &w->w_down, ctx->hb_act, ctx->n_threads);
+}
+
 lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const float **logits, lm_error *err) {
     const lm_model *m = ctx->model;
     const lm_model_config *c = &m->cfg;
@@ -448,9 +461,11 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         lm_add_f32(ctx->x, ctx->xb2, dim);
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->ffn_norm, dim, eps);
-        project_gate_up(ctx, w, ctx->xb, ctx->hb, ctx->hb2, 1);
-        lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
-        matvec(ctx, ctx->xb2, &w->w_down, w->lora[LORA_DOWN], ctx->hb);
+        if (!ffn_one_token(ctx, w)) {
+            project_gate_up(ctx, w, ctx->xb, ctx->hb, ctx->hb2, 1);
+            lm_swiglu_f32(ctx->hb, ctx->hb2, c->ffn_dim);
+            matvec(ctx, ctx->xb2, &w->w_down, w->lora[LORA_DOWN], ctx->hb);
+        }
         lm_add_f32(ctx->x, ctx->xb2, dim);
     }
     lm_rmsnorm_f32(ctx->x, ctx->x, m->output_norm, dim, eps);

@@ -5,6 +5,7 @@
 #include "../base/checked.h"
 #include "../base/pool.h"
 #include "../base/scratch.h"
+#include "quant_blocks.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,8 @@ static void quantize_acts(lm_act_kind kind, const float *X, uint8_t *act, int64_
     lm_parallel_for(n_tok * cols >= (1 << 16) ? n_threads : 1, n_tok, quantize_rows, &q);
 }
 
+static void run_x16(x16_job *j, int n, int64_t macs, int n_threads);
+
 /* With table k's x16 kernels (k->dot_x16[type] set). Returns 0 if out of
  * memory for the activations (the caller then takes the reference path). */
 static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, const lm_kernels *k, const float *X,
@@ -201,9 +204,86 @@ static int matmul_x16(float *const *Ys, const lm_weight *const *ws, int n, const
     if (!act) return 0;
     quantize_acts(kind, X, act, n_tok, cols, j.act_size, n_threads);
     j.act = act;
-    for (int i = n + 1; i <= MAX_SHARED; i++) j.first_group[i] = j.first_group[n];
-    j.per_item = (j.x32 && n_tok >= 2) || (j.pair && n_tok == 1) ? 2 : 1;
-    lm_parallel_for(threads_for(macs, n_threads), (j.first_group[n] + j.per_item - 1) / j.per_item, x16_groups, &j);
+    run_x16(&j, n, macs, n_threads);
+    return 1;
+}
+
+/* The parallel loop of a job whose activations are in place. */
+static void run_x16(x16_job *j, int n, int64_t macs, int n_threads) {
+    for (int i = n + 1; i <= MAX_SHARED; i++) j->first_group[i] = j->first_group[n];
+    j->per_item = (j->x32 && j->n_tok >= 2) || (j->pair && j->n_tok == 1) ? 2 : 1;
+    lm_parallel_for(threads_for(macs, n_threads), (j->first_group[n] + j->per_item - 1) / j->per_item, x16_groups, j);
+}
+
+int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads) {
+    const lm_kernels *k = lm_kernels_best();
+    if (w->layout != LM_LAYOUT_X16 || !k->dot_x16[w->type]) return 0;
+    float *const Ys[1] = {y};
+    const lm_weight *const ws[1] = {w};
+    x16_job j = {.Ys = Ys, .ws = ws, .dot = k->dot_x16[w->type], .pair = k->dot_x16_pair[w->type],
+                 .x32 = k->dot_x32[w->type], .n_tok = 1, .act = act, .tok_chunk = 8};
+    j.first_group[1] = (w->rows + LM_X16 - 1) / LM_X16;
+    j.act_size = lm_act_size(lm_x16_act(w->type), w->cols);
+    j.group_bytes = lm_x16_group_bytes(w->type, w->cols);
+    run_x16(&j, 1, w->rows * w->cols, n_threads);
+    return 1;
+}
+
+/* lm_ffn_swiglu_act's region: thread t takes an even run of whole
+ * activation blocks of the down projection's input (whole x16 groups). */
+typedef struct {
+    const lm_weight *gate, *up;
+    const lm_kernels *k;
+    const uint8_t *x_act; /* the input, quantised for gate and up */
+    float *h, *h_up;      /* (ffn): silu(gate) * up; up's rows */
+    uint8_t *act;         /* h quantised for down */
+    lm_act_kind act_kind;
+    int64_t unit;         /* rows per run unit: a multiple of 16 and of the activation block */
+    size_t unit_bytes;    /* bytes of a unit's activations */
+} ffn_job;
+
+static void ffn_rows(void *arg, int thread, int n_threads) {
+    const ffn_job *j = arg;
+    const lm_type type = j->gate->type;
+    const int64_t cols = j->gate->cols;
+    const size_t gb = lm_x16_group_bytes(type, cols);
+    int64_t u0, u1;
+    lm_split(j->gate->rows / j->unit, thread, n_threads, &u0, &u1);
+    const int64_t r0 = u0 * j->unit, r1 = u1 * j->unit;
+    if (r1 <= r0) return;
+    const uint8_t *wg = j->gate->data, *wu = j->up->data;
+    for (int64_t g = r0 / LM_X16; g < r1 / LM_X16; g++) {
+        float *yg = j->h + g * LM_X16, *yu = j->h_up + g * LM_X16;
+        if (j->k->dot_x16_pair[type]) {
+            j->k->dot_x16_pair[type](wg + (size_t)g * gb, wu + (size_t)g * gb, j->x_act, cols, yg, yu);
+        } else {
+            j->k->dot_x16[type](wg + (size_t)g * gb, j->x_act, 0, cols, 1, yg, LM_X16);
+            j->k->dot_x16[type](wu + (size_t)g * gb, j->x_act, 0, cols, 1, yu, LM_X16);
+        }
+    }
+    j->k->swiglu(j->h + r0, j->h_up + r0, r1 - r0);
+    lm_act_quantize(j->act_kind, j->h + r0, j->act + (size_t)u0 * j->unit_bytes, r1 - r0);
+}
+
+int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, const lm_weight *up,
+                      const lm_weight *down, const float *x, int n_threads) {
+    const lm_kernels *k = lm_kernels_best();
+    const int64_t ffn = gate->rows, cols = gate->cols;
+    if (gate->layout != LM_LAYOUT_X16 || up->layout != LM_LAYOUT_X16 || down->layout != LM_LAYOUT_X16 ||
+        !k->dot_x16[gate->type] || !k->dot_x16[down->type] || up->type != gate->type || up->rows != ffn ||
+        up->cols != cols || down->cols != ffn) {
+        return 0;
+    }
+    const lm_act_kind down_kind = lm_x16_act(down->type);
+    const int64_t block = down_kind == LM_ACT_F32 ? 1 : down_kind == LM_ACT_Q8S ? 32 : QK_K;
+    const int64_t unit = block > LM_X16 ? block : LM_X16;
+    if (ffn % unit) return 0;
+    const lm_act_kind x_kind = lm_x16_act(gate->type);
+    uint8_t *x_act = act_buffer(lm_act_size(x_kind, cols), 1);
+    if (!x_act) return 0;
+    lm_act_quantize(x_kind, x, x_act, cols);
+    ffn_job j = {gate, up, k, x_act, h, h_up, act, down_kind, unit, lm_act_size(down_kind, unit)};
+    lm_parallel(threads_for(2 * ffn * cols, n_threads), ffn_rows, &j);
     return 1;
 }
 

@@ -37,6 +37,23 @@ void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int 
  * LM_GEMM_MIN_TOKENS on, the GEMM packs the activations once for all
  * (lm_gemm_shared). */
 void lm_matmul_shared(float *const *Ys, const lm_weight *const *ws, int n, const float *X, int64_t n_tok, int n_threads);
+/* A decode token's feed-forward middle: h (ffn) = silu(W_gate x) * (W_up x),
+ * with h_up (ffn) as scratch, and h quantised into act (at least
+ * lm_act_size(lm_x16_act(down->type), ffn) bytes) for lm_matvec_act with
+ * W_down. Each thread computes, gates and quantises the same rows of both
+ * products, so none of them crosses to another core before the down
+ * projection reads the quantised h (on a VM whose two vCPUs sit on two
+ * CCDs, a cache line between them takes ~220 ns one way). h equals
+ * lm_matmul_shared's gate through lm_swiglu_f32 bit for bit, act
+ * lm_act_quantize of it. Returns 0, doing nothing, unless all three are x16
+ * matrices with kernels, gate and up of one type and shape, and ffn a whole
+ * number of the down activations' blocks (and of 16 rows). */
+int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, const lm_weight *up,
+                      const lm_weight *down, const float *x, int n_threads);
+/* y (rows) = W @ x from x already quantised for W's x16 kernel (as
+ * lm_ffn_swiglu_act leaves it); equals lm_matvec bit for bit. 0 if W is not
+ * an x16 matrix with a kernel. */
+int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads);
 /* dot(row of type t, x) over n elements (a whole number of blocks). */
 float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);
 /* Row r of W as floats (an embedding lookup). */
