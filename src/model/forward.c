@@ -415,6 +415,70 @@ static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t p
     attention_batch_items(ctx, layer, n, pos0);
 }
 
+/* One token's Q, K and V products, rope, cache store and attention (xb ->
+ * att_out) as one region in which each thread takes an even run of KV heads
+ * and their query heads: it computes their rows of Q, K and V, rotates them,
+ * stores its keys and values and attends with them, so none of those rows,
+ * nor the cache rows of its heads, comes from the other core (on a VM whose
+ * two vCPUs sit on two CCDs a cache line between them takes ~220 ns one
+ * way). Bit for bit the separate steps. k, v: the token's key and value
+ * rows (in the cache for an f32 one). 0 (nothing done) with LoRA on Q, K or
+ * V, or where the matrices do not qualify (x16 with a kernel, one type and
+ * width, heads of whole groups of 16 rows). */
+typedef struct {
+    lm_context *ctx;
+    const layer_weights *w;
+    int64_t layer, pos;
+    const void *x_act;
+    float *k, *v;
+    const float *rope;
+} qkv_job;
+
+static void qkv_attend(void *arg, int thread, int n_threads) {
+    const qkv_job *j = arg;
+    lm_context *ctx = j->ctx;
+    const lm_model_config *c = &ctx->model->cfg;
+    const int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int64_t kh0, kh1;
+    lm_split(c->n_kv_heads, thread, n_threads, &kh0, &kh1);
+    if (kh1 <= kh0) return;
+    const int64_t qh0 = kh0 * group, qh1 = kh1 * group;
+    lm_matvec_rows_act(ctx->q, &j->w->wq, j->x_act, qh0 * hd, qh1 * hd);
+    lm_matvec_rows_act(j->k, &j->w->wk, j->x_act, kh0 * hd, kh1 * hd);
+    lm_matvec_rows_act(j->v, &j->w->wv, j->x_act, kh0 * hd, kh1 * hd);
+    lm_rope_f32(ctx->q + qh0 * hd, qh1 - qh0, hd, c->rope_dim, j->rope);
+    lm_rope_f32(j->k + kh0 * hd, kh1 - kh0, hd, c->rope_dim, j->rope);
+    if (ctx->kv_type == LM_KV_F16) {
+        const lm_kernels *kn = lm_kernels_best();
+        kn->to_f16((uint16_t *)kv_at(ctx, ctx->k_cache, j->layer, j->pos) + kh0 * hd, j->k + kh0 * hd, (kh1 - kh0) * hd);
+        kn->to_f16((uint16_t *)kv_at(ctx, ctx->v_cache, j->layer, j->pos) + kh0 * hd, j->v + kh0 * hd, (kh1 - kh0) * hd);
+    }
+    float *att = ctx->att + thread * ctx->n_ctx; /* a row per thread, as attention()'s */
+    for (int64_t h = qh0; h < qh1; h++) {
+        attend_head(ctx, j->layer, j->pos, (h / group) * hd, ctx->q + h * hd, ctx->att_out + h * hd, att);
+    }
+}
+
+static int qkv_attend_one_token(lm_context *ctx, const layer_weights *w, int64_t layer, int64_t pos, float *k, float *v,
+                                const float *rope) {
+    const lm_model_config *c = &ctx->model->cfg;
+    const int64_t hd = c->head_dim, cols = w->wq.cols;
+    if (w->lora[LORA_Q] || w->lora[LORA_K] || w->lora[LORA_V] || hd % 16 || w->wk.type != w->wq.type ||
+        w->wv.type != w->wq.type || w->wk.cols != cols || w->wv.cols != cols || w->wk.layout != w->wq.layout ||
+        w->wv.layout != w->wq.layout) {
+        return 0;
+    }
+    const void *x_act = lm_x16_quantize(&w->wq, ctx->xb);
+    if (!x_act) return 0;
+    /* below ~64K multiply-adds, one thread (as the products' threads_for) */
+    const int64_t macs = (w->wq.rows + w->wk.rows + w->wv.rows) * cols;
+    int nt = macs >= (1 << 16) ? ctx->n_threads : 1;
+    if (nt > c->n_kv_heads) nt = (int)c->n_kv_heads;
+    qkv_job j = {ctx, w, layer, pos, x_act, k, v, rope};
+    lm_parallel(nt, qkv_attend, &j);
+    return 1;
+}
+
 /* One token's feed-forward products, xb -> xb2, with each core keeping its
  * rows of gate, up and SwiGLU (lm_ffn_swiglu_act): bit for bit the separate
  * steps. 0 (nothing done) with LoRA on any of the three or where the
@@ -452,11 +516,13 @@ lm_status lm_context_forward(lm_context *ctx, int32_t token, int64_t pos, const 
         float *v = half ? ctx->v_row : kv_at(ctx, ctx->v_cache, l, pos);
 
         lm_rmsnorm_f32(ctx->xb, ctx->x, w->attn_norm, dim, eps);
-        project_qkv(ctx, w, ctx->xb, ctx->q, k, v, 1);
-        lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
-        lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
-        if (half) kv_store(ctx, l, pos, k, v);
-        attention(ctx, l, pos);
+        if (!qkv_attend_one_token(ctx, w, l, pos, k, v, rope)) {
+            project_qkv(ctx, w, ctx->xb, ctx->q, k, v, 1);
+            lm_rope_f32(ctx->q, c->n_heads, hd, c->rope_dim, rope);
+            lm_rope_f32(k, c->n_kv_heads, hd, c->rope_dim, rope);
+            if (half) kv_store(ctx, l, pos, k, v);
+            attention(ctx, l, pos);
+        }
         matvec(ctx, ctx->xb2, &w->wo, w->lora[LORA_O], ctx->att_out);
         lm_add_f32(ctx->x, ctx->xb2, dim);
 

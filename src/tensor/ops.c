@@ -229,6 +229,37 @@ int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads) 
     return 1;
 }
 
+const void *lm_x16_quantize(const lm_weight *w, const float *x) {
+    if (w->layout != LM_LAYOUT_X16 || !lm_kernels_best()->dot_x16[w->type]) return NULL;
+    const lm_act_kind kind = lm_x16_act(w->type);
+    uint8_t *act = act_buffer(lm_act_size(kind, w->cols), 1);
+    if (act) lm_act_quantize(kind, x, act, w->cols);
+    return act;
+}
+
+int lm_matvec_rows_act(float *y, const lm_weight *w, const void *act, int64_t r0, int64_t r1) {
+    const lm_kernels *k = lm_kernels_best();
+    if (w->layout != LM_LAYOUT_X16 || !k->dot_x16[w->type] || r0 < 0 || r1 > w->rows || r0 % LM_X16 || r1 % LM_X16) {
+        return 0;
+    }
+    const lm_dot_x16_fn dot = k->dot_x16[w->type];
+    const lm_dot_x16_pair_fn pair = k->dot_x16_pair[w->type];
+    const size_t gb = lm_x16_group_bytes(w->type, w->cols);
+    const uint8_t *base = w->data;
+    const int64_t g0 = r0 / LM_X16, g1 = r1 / LM_X16, mid = g0 + (g1 - g0) / 2;
+    if (!pair) {
+        for (int64_t g = g0; g < g1; g++) dot(base + (size_t)g * gb, act, 0, w->cols, 1, y + g * LM_X16, LM_X16);
+        return 1;
+    }
+    /* two streams, as x16_groups reads one token's groups */
+    for (int64_t g = g0; g < mid; g++) {
+        const int64_t h = mid + (g - g0);
+        pair(base + (size_t)g * gb, base + (size_t)h * gb, act, w->cols, y + g * LM_X16, y + h * LM_X16);
+    }
+    if ((g1 - g0) % 2) dot(base + (size_t)(g1 - 1) * gb, act, 0, w->cols, 1, y + (g1 - 1) * LM_X16, LM_X16);
+    return 1;
+}
+
 /* lm_ffn_swiglu_act's region: thread t takes an even run of whole
  * activation blocks of the down projection's input (whole x16 groups). */
 typedef struct {

@@ -54,6 +54,15 @@ int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, c
  * lm_ffn_swiglu_act leaves it); equals lm_matvec bit for bit. 0 if W is not
  * an x16 matrix with a kernel. */
 int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads);
+/* x (w->cols) quantised for w's x16 kernel, in the calling thread's
+ * scratch (valid until its next product); NULL if w is not an x16 matrix
+ * with a kernel, or out of memory. */
+const void *lm_x16_quantize(const lm_weight *w, const float *x);
+/* Rows r0 .. r1 - 1 of y = W x (whole groups of 16) on the calling thread,
+ * from act as lm_x16_quantize leaves it: the same bits as lm_matvec's. 0
+ * (nothing written) if W is not an x16 matrix with a kernel or the rows
+ * are not whole groups. */
+int lm_matvec_rows_act(float *y, const lm_weight *w, const void *act, int64_t r0, int64_t r1);
 /* dot(row of type t, x) over n elements (a whole number of blocks). */
 float lm_vec_dot_row(lm_type t, const void *row, const float *x, int64_t n);
 /* Row r of W as floats (an embedding lookup). */
