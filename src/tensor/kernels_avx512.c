@@ -1192,6 +1192,38 @@ K512 static int x32_bytes(const x32_bytes_kind *kind, const void *group, size_t 
         x16((const uint8_t *)group + group_bytes, act, stride, n, n_tok, y + 16, ldy);                               \
     }
 
+/* One sub-block of a pair for T tokens: per group, one chain of `words`
+ * vpdpbusd (q: [word][group][64] bytes, the 16 rows' 4 weights each) against
+ * the tokens' broadcast activation words from byte `col` of their block b,
+ * scaled by the rows' scales (sc: [group][16]) into isum. weights_unsigned:
+ * the weights are vpdpbusd's unsigned operand (Q4_K's 0..15), else the
+ * activations are (Q6_K's + 128 against signed weights). */
+K512 static inline __attribute__((always_inline)) void x32_subblock(const uint8_t *q, const int32_t *sc, const int words,
+                                                                   const int weights_unsigned, const void *act,
+                                                                   size_t stride, int64_t b, int col, const int T,
+                                                                   __m512i isum[2][X32_PASS_TOKENS]) {
+    __m512i c[2][X32_PASS_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) c[0][t] = c[1][t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < words; k++) {
+        const __m512i w0 = _mm512_loadu_si512(q + k * 128), w1 = _mm512_loadu_si512(q + k * 128 + 64);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
+            const __m512i xb = _mm512_set1_epi32(((const i32_bytes *)(x->qs + col))[k]);
+            c[0][t] = weights_unsigned ? _mm512_dpbusd_epi32(c[0][t], w0, xb) : _mm512_dpbusd_epi32(c[0][t], xb, w0);
+            c[1][t] = weights_unsigned ? _mm512_dpbusd_epi32(c[1][t], w1, xb) : _mm512_dpbusd_epi32(c[1][t], xb, w1);
+        }
+    }
+    const __m512i sc0 = _mm512_loadu_si512(sc), sc1 = _mm512_loadu_si512(sc + 16);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        isum[0][t] = _mm512_add_epi32(isum[0][t], _mm512_mullo_epi32(c[0][t], sc0));
+        isum[1][t] = _mm512_add_epi32(isum[1][t], _mm512_mullo_epi32(c[1][t], sc1));
+    }
+}
+
 /* Q4_K: a sub-block (32 columns) of a pair, unpacked. */
 typedef struct {
     uint8_t q[8][2][64]; /* [word k][group]: the 16 rows' bytes 4k .. 4k + 3 of the sub-block, 0..15 */
@@ -1231,26 +1263,7 @@ K512 static inline __attribute__((always_inline)) void q4_Kx32_tokens(const q4k_
 #pragma GCC unroll 1
         for (int j = 0; j < 8; j++) {
             const q4k_sub_bytes *s = &e[b * 8 + j];
-            __m512i c[2][X32_PASS_TOKENS];
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) c[0][t] = c[1][t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m512i w0 = _mm512_loadu_si512(s->q[k][0]), w1 = _mm512_loadu_si512(s->q[k][1]);
-#pragma GCC unroll 8
-                for (int t = 0; t < T; t++) {
-                    const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-                    const __m512i xb = _mm512_set1_epi32(((const i32_bytes *)(x->qs + 32 * j))[k]);
-                    c[0][t] = _mm512_dpbusd_epi32(c[0][t], w0, xb);
-                    c[1][t] = _mm512_dpbusd_epi32(c[1][t], w1, xb);
-                }
-            }
-            const __m512i sc0 = _mm512_loadu_si512(s->sc[0]), sc1 = _mm512_loadu_si512(s->sc[1]);
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) {
-                isum[0][t] = _mm512_add_epi32(isum[0][t], _mm512_mullo_epi32(c[0][t], sc0));
-                isum[1][t] = _mm512_add_epi32(isum[1][t], _mm512_mullo_epi32(c[1][t], sc1));
-            }
+            x32_subblock(s->q[0][0], s->sc[0], 8, 1, act, stride, b, 32 * j, T, isum);
         }
         /* The mins and the float steps, as in q4_Kx16_tokens. */
 #pragma GCC unroll 2
@@ -1325,26 +1338,7 @@ K512 static inline __attribute__((always_inline)) void q6_Kx32_tokens(const q6k_
 #pragma GCC unroll 1
         for (int s = 0; s < 16; s++) {
             const q6k_sub_bytes *sb = &e[b * 16 + s];
-            __m512i c[2][X32_PASS_TOKENS];
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) c[0][t] = c[1][t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                const __m512i w0 = _mm512_loadu_si512(sb->q[k][0]), w1 = _mm512_loadu_si512(sb->q[k][1]);
-#pragma GCC unroll 8
-                for (int t = 0; t < T; t++) {
-                    const block_q8_K *x = (const block_q8_K *)((const uint8_t *)act + (size_t)t * stride) + b;
-                    const __m512i xb = _mm512_set1_epi32(((const i32_bytes *)(x->qs + 16 * s))[k]);
-                    c[0][t] = _mm512_dpbusd_epi32(c[0][t], xb, w0);
-                    c[1][t] = _mm512_dpbusd_epi32(c[1][t], xb, w1);
-                }
-            }
-            const __m512i sc0 = _mm512_loadu_si512(sb->sc[0]), sc1 = _mm512_loadu_si512(sb->sc[1]);
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) {
-                isum[0][t] = _mm512_add_epi32(isum[0][t], _mm512_mullo_epi32(c[0][t], sc0));
-                isum[1][t] = _mm512_add_epi32(isum[1][t], _mm512_mullo_epi32(c[1][t], sc1));
-            }
+            x32_subblock((const uint8_t *)sb->q[0][0], sb->sc[0], 4, 0, act, stride, b, 16 * s, T, isum);
         }
         /* The float step, as in q6_Kx16_tokens. */
 #pragma GCC unroll 2
