@@ -952,8 +952,6 @@ K512 static void add_512(float *x, const float *a, int64_t n) {
     }
 }
 
-/* AVX2's swiglu, 16 lanes (the same values): silu(g) = g * sigmoid(g), with
- * e = e^-|g|, sigmoid = 1 / (1 + e) for g >= 0 and e / (1 + e) below. */
 /* Halves to floats and back, 16 at a time (AVX2's 8 at a time took 2% of a
  * 110M prompt's profile, converting the f16 cache's rows as the prefill's
  * attention packs them); the conversions are exact one way and round to
@@ -972,6 +970,8 @@ K512 static void to_f16_512(uint16_t *dst, const float *src, int64_t n) {
     for (; i < n; i++) dst[i] = lm_fp32_to_fp16(src[i]);
 }
 
+/* AVX2's swiglu, 16 lanes (the same values): silu(g) = g * sigmoid(g), with
+ * e = e^-|g|, sigmoid = 1 / (1 + e) for g >= 0 and e / (1 + e) below. */
 K512 static void swiglu_512(float *gate, const float *up, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
@@ -1124,8 +1124,8 @@ enum { X32_PASS_TOKENS = 6, X32_BYTES_MIN_TOKENS = 40, X32_BYTES_SLICE = 2 };
  * both groups (group, group + group_bytes) into e; pass runs T (1..6)
  * tokens through them, adding each block's part to y (rows of 32), whose
  * first block's part with add 0 starts y instead. (Zeroing y ahead of the
- * passes was 10% of the time: every row's first write missed the caches,
- * with no work around it to hide that.) */
+ * passes was a tenth of these products' time: every row's first write
+ * missed the caches, with no work around it to hide that.) */
 typedef struct {
     size_t block_bytes;     /* an x16 block */
     size_t unpacked_bytes;  /* a block of the pair, unpacked */
@@ -1171,15 +1171,15 @@ K512 static int x32_bytes(const x32_bytes_kind *kind, const void *group, size_t 
 
 /* A pass function from a kernel taking T as a constant (registers). */
 #define X32_PASS(name, tokens_fn)                                                                                    \
-    K512 static void name(const void *e, const uint8_t *group, size_t group_bytes, const void *act, size_t stride,  \
+    K512 static void name(const void *e, const uint8_t *group, size_t group_bytes, const void *act, size_t stride,   \
                           int64_t nb, int T, int add, float *y, int64_t ldy) {                                       \
         switch (T) {                                                                                                 \
-        case 1: tokens_fn(e, group, group_bytes, act, stride, nb, 1, add, y, ldy); break;                                \
-        case 2: tokens_fn(e, group, group_bytes, act, stride, nb, 2, add, y, ldy); break;                                \
-        case 3: tokens_fn(e, group, group_bytes, act, stride, nb, 3, add, y, ldy); break;                                \
-        case 4: tokens_fn(e, group, group_bytes, act, stride, nb, 4, add, y, ldy); break;                                \
-        case 5: tokens_fn(e, group, group_bytes, act, stride, nb, 5, add, y, ldy); break;                                \
-        default: tokens_fn(e, group, group_bytes, act, stride, nb, X32_PASS_TOKENS, add, y, ldy); break;                \
+        case 1: tokens_fn(e, group, group_bytes, act, stride, nb, 1, add, y, ldy); break;                            \
+        case 2: tokens_fn(e, group, group_bytes, act, stride, nb, 2, add, y, ldy); break;                            \
+        case 3: tokens_fn(e, group, group_bytes, act, stride, nb, 3, add, y, ldy); break;                            \
+        case 4: tokens_fn(e, group, group_bytes, act, stride, nb, 4, add, y, ldy); break;                            \
+        case 5: tokens_fn(e, group, group_bytes, act, stride, nb, 5, add, y, ldy); break;                            \
+        default: tokens_fn(e, group, group_bytes, act, stride, nb, X32_PASS_TOKENS, add, y, ldy); break;             \
         }                                                                                                            \
     }
 
