@@ -14,7 +14,7 @@
 enum { BOUNCES = 20000, RUNS = 5 };
 
 typedef struct {
-    _Alignas(64) _Atomic long word; /* odd: the first thread's turn was taken; even: the second's; -1: give up */
+    _Alignas(64) _Atomic long word; /* 2i + 1: the first thread has sent bounce i; 2i + 2: the second answered; -1: give up */
     char pad[64 - sizeof(long)];
     int cpu[2];
     double seconds; /* the first thread's time for BOUNCES round trips, 0 if it gave up */
