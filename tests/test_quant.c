@@ -372,7 +372,7 @@ static double max_rel_diff(const float *a, const float *b, int64_t n) {
  * logits; larger ones go through the f32 GEMM over dequantised weights and
  * agree within tol (the single-token path quantises activations to 8 bits
  * for integer weight types, the GEMM does not). */
-static void batch_matches_sequential(const char *path, double tol) {
+static void batch_matches_sequential(const char *path, double tol, lm_kv_type kv) {
     lm_error err = {0};
     lm_model *m;
     REQUIRE(lm_model_load(path, &m, &err) == LM_OK);
@@ -380,7 +380,7 @@ static void batch_matches_sequential(const char *path, double tol) {
     int32_t toks[150];
     for (int64_t i = 0; i < n; i++) toks[i] = (int32_t)(lm_rng_next(&rng) % (uint64_t)nv);
     lm_context *a, *b;
-    REQUIRE(lm_context_init(m, n, 2, &a, &err) == LM_OK && lm_context_init(m, n, 2, &b, &err) == LM_OK);
+    REQUIRE(lm_context_init_kv(m, n, 2, kv, &a, &err) == LM_OK && lm_context_init_kv(m, n, 2, kv, &b, &err) == LM_OK);
     CHECK(lm_context_set_batch_size(b, 0, &err) == LM_ERR_ARG && lm_context_set_batch_size(b, n + 1, &err) == LM_ERR_ARG);
     CHECK(lm_context_set_batch_size(b, 64, &err) == LM_OK); /* 140 tokens cross two batch boundaries */
     float *seq = malloc((size_t)(n * nv) * 4), *bat = malloc((size_t)(n * nv) * 4);
@@ -413,9 +413,9 @@ static void batch_matches_sequential(const char *path, double tol) {
         }
         argmax_agree += as == ab;
     }
-    printf("%s: batched vs token-by-token logits: max relative difference %.2e (tolerance %.0e), argmax agrees at "
-           "%d/%lld positions\n",
-           path, worst, tol, argmax_agree, (long long)(n - start));
+    printf("%s (%s KV cache): batched vs token-by-token logits: max relative difference %.2e (tolerance %.0e), argmax "
+           "agrees at %d/%lld positions\n",
+           path, lm_kv_type_name(kv), worst, tol, argmax_agree, (long long)(n - start));
     CHECKF(worst <= tol, "%s: batched logits differ from token-by-token ones by %.3e", path, worst);
     CHECK(max_rel_diff(seq + (n - 1) * nv, lg, nv) <= tol);
     CHECK(lm_context_forward_batch(b, toks, 2, n - 1, NULL, NULL, &err) == LM_ERR_LIMIT);
@@ -427,7 +427,7 @@ static void batch_matches_sequential(const char *path, double tol) {
 }
 
 static void test_batch(void) {
-    batch_matches_sequential(FIX("stories260K.gguf"), 1e-4);
+    batch_matches_sequential(FIX("stories260K.gguf"), 1e-4, LM_KV_F32);
     /* K-quant and Q4_0 kernels need 256-wide rows: random models of that width. */
     const lm_type types[] = {LM_TYPE_Q4_K, LM_TYPE_Q6_K, LM_TYPE_Q4_0, LM_TYPE_F16};
     const double tols[] = {5e-2, 5e-2, 5e-2, 1e-4};
@@ -439,7 +439,17 @@ static void test_batch(void) {
         lm_init_params p = {256, 2, 4, 2, 512, 256, NULL, 300, types[i], 5, 2, NULL, NULL};
         lm_error err = {0};
         CHECKF(lm_model_init(&p, path, &err) == LM_OK, "%s", err.message);
-        batch_matches_sequential(path, tols[i]);
+        /* Then the same tokens with an f16 cache: decoding splits the heads'
+         * Q, K, V, cache rows and attention over the 2 threads, each storing
+         * half of a row. (The random stream then goes on as after the f32 run
+         * alone: the tests after this one have tight error bounds on their
+         * random data.) */
+        const lm_rng before = rng;
+        batch_matches_sequential(path, tols[i], LM_KV_F32);
+        const lm_rng after = rng;
+        rng = before;
+        batch_matches_sequential(path, tols[i], LM_KV_F16);
+        rng = after;
         unlink(path);
     }
 }
