@@ -426,6 +426,40 @@ static void batch_matches_sequential(const char *path, double tol, lm_kv_type kv
     lm_model_free(m);
 }
 
+/* A one-token step (lm_context_forward_step with n = 1: the server
+ * decoding for one client, which takes the single-token forward pass)
+ * against the same sequence's token in a two-sequence step, bit for bit,
+ * with both KV cache types, 2 threads. */
+static void single_step_matches_shared(const char *path) {
+    lm_error err = {0};
+    lm_model *m;
+    REQUIRE(lm_model_load(path, &m, &err) == LM_OK);
+    const int64_t nv = lm_model_get_config(m)->n_vocab, n = 24;
+    float *one = malloc((size_t)nv * 4), *two = malloc((size_t)(2 * nv) * 4);
+    int bad = 0;
+    for (int kv = 0; kv < 2; kv++) {
+        const lm_kv_type type = kv ? LM_KV_F16 : LM_KV_F32;
+        lm_context *a, *b, *c;
+        REQUIRE(lm_context_init_kv(m, n, 2, type, &a, &err) == LM_OK && lm_context_init_kv(m, n, 2, type, &b, &err) == LM_OK &&
+                lm_context_init_kv(m, n, 2, type, &c, &err) == LM_OK);
+        for (int64_t i = 0; i < n; i++) {
+            int32_t tok[2] = {(int32_t)((i * 7919 + 3) % nv), (int32_t)((i * 104729 + 11) % nv)};
+            int64_t pos[2] = {i, i};
+            lm_context *alone[1] = {a}, *pair[2] = {b, c};
+            CHECK(lm_context_forward_step(alone, tok, pos, 1, NULL, one, &err) == LM_OK);
+            CHECK(lm_context_forward_step(pair, tok, pos, 2, NULL, two, &err) == LM_OK);
+            bad += memcmp(one, two, (size_t)nv * 4) != 0;
+        }
+        lm_context_free(a);
+        lm_context_free(b);
+        lm_context_free(c);
+    }
+    CHECKF(bad == 0, "%s: %d one-token steps differ from the same token in a two-sequence step", path, bad);
+    free(one);
+    free(two);
+    lm_model_free(m);
+}
+
 static void test_batch(void) {
     batch_matches_sequential(FIX("stories260K.gguf"), 1e-4, LM_KV_F32);
     /* K-quant and Q4_0 kernels need 256-wide rows: random models of that width. */
@@ -450,6 +484,7 @@ static void test_batch(void) {
         rng = before;
         batch_matches_sequential(path, tols[i], LM_KV_F16);
         rng = after;
+        single_step_matches_shared(path);
         unlink(path);
     }
 }

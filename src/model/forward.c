@@ -749,6 +749,16 @@ lm_status lm_context_forward_step(lm_context *const *ctxs, const int32_t *tokens
                 return lm_error_set(err, LM_ERR_ARG, "token %lld: position %lld of its sequence comes twice in one step",
                                     (long long)b, (long long)pos[b]);
     }
+    /* One token of one sequence whose logits are wanted (the server decoding
+     * for a single client): the single-token forward pass, whose regions keep
+     * each core's rows on its core; its logits equal this step's bit for bit
+     * (tested). */
+    if (n == 1 && (!want || want[0])) {
+        const float *one;
+        st = lm_context_forward(lead, tokens[0], pos[0], &one, err);
+        if (!st) memcpy(logits, one, (size_t)c->n_vocab * sizeof *logits);
+        return st;
+    }
     const int64_t dim = c->dim;
     for (int64_t b = 0; b < n; b++) lm_weight_row(&m->tok_embd, tokens[b], lead->bx + b * dim);
     for (int64_t l = 0; l < c->n_layers; l++) {
