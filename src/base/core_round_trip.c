@@ -45,13 +45,18 @@ static int wait_for(bounce_job *j, long want, double give_up_at) {
     }
 }
 
+/* Pins the calling thread to j->cpu[which]; on failure tells the other
+ * thread to give up. */
+static int start_on(bounce_job *j, int which) {
+    if (pin_to(j->cpu[which])) return 1;
+    atomic_store_explicit(&j->word, -1, memory_order_release);
+    return 0;
+}
+
 static void *second(void *arg) {
     bounce_job *j = arg;
     const double give_up_at = now() + 1.0;
-    if (!pin_to(j->cpu[1])) {
-        atomic_store_explicit(&j->word, -1, memory_order_release);
-        return NULL;
-    }
+    if (!start_on(j, 1)) return NULL;
     for (long i = 0; i < BOUNCES; i++) {
         if (!wait_for(j, 2 * i + 1, give_up_at)) return NULL;
         atomic_store_explicit(&j->word, 2 * i + 2, memory_order_release);
@@ -62,10 +67,7 @@ static void *second(void *arg) {
 static void *first(void *arg) {
     bounce_job *j = arg;
     const double give_up_at = now() + 1.0;
-    if (!pin_to(j->cpu[0])) {
-        atomic_store_explicit(&j->word, -1, memory_order_release);
-        return NULL;
-    }
+    if (!start_on(j, 0)) return NULL;
     const double t0 = now();
     for (long i = 0; i < BOUNCES; i++) {
         long expected = 2 * i; /* the second thread's answer (0 to start) */

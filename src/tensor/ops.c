@@ -309,10 +309,8 @@ int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, c
     const int64_t block = down_kind == LM_ACT_F32 ? 1 : down_kind == LM_ACT_Q8S ? 32 : QK_K;
     const int64_t unit = block > LM_X16 ? block : LM_X16;
     if (ffn % unit) return 0;
-    const lm_act_kind x_kind = lm_x16_act(gate->type);
-    uint8_t *x_act = act_buffer(lm_act_size(x_kind, cols), 1);
+    const uint8_t *x_act = lm_x16_quantize(gate, x);
     if (!x_act) return 0;
-    lm_act_quantize(x_kind, x, x_act, cols);
     ffn_job j = {gate, up, k, x_act, h, h_up, act, down_kind, unit, lm_act_size(down_kind, unit)};
     lm_parallel(threads_for(2 * ffn * cols, n_threads), ffn_rows, &j);
     return 1;
