@@ -94,14 +94,27 @@ void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int
         pack_a(g, rows, hd, hd, panel);
     }
     /* V^T: panel p holds dimensions p MR .. p MR + MR - 1 of every key, MR
-     * values a key (a run of the key's row), zeros past hd. */
-    for (int64_t t = 0; t < keys; t++) {
-        const float *r = kv_row(&kv, 1, t, hd, rows);
+     * values a key (a run of the key's row), zeros past hd. A chunk of keys
+     * at a time is taken into the row buffer, then written a panel at a
+     * time: each panel's part of the chunk is one contiguous run (a key at
+     * a time across the panels took 1.5-2x as long: 110M's heads packed in
+     * 19-35 us, now 12-19, on one thread). */
+    const int64_t chunk = mr > g->nr ? mr : g->nr;
+    for (int64_t t0 = 0; t0 < keys; t0 += chunk) {
+        const int64_t n = keys - t0 < chunk ? keys - t0 : chunk;
+        for (int64_t i = 0; i < n; i++) {
+            const float *r = kv_row(&kv, 1, t0 + i, hd, rows + i * hd);
+            if (r != rows + i * hd) memcpy(rows + i * hd, r, (size_t)hd * sizeof *rows);
+        }
         for (int64_t d0 = 0; d0 < hd; d0 += mr) {
-            float *dst = scratch + l.va + d0 * keys + t * mr;
-            const int64_t n = hd - d0 < mr ? hd - d0 : mr;
-            memcpy(dst, r + d0, (size_t)n * sizeof *dst);
-            if (n < mr) memset(dst + n, 0, (size_t)(mr - n) * sizeof *dst);
+            float *dst = scratch + l.va + d0 * keys + t0 * mr;
+            if (d0 + mr <= hd && mr == 12) { /* fixed-size copies: a library call per 48-byte run cost more */
+                for (int64_t i = 0; i < n; i++) memcpy(dst + i * 12, rows + i * hd + d0, 12 * sizeof *dst);
+                continue;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                for (int64_t j = 0; j < mr; j++) dst[i * mr + j] = d0 + j < hd ? rows[i * hd + d0 + j] : 0.0f;
+            }
         }
     }
 }
@@ -121,8 +134,12 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
         /* Q^T: the block's queries across, zeros for missing ones */
         if (by_eights) {
             for (int64_t j = 0; j < nr; j++) {
-                if (j < rows) memcpy(buf + j * hd, q + (q0 + j) * q_stride, (size_t)hd * sizeof *buf);
-                else memset(buf + j * hd, 0, (size_t)hd * sizeof *buf);
+                /* eights of fixed size: inline moves, not a library call per query */
+                const float *src = q + (q0 + j) * q_stride;
+                for (int64_t d = 0; d < hd; d += 8) {
+                    if (j < rows) memcpy(buf + j * hd + d, src + d, 8 * sizeof *buf);
+                    else memset(buf + j * hd + d, 0, 8 * sizeof *buf);
+                }
             }
             g->transpose(buf, nr, hd, qb);
         } else {
@@ -141,7 +158,11 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
             const float inv = (float)(1.0 / (double)sums[j]);
             float *o = out + (q0 + j) * out_stride;
             if (by_eights) {
-                for (int64_t d = 0; d < hd; d++) o[d] = buf[j * hd + d] * inv;
+                for (int64_t d = 0; d < hd; d += 8) { /* through a copy of 8, which the compiler vectorises */
+                    float v[8];
+                    for (int i = 0; i < 8; i++) v[i] = buf[j * hd + d + i] * inv;
+                    memcpy(o + d, v, sizeof v);
+                }
             } else {
                 for (int64_t d = 0; d < hd; d++) o[d] = ot[d * nr + j] * inv;
             }
