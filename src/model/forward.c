@@ -581,6 +581,9 @@ static lm_status alloc_batch(lm_context *ctx, lm_error *err) {
 typedef struct {
     float *x, *out, *gate;
     const float *add, *norm, *up;
+    const lm_weight *act_for; /* then each result (out_b, or gate_b) is also quantised for it into act */
+    uint8_t *act;
+    size_t act_bytes; /* a row's, lm_x16_act_bytes(act_for) */
     int64_t dim, ffn;
     float eps;
 } token_steps;
@@ -593,6 +596,7 @@ static void token_steps_range(void *arg, int64_t begin, int64_t end, int thread)
         if (j->add) lm_add_f32(x, j->add + b * j->dim, j->dim);
         if (j->norm) lm_rmsnorm_f32(j->out + b * j->dim, x, j->norm, j->dim, j->eps);
         if (j->gate) lm_swiglu_f32(j->gate + b * j->ffn, j->up + b * j->ffn, j->ffn);
+        if (j->act_for) lm_x16_quantize_into(j->act_for, j->gate ? j->gate + b * j->ffn : j->out + b * j->dim, j->act + b * j->act_bytes);
     }
 }
 
@@ -603,6 +607,69 @@ static void run_token_steps(const lm_context *ctx, token_steps *j, int64_t n) {
     j->eps = (float)c->norm_eps;
     const int64_t values = n * (j->gate ? c->ffn_dim : c->dim);
     lm_parallel_for(values >= 8192 ? ctx->n_threads : 1, n, token_steps_range, j);
+}
+
+/* A batch product group's input quantised by the per-token steps: where the
+ * matrices qualify (lm_x16_act_bytes: x16 matrices of one width whose types
+ * take one activation kind; no adapter on any), the steps quantise each row
+ * as they finish it and the product reads them (lm_matmul_shared_act: a
+ * region and a pass over the rows fewer than quantising in the product).
+ * The rows go where the products quantise theirs, the calling thread's
+ * activation scratch (one buffer for every product: a context's own buffer
+ * measured no faster, and took 4 MB more). Returns a row's bytes and sets
+ * *act, or returns 0: the product quantises its input itself. */
+static size_t fused_act(const lm_weight *const *ws, const lora_factors *const *fs, int n, int64_t n_tok, uint8_t **act) {
+    const size_t bytes = lm_x16_act_bytes(ws, n);
+    size_t total;
+    if (bytes == 0 || lm_mul_overflow_size(bytes, (size_t)n_tok, &total)) return 0;
+    for (int i = 0; i < n; i++) {
+        if (fs[i]) return 0;
+    }
+    *act = lm_scratch(LM_SCRATCH_ACT, total);
+    return *act ? bytes : 0;
+}
+
+/* Ys[i] = the steps' results (X, n rows) @ ws[i]^T: from the rows the steps
+ * quantised into act (bytes > 0), else from X. */
+static void shared_after_steps(lm_context *ctx, int count, float *const *Ys, const lm_weight *const *ws,
+                               const lora_factors *const *fs, const float *X, const uint8_t *act, size_t bytes,
+                               int64_t n) {
+    if (bytes && lm_matmul_shared_act(Ys, ws, count, act, n, ctx->n_threads)) return;
+    matmul_shared(ctx, count, Ys, ws, fs, X, n);
+}
+
+/* A batch layer's steps up to Q, K and V: x += add (the previous layer's
+ * feed-forward output, if any), xb = rmsnorm(x), then the three products. */
+static void norm_then_qkv(lm_context *ctx, const layer_weights *w, const float *add, int64_t n) {
+    float *const ys[3] = {ctx->bq, ctx->bk, ctx->bv};
+    const lm_weight *const ws[3] = {&w->wq, &w->wk, &w->wv};
+    const lora_factors *const fs[3] = {w->lora[LORA_Q], w->lora[LORA_K], w->lora[LORA_V]};
+    uint8_t *act = NULL;
+    const size_t bytes = fused_act(ws, fs, 3, n, &act);
+    run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = add, .out = ctx->bxb, .norm = w->attn_norm,
+                                         .act_for = bytes ? ws[0] : NULL, .act = act, .act_bytes = bytes}, n);
+    shared_after_steps(ctx, 3, ys, ws, fs, ctx->bxb, act, bytes, n);
+}
+
+/* From the attention's output projection (in bxb2) to the feed-forward
+ * block's output (in bxb2): x += bxb2, xb = rmsnorm(x), gate and up,
+ * h = silu(gate) * up, down. */
+static void feed_forward_batch(lm_context *ctx, const layer_weights *w, int64_t n) {
+    float *const ys[2] = {ctx->bh, ctx->bh2};
+    const lm_weight *const ws[2] = {&w->w_gate, &w->w_up};
+    const lora_factors *const fs[2] = {w->lora[LORA_GATE], w->lora[LORA_UP]};
+    uint8_t *act = NULL;
+    size_t bytes = fused_act(ws, fs, 2, n, &act);
+    run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = ctx->bxb2, .out = ctx->bxb, .norm = w->ffn_norm,
+                                         .act_for = bytes ? ws[0] : NULL, .act = act, .act_bytes = bytes}, n);
+    shared_after_steps(ctx, 2, ys, ws, fs, ctx->bxb, act, bytes, n);
+    const lm_weight *const down[1] = {&w->w_down};
+    const lora_factors *const down_f[1] = {w->lora[LORA_DOWN]};
+    float *const down_y[1] = {ctx->bxb2};
+    bytes = fused_act(down, down_f, 1, n, &act);
+    run_token_steps(ctx, &(token_steps){.gate = ctx->bh, .up = ctx->bh2, .act_for = bytes ? down[0] : NULL,
+                                         .act = act, .act_bytes = bytes}, n);
+    shared_after_steps(ctx, 1, down_y, down, down_f, ctx->bh, act, bytes, n);
 }
 
 /* After a batch's Q, K, V product: token b's query and key rotated for its position, and its key
@@ -650,16 +717,12 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         /* (the previous layer's feed-forward output joins the residual here) */
-        run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = l > 0 ? ctx->bxb2 : NULL, .out = ctx->bxb, .norm = w->attn_norm}, n);
-        project_qkv(ctx, w, ctx->bxb, ctx->bq, ctx->bk, ctx->bv, n);
+        norm_then_qkv(ctx, w, l > 0 ? ctx->bxb2 : NULL, n);
         rope_and_store(ctx, NULL, NULL, pos0, l, n);
         /* Causal attention: token b sees positions up to pos0 + b. */
         attention_batch(ctx, l, n, pos0);
         matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
-        run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = ctx->bxb2, .out = ctx->bxb, .norm = w->ffn_norm}, n);
-        project_gate_up(ctx, w, ctx->bxb, ctx->bh, ctx->bh2, n);
-        run_token_steps(ctx, &(token_steps){.gate = ctx->bh, .up = ctx->bh2}, n);
-        matmul(ctx, ctx->bxb2, &w->w_down, w->lora[LORA_DOWN], ctx->bh, n);
+        feed_forward_batch(ctx, w, n);
     }
     run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = c->n_layers > 0 ? ctx->bxb2 : NULL, .out = ctx->bx, .norm = m->output_norm}, n);
     if (logits_all) lm_matmul(logits_all, &m->output, ctx->bx, n, nt);
@@ -764,17 +827,13 @@ lm_status lm_context_forward_step(lm_context *const *ctxs, const int32_t *tokens
     for (int64_t l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         /* (the previous layer's feed-forward output joins the residual here) */
-        run_token_steps(lead, &(token_steps){.x = lead->bx, .add = l > 0 ? lead->bxb2 : NULL, .out = lead->bxb, .norm = w->attn_norm}, n);
-        project_qkv(lead, w, lead->bxb, lead->bq, lead->bk, lead->bv, n);
+        norm_then_qkv(lead, w, l > 0 ? lead->bxb2 : NULL, n);
         rope_and_store(lead, ctxs, pos, 0, l, n);
         attn_job aj = {.lead = lead, .ctxs = ctxs, .pos = pos, .layer = l, .q = lead->bq, .out = lead->batt,
                        .scratch = lead->batt_scratch};
         lm_parallel_for_dynamic(lead->n_threads, n * c->n_heads, 4, attend_items, &aj);
         matmul(lead, lead->bxb2, &w->wo, w->lora[LORA_O], lead->batt, n);
-        run_token_steps(lead, &(token_steps){.x = lead->bx, .add = lead->bxb2, .out = lead->bxb, .norm = w->ffn_norm}, n);
-        project_gate_up(lead, w, lead->bxb, lead->bh, lead->bh2, n);
-        run_token_steps(lead, &(token_steps){.gate = lead->bh, .up = lead->bh2}, n);
-        matmul(lead, lead->bxb2, &w->w_down, w->lora[LORA_DOWN], lead->bh, n);
+        feed_forward_batch(lead, w, n);
     }
     /* The wanted tokens' rows move up to the front (a row only ever moves to a
      * lower one), so one product makes exactly the logits asked for. */

@@ -30,8 +30,9 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads);
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads);
 /* Ys[i] (n_tok, ws[i]->rows) = X (n_tok, cols) @ ws[i]^T for n matrices
  * that share the input (a layer's Q, K and V; gate and up). Each Ys[i]
- * equals lm_matmul's bit for bit; where all are x16 matrices of one type,
- * the activations are quantised once and one parallel region does all the
+ * equals lm_matmul's bit for bit; where all are x16 matrices whose types
+ * take one activation kind (lm_x16_act_bytes), the activations are
+ * quantised once and one parallel region does all the
  * rows (a decode step has about 7 of these products a layer, and each
  * region's start and join costs); where none has an x16 kernel, from
  * LM_GEMM_MIN_TOKENS on, the GEMM packs the activations once for all
@@ -58,6 +59,21 @@ int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads);
  * scratch (valid until its next product); NULL if w is not an x16 matrix
  * with a kernel, or out of memory. */
 const void *lm_x16_quantize(const lm_weight *w, const float *x);
+/* Bytes of one activation row quantised for the x16 kernels of ws[0 .. n
+ * - 1] (what lm_x16_quantize_into writes), or 0 unless all n (1..4) are x16
+ * matrices with kernels of one column count whose types take one activation
+ * kind (one type, or Q4_K with Q6_K: lm_matmul_shared then quantises once). */
+size_t lm_x16_act_bytes(const lm_weight *const *ws, int n);
+/* x (w->cols) quantised for w's x16 kernel into act (lm_x16_act_bytes
+ * bytes), as lm_matmul quantises each row; w must have one. */
+void lm_x16_quantize_into(const lm_weight *w, const float *x, void *act);
+/* lm_matmul_shared from activations already quantised: act holds n_tok
+ * rows of lm_x16_act_bytes(ws, n) bytes each (lm_x16_quantize_into), so a
+ * prompt's per-token steps can quantise each row as they finish it (a
+ * region and a pass over the rows fewer). The same bits as lm_matmul_shared.
+ * 0 (nothing done) where lm_x16_act_bytes(ws, n) is 0. */
+int lm_matmul_shared_act(float *const *Ys, const lm_weight *const *ws, int n, const void *act, int64_t n_tok,
+                         int n_threads);
 /* Rows r0 .. r1 - 1 of y = W x (whole groups of 16) on the calling thread,
  * from act as lm_x16_quantize leaves it: the same bits as lm_matvec's. 0
  * (nothing written) if W is not an x16 matrix with a kernel or the rows
