@@ -596,7 +596,10 @@ static void token_steps_range(void *arg, int64_t begin, int64_t end, int thread)
         if (j->add) lm_add_f32(x, j->add + b * j->dim, j->dim);
         if (j->norm) lm_rmsnorm_f32(j->out + b * j->dim, x, j->norm, j->dim, j->eps);
         if (j->gate) lm_swiglu_f32(j->gate + b * j->ffn, j->up + b * j->ffn, j->ffn);
-        if (j->act_for) lm_x16_quantize_into(j->act_for, j->gate ? j->gate + b * j->ffn : j->out + b * j->dim, j->act + b * j->act_bytes);
+        if (j->act_for) {
+            const float *row = j->gate ? j->gate + b * j->ffn : j->out + b * j->dim;
+            lm_x16_quantize_into(j->act_for, row, j->act + b * j->act_bytes);
+        }
     }
 }
 
@@ -617,7 +620,7 @@ static void run_token_steps(const lm_context *ctx, token_steps *j, int64_t n) {
  * The rows go where the products quantise theirs, the calling thread's
  * activation scratch (one buffer for every product: a context's own buffer
  * measured no faster, and took 4 MB more). Returns a row's bytes and sets
- * *act, or returns 0: the product quantises its input itself. */
+ * *act, or 0: the product quantises its input itself. */
 static size_t fused_act(const lm_weight *const *ws, const lora_factors *const *fs, int n, int64_t n_tok, uint8_t **act) {
     const size_t bytes = lm_x16_act_bytes(ws, n);
     size_t total;
