@@ -800,47 +800,42 @@ K512 static void attn_values_f16_512(float *out, const float *att, const uint16_
     values_any(out, att, v, stride, n, hd, 1);
 }
 
-/* AVX2's exp_nonpositive, 16 lanes: e^x for x <= 0 within 2 ulp (the same
- * operations per lane, so the same values). */
-K512 static inline __m512 exp_nonpositive_512(__m512 x) {
+/* e^x = 2^n e^r for x clamped at or above lo: returns e^r (|r| <= ln2 / 2,
+ * a degree-6 polynomial) and sets *n. */
+K512 static inline __m512 exp_reduced_512(__m512 x, float lo, __m512 *n) {
     const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
     const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
-    const __mmask16 below = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
-    r = _mm512_fnmadd_ps(n, ln2_lo, r);
+    x = _mm512_max_ps(x, _mm512_set1_ps(lo));
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(*n, ln2_hi, x);
+    r = _mm512_fnmadd_ps(*n, ln2_lo, r);
     __m512 p = _mm512_set1_ps(1.0f / 720);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+}
+
+/* AVX2's exp_nonpositive, 16 lanes: e^x for x <= 0 within 2 ulp (the same
+ * operations per lane, so the same values). */
+K512 static inline __m512 exp_nonpositive_512(__m512 x) {
+    const __mmask16 below = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
+    __m512 n;
+    const __m512 p = exp_reduced_512(x, -87.3f, &n);
     const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     return _mm512_maskz_mul_ps((__mmask16)~below, p, _mm512_castsi512_ps(e));
 }
 
-/* e^x for x <= 0 within 2 ulp for the column softmax: x = n ln2 + r as
- * exp_nonpositive_512, but 2^n applied by vscalefps, which also takes
- * e^x below -87.3 to 0 or a denormal (the clamp at -104 only keeps -inf
- * out of the reduction): 4 instructions fewer a vector than the exponent
- * bits and the mask, for the prefill's softmax, whose values need not
- * equal the decode's bit for bit. */
+/* e^x for x <= 0 within 2 ulp for the column softmax: the same reduction,
+ * but 2^n applied by vscalefps, which also takes e^x below -87.3 to 0 or a
+ * denormal (the clamp at -104 only keeps -inf out of the reduction): 4
+ * instructions fewer a vector than the exponent bits and the mask, for the
+ * prefill's softmax, whose values need not equal the decode's bit for bit. */
 K512 static inline __m512 exp_nonpositive_scalef_512(__m512 x) {
-    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-    const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
-    r = _mm512_fnmadd_ps(n, ln2_lo, r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 n;
+    const __m512 p = exp_reduced_512(x, -104.0f, &n);
     return _mm512_scalef_ps(p, n);
 }
 
