@@ -313,6 +313,71 @@ static void check_x16_ops(void) {
     printf("x16 matvec, matmul, GEMM, lookup and shared-input products: %d types agree with GGUF's layout\n", types);
 }
 
+/* Packed x16 matrix of type t, rows x cols of random weights (trial picks
+ * the data); the caller frees w->data. */
+static lm_weight random_x16(lm_type t, int64_t rows, int64_t cols, int trial) {
+    const size_t rb = lm_type_row_size(t, cols);
+    uint8_t *data = malloc(rb * (size_t)rows), *packed = malloc(lm_x16_size(t, rows, cols));
+    random_rows(t, data, rows, cols, trial);
+    lm_x16_pack(t, data, rows, cols, packed, 1);
+    free(data);
+    return (lm_weight){packed, t, rows, cols, rb, LM_LAYOUT_X16};
+}
+
+/* Products sharing an input from rows already quantised: lm_matmul_shared_act
+ * from rows quantised by lm_x16_quantize_into (what a prompt's per-token
+ * steps do) equals lm_matmul_shared and each matrix's own lm_matmul bit for
+ * bit at 1, 6 and 45 tokens (the K-quants' two-group passes start at 40);
+ * matrices of different types (Q4_K_M's Q4_K Q and K with its Q6_K V) are
+ * refused by lm_x16_act_bytes and lm_matmul_shared_act, and
+ * lm_matmul_shared still gives each its own product. */
+static void check_x16_shared_act(void) {
+    const lm_kernels *k = lm_kernels_best();
+    if (!k->dot_x16[LM_TYPE_Q4_K] || !k->dot_x16[LM_TYPE_Q6_K]) {
+        printf("shared products from pre-quantised rows: no Q4_K and Q6_K x16 kernels here, skipped\n");
+        return;
+    }
+    const int64_t cols = 512, max_tok = 45;
+    const lm_weight wq = random_x16(LM_TYPE_Q4_K, 48, cols, 0), wk = random_x16(LM_TYPE_Q4_K, 21, cols, 1),
+                    wv = random_x16(LM_TYPE_Q4_K, 37, cols, 2), w6 = random_x16(LM_TYPE_Q6_K, 37, cols, 3);
+    const lm_weight *const ws[3] = {&wq, &wk, &wv}, *const mixed[3] = {&wq, &wk, &w6};
+    const size_t bytes = lm_x16_act_bytes(ws, 3);
+    CHECKF(bytes == lm_x16_act_bytes(ws + 2, 1) && bytes > 0, "Q4_K: %zu activation bytes a row", bytes);
+    CHECKF(lm_x16_act_bytes(mixed, 3) == 0, "Q4_K with Q6_K taken as one job");
+    float *x = malloc((size_t)(max_tok * cols) * 4), *want = malloc((size_t)(max_tok * 48) * 4), *got[2][3];
+    uint8_t *act = malloc(bytes * (size_t)max_tok);
+    for (int64_t i = 0; i < max_tok * cols; i++) x[i] = uniform(-2, 2);
+    for (int64_t b = 0; b < max_tok; b++) lm_x16_quantize_into(ws[0], x + b * cols, act + (size_t)b * bytes);
+    int bad = 0, taken = 1, mixed_refused = 1;
+    const int64_t tokens[] = {1, 6, max_tok};
+    for (size_t ti = 0; ti < 3; ti++) {
+        const int64_t n = tokens[ti];
+        for (int v = 0; v < 2; v++) {
+            for (int i = 0; i < 3; i++) got[v][i] = malloc((size_t)(n * ws[i]->rows) * 4);
+        }
+        taken &= lm_matmul_shared_act(got[1], ws, 3, act, n, 2);
+        mixed_refused &= !lm_matmul_shared_act(got[1], mixed, 3, act, n, 2);
+        for (int m = 0; m < 2; m++) {
+            const lm_weight *const *set = m ? mixed : ws;
+            lm_matmul_shared(got[0], set, 3, x, n, 2);
+            for (int i = 0; i < 3; i++) {
+                lm_matmul(want, set[i], x, n, 1);
+                for (int v = 0; v <= !m; v++) bad += memcmp(got[v][i], want, (size_t)(n * set[i]->rows) * 4) != 0;
+            }
+        }
+        for (int v = 0; v < 2; v++) {
+            for (int i = 0; i < 3; i++) free(got[v][i]);
+        }
+    }
+    CHECKF(taken, "lm_matmul_shared_act refused three Q4_K matrices");
+    CHECKF(mixed_refused, "lm_matmul_shared_act took Q4_K with Q6_K");
+    CHECKF(bad == 0, "shared products: %d differ from their own matmul", bad);
+    printf("shared products from pre-quantised rows (Q4_K x 3) and across types (Q4_K, Q6_K): equal to their own "
+           "matmul\n");
+    free(x), free(want), free(act);
+    free((void *)wq.data), free((void *)wk.data), free((void *)wv.data), free((void *)w6.data);
+}
+
 /* A decode token's feed-forward middle (lm_ffn_swiglu_act, then
  * lm_matvec_act with W_down) against the separate steps (lm_matmul_shared,
  * lm_swiglu_f32, lm_matvec) bit for bit: every x16 type for gate and up,
@@ -876,6 +941,7 @@ int main(void) {
     }
     CHECK(ran >= 1);
     check_x16_ops();
+    check_x16_shared_act();
     check_ffn_one_token();
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);

@@ -613,8 +613,8 @@ static void run_token_steps(const lm_context *ctx, token_steps *j, int64_t n) {
 }
 
 /* A batch product group's input quantised by the per-token steps: where the
- * matrices qualify (lm_x16_act_bytes: x16 matrices of one width whose types
- * take one activation kind; no adapter on any), the steps quantise each row
+ * matrices qualify (lm_x16_act_bytes: x16 matrices of one type and width; no
+ * adapter on any), the steps quantise each row
  * as they finish it and the product reads them (lm_matmul_shared_act: a
  * region and a pass over the rows fewer than quantising in the product).
  * The rows go where the products quantise theirs, the calling thread's

@@ -55,24 +55,22 @@ static uint8_t *act_buffer(size_t act_size, int64_t n_tok) {
 /* Below ~64k multiply-adds a region costs more than it saves. */
 static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ? n_threads : 1; }
 
-/* Ys[i] (n_tok, rows_i) = X @ W_i^T for n x16 matrices of one column
- * count whose types take one activation kind (Q4_K_M's Q, K and V are Q4_K,
- * Q4_K and Q6_K): the activations are quantised once, and one split of all
+/* Ys[i] (n_tok, rows_i) = X @ W_i^T for n x16 matrices of one type and
+ * column count: the activations are quantised once, and one split of all
  * the matrices' groups of 16 rows over the threads (lm_parallel_for; each
  * thread writes whole 64-byte runs of Y) unpacks each group once per 8
- * tokens (4 for F16). Kernels per matrix, by its type. */
+ * tokens (4 for F16). */
 enum { MAX_SHARED = 4 };
 typedef struct {
     float *const *Ys;
     const lm_weight *const *ws;
     int64_t first_group[MAX_SHARED + 1]; /* matrix i's groups are first_group[i] .. first_group[i + 1] - 1 */
-    lm_dot_x16_fn dot[MAX_SHARED];
-    lm_dot_x16_pair_fn pair[MAX_SHARED]; /* NULL: one group at a time */
-    lm_dot_x32_fn x32[MAX_SHARED];       /* NULL: a prompt's groups one at a time */
-    size_t group_bytes[MAX_SHARED];
-    int64_t per_item; /* groups per item of the parallel loop: 2 with x32 or pair (no chunk splits a pair) */
+    lm_dot_x16_fn dot;
+    lm_dot_x16_pair_fn pair; /* NULL: one group at a time */
+    lm_dot_x32_fn x32;       /* NULL: a prompt's groups one at a time */
+    int64_t per_item;        /* groups per item of the parallel loop: 2 with x32 or pair (no chunk splits a pair) */
     const uint8_t *act; /* n_tok quantised activation vectors, act_size bytes apart */
-    size_t act_size;
+    size_t act_size, group_bytes;
     int64_t n_tok;
     int64_t tok_chunk; /* tokens taken through a range of groups at a time */
 } x16_job;
@@ -83,21 +81,21 @@ typedef struct {
 static void x16_group(const x16_job *j, int64_t gg, int i, int64_t t0, int64_t n, int two) {
     const int64_t cols = j->ws[0]->cols, g = gg - j->first_group[i], rows = j->ws[i]->rows, r0 = g * LM_X16;
     const int64_t nr = rows - r0 < LM_X16 ? rows - r0 : LM_X16;
-    const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes[i];
+    const uint8_t *group = (const uint8_t *)j->ws[i]->data + (size_t)g * j->group_bytes;
     if (nr == LM_X16) { /* straight into Y: copying through a buffer was 3% of a 110M prompt */
         for (int64_t t = t0; t < t0 + n; t += 4096) {
             const int nt = t0 + n - t < 4096 ? (int)(t0 + n - t) : 4096;
             const uint8_t *act = j->act + (size_t)t * j->act_size;
             float *y = j->Ys[i] + t * rows + r0;
-            if (two) j->x32[i](group, j->group_bytes[i], act, j->act_size, cols, nt, y, rows);
-            else j->dot[i](group, act, j->act_size, cols, nt, y, rows);
+            if (two) j->x32(group, j->group_bytes, act, j->act_size, cols, nt, y, rows);
+            else j->dot(group, act, j->act_size, cols, nt, y, rows);
         }
         return;
     }
     for (int64_t t = t0; t < t0 + n; t += 8) {
         const int nt = t0 + n - t < 8 ? (int)(t0 + n - t) : 8;
         float out[8][LM_X16];
-        j->dot[i](group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
+        j->dot(group, j->act + (size_t)t * j->act_size, j->act_size, cols, nt, out[0], LM_X16);
         for (int k = 0; k < nt; k++) memcpy(j->Ys[i] + (t + k) * rows + r0, out[k], (size_t)nr * sizeof(float));
     }
 }
@@ -118,7 +116,7 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
     const x16_job *j = arg;
     begin *= j->per_item;
     end = end * j->per_item < j->first_group[MAX_SHARED] ? end * j->per_item : j->first_group[MAX_SHARED];
-    if (j->per_item == 2 && j->n_tok == 1 && end - begin >= 2) {
+    if (j->pair && j->n_tok == 1 && end - begin >= 2) {
         /* One token: groups begin + k and mid + k together, two streams of
          * weights at once. */
         const int64_t mid = begin + (end - begin) / 2;
@@ -127,12 +125,11 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
             const int64_t gb = mid + (ga - begin);
             ia = x16_matrix_of(j, ga, ia);
             ib = x16_matrix_of(j, gb, ib);
-            /* (a pair's two groups of one type) */
-            if (j->pair[ia] && j->ws[ia]->type == j->ws[ib]->type && x16_full(j, ga, ia) && x16_full(j, gb, ib)) {
+            if (x16_full(j, ga, ia) && x16_full(j, gb, ib)) {
                 const int64_t a = ga - j->first_group[ia], b = gb - j->first_group[ib];
-                j->pair[ia]((const uint8_t *)j->ws[ia]->data + (size_t)a * j->group_bytes[ia],
-                            (const uint8_t *)j->ws[ib]->data + (size_t)b * j->group_bytes[ib], j->act, j->ws[0]->cols,
-                            j->Ys[ia] + a * LM_X16, j->Ys[ib] + b * LM_X16);
+                j->pair((const uint8_t *)j->ws[ia]->data + (size_t)a * j->group_bytes,
+                        (const uint8_t *)j->ws[ib]->data + (size_t)b * j->group_bytes, j->act, j->ws[0]->cols,
+                        j->Ys[ia] + a * LM_X16, j->Ys[ib] + b * LM_X16);
             } else {
                 x16_group(j, ga, ia, 0, 1, 0);
                 x16_group(j, gb, ib, 0, 1, 0);
@@ -152,7 +149,7 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
         for (int64_t gg = begin; gg < end; gg++) {
             i = x16_matrix_of(j, gg, i);
             /* gg + 1 full: so is gg */
-            const int two = j->x32[i] && n >= 2 && gg + 1 < end && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i);
+            const int two = j->x32 && n >= 2 && gg + 1 < end && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i);
             x16_group(j, gg, i, t0, n, two);
             gg += two;
         }
@@ -185,14 +182,11 @@ static void quantize_acts(lm_act_kind kind, const float *X, uint8_t *act, int64_
 static void run_x16(x16_job *j, int n, int64_t macs, int n_threads);
 
 /* Whether one x16 job can take ws[0 .. n - 1] (1..MAX_SHARED): x16
- * matrices with kernels in k, one column count, one activation kind. */
+ * matrices of one type and column count, with kernels in k. */
 static int x16_shareable(const lm_weight *const *ws, int n, const lm_kernels *k) {
-    if (n < 1 || n > MAX_SHARED) return 0;
+    if (n < 1 || n > MAX_SHARED || !k->dot_x16[ws[0]->type]) return 0;
     for (int i = 0; i < n; i++) {
-        if (ws[i]->layout != LM_LAYOUT_X16 || !k->dot_x16[ws[i]->type] || ws[i]->cols != ws[0]->cols ||
-            lm_x16_act(ws[i]->type) != lm_x16_act(ws[0]->type)) {
-            return 0;
-        }
+        if (ws[i]->layout != LM_LAYOUT_X16 || ws[i]->type != ws[0]->type || ws[i]->cols != ws[0]->cols) return 0;
     }
     return 1;
 }
@@ -201,23 +195,17 @@ static int x16_shareable(const lm_weight *const *ws, int n, const lm_kernels *k)
  * *macs: its multiply-adds. */
 static x16_job x16_job_for(float *const *Ys, const lm_weight *const *ws, int n, const lm_kernels *k, int64_t n_tok,
                            int64_t *macs) {
+    const lm_type type = ws[0]->type;
     const int64_t cols = ws[0]->cols;
-    x16_job j = {.Ys = Ys, .ws = ws, .n_tok = n_tok};
+    x16_job j = {.Ys = Ys, .ws = ws, .dot = k->dot_x16[type], .pair = k->dot_x16_pair[type], .x32 = k->dot_x32[type],
+                 .n_tok = n_tok, .group_bytes = lm_x16_group_bytes(type, cols)};
     *macs = 0;
     for (int i = 0; i < n; i++) {
-        const lm_type t = ws[i]->type;
-        j.dot[i] = k->dot_x16[t];
-        j.pair[i] = k->dot_x16_pair[t];
-        j.x32[i] = k->dot_x32[t];
-        j.group_bytes[i] = lm_x16_group_bytes(t, cols);
         j.first_group[i + 1] = j.first_group[i] + (ws[i]->rows + LM_X16 - 1) / LM_X16;
         *macs += ws[i]->rows * cols * n_tok;
-        /* pairs of groups per item where any matrix takes them (the others'
-         * groups then go one at a time) */
-        if ((j.x32[i] && n_tok >= 2) || (j.pair[i] && n_tok == 1)) j.per_item = 2;
     }
-    if (!j.per_item) j.per_item = 1;
-    j.act_size = lm_act_size(lm_x16_act(ws[0]->type), cols);
+    j.per_item = (j.x32 && n_tok >= 2) || (j.pair && n_tok == 1) ? 2 : 1;
+    j.act_size = lm_act_size(lm_x16_act(type), cols);
     /* About 256 KB of activations a chunk (half an L2), a multiple of 8 tokens. */
     j.tok_chunk = (int64_t)(((size_t)256 << 10) / (j.act_size ? j.act_size : 1)) / 8 * 8;
     if (j.tok_chunk < 8) j.tok_chunk = 8;

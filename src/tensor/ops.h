@@ -30,9 +30,8 @@ void lm_matvec(float *y, const lm_weight *w, const float *x, int n_threads);
 void lm_matmul(float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads);
 /* Ys[i] (n_tok, ws[i]->rows) = X (n_tok, cols) @ ws[i]^T for n matrices
  * that share the input (a layer's Q, K and V; gate and up). Each Ys[i]
- * equals lm_matmul's bit for bit; where all are x16 matrices whose types
- * take one activation kind (lm_x16_act_bytes), the activations are
- * quantised once and one parallel region does all the
+ * equals lm_matmul's bit for bit; where all are x16 matrices of one type
+ * (lm_x16_act_bytes), the activations are quantised once and one parallel region does all the
  * rows (a decode step has about 7 of these products a layer, and each
  * region's start and join costs); where none has an x16 kernel, from
  * LM_GEMM_MIN_TOKENS on, the GEMM packs the activations once for all
@@ -61,8 +60,7 @@ int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads);
 const void *lm_x16_quantize(const lm_weight *w, const float *x);
 /* Bytes of one activation row quantised for the x16 kernels of ws[0 .. n
  * - 1] (what lm_x16_quantize_into writes), or 0 unless all n (1..4) are x16
- * matrices with kernels of one column count whose types take one activation
- * kind (one type, or Q4_K with Q6_K: lm_matmul_shared then quantises once). */
+ * matrices with kernels of one type and column count. */
 size_t lm_x16_act_bytes(const lm_weight *const *ws, int n);
 /* x (w->cols) quantised for w's x16 kernel into act (lm_x16_act_bytes
  * bytes), as lm_matmul quantises each row; w must have one. */
