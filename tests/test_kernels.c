@@ -801,26 +801,43 @@ static void check_quantize_q8a_avx2(void) {
         x[32] = 127; /* block 1: d = 1, so the values are the scaled values */
         for (int i = 33; i < 64; i++) x[i] = (float)((i % 2 ? 1 : -1) * ((i % 60) + 0.5));
         x[40] = 0.49999997f, x[41] = -0.49999997f, x[42] = 0.5f, x[43] = -0.5f, x[44] = -0.0f;
+        /* NB blocks (runs of 8 sharing a scale), then NB - 1 (a scale a block) */
         lm_quantize_q8a_ref(x, a, NB);
         lm_quantize_q8a_avx2(x, b, NB);
         differ += memcmp(a, b, sizeof a) != 0;
+        lm_quantize_q8a_ref(x, a, NB - 1);
+        lm_quantize_q8a_avx2(x, b, NB - 1);
+        differ += memcmp(a, b, (NB - 1) * sizeof *a) != 0;
     }
-    CHECKF(differ == 0, "avx2 q8a quantisation differs from the reference in %d of 50 trials", differ);
-    /* block_q8s: the same values, with their sums. */
-    block_q8s c[NB];
-    lm_quantize_q8s_avx2(x, c, NB);
+    CHECKF(differ == 0, "avx2 q8a quantisation differs from the reference in %d of 100 calls", differ);
+    /* block_q8s, NB - 1 blocks (not runs of 8): the same values, with their sums. */
+    block_q8s c[NB], r[NB];
+    lm_quantize_q8s_avx2(x, c, NB - 1);
     int bad_s = 0;
-    for (int k = 0; k < NB; k++) {
+    for (int k = 0; k < NB - 1; k++) {
         int32_t sum = 0;
         for (int i = 0; i < 32; i++) sum += a[k].qs[i];
         bad_s += c[k].d != a[k].d || c[k].sum != sum || memcmp(c[k].qs, a[k].qs, 32) != 0;
     }
     CHECKF(bad_s == 0, "avx2 q8s quantisation: %d blocks differ from q8a's values and sums", bad_s);
-    if (lm_cpu_has_avx512_vnni()) { /* AVX-512's, over 1..NB blocks (a partial group of 16 too) */
+    /* NB blocks, runs of 8 sharing a scale: the reference's bytes, and its
+     * scale from each run's largest magnitude */
+    lm_quantize_q8s_avx2(x, c, NB);
+    lm_quantize_q8s_ref(x, r, NB);
+    int bad_run = 0;
+    for (int k = 0; k < NB; k++) {
+        float amax = 0;
+        for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(x[256 * (k / 8) + i]));
+        bad_run += r[k].d != amax / 127;
+    }
+    CHECKF(memcmp(c, r, sizeof c) == 0, "avx2 q8s quantisation in runs of 8 differs from the reference");
+    CHECKF(bad_run == 0, "q8s reference: %d blocks without their run's scale", bad_run);
+    if (lm_cpu_has_avx512_vnni()) { /* AVX-512's, over 1..NB blocks (a partial group of 16, runs of 8 or not) */
         int bad_512 = 0;
         for (int nb = 1; nb <= NB; nb++) {
             block_q8s e[NB];
             memset(e, 0x5A, sizeof e);
+            lm_quantize_q8s_avx2(x, c, nb);
             lm_quantize_q8s_avx512(x, e, nb);
             bad_512 += memcmp(e, c, (size_t)nb * sizeof *e) != 0 || (nb < NB && e[nb].d == c[nb].d);
         }

@@ -179,14 +179,22 @@ size_t lm_act_size(lm_act_kind kind, int64_t n);
 void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n);
 
 /* nb blocks of 32 activations to q8a: d = max|x| / 127, qs = round(x / d)
- * (halves away from zero). The plain C reference, and AVX2's, equal to it
+ * (halves away from zero), where max|x| is over the block or, when nb is a
+ * multiple of 8, over its run of 8 blocks (256 values), which then share
+ * one scale (stored in each block): the x16 kernels multiply by the
+ * activations' scale once a run instead of once a block (a prompt's Q8_0
+ * kernel, one thread: 72-73 -> 78-80% of the int8 peak), and every layout
+ * and table quantises alike. The plain C reference, and AVX2's, equal to it
  * bit for bit, which lm_act_quantize uses unless LLMOS_KERNELS=scalar (a
  * decode step quantises every matrix's input: with libm's roundf per value
  * that was a tenth of a 110M model's token). */
 void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb);
+/* The same values in block_q8s (the x16 kernels' Q8_0 and Q4_0
+ * activations), with each block's sum. */
+void lm_quantize_q8s_ref(const float *x, block_q8s *y, int64_t nb);
 #if defined(__x86_64__)
 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb);
-/* The same with each block's sum (block_q8s, the x16 kernels' activations). */
+/* lm_quantize_q8s_ref's result bit for bit. */
 void lm_quantize_q8s_avx2(const float *x, block_q8s *y, int64_t nb);
 /* lm_quantize_q8s_avx2's result with AVX-512 (BW), bit for bit: what the
  * avx512 table's x16 products take. */

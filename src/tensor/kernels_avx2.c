@@ -127,21 +127,25 @@ AVX2 static void dot4_q4_0(const void *row, const void *act, size_t stride, int6
 
 /* lm_quantize_q8a_ref's result: the same max, scale and product per value; round() as
  * trunc(s) + sign(s) where |s - trunc(s)| >= 0.5, exact where adding 0.5 would round. */
-/* One block of 32 values as lm_quantize_q8a_ref quantises it: *d its scale,
- * the 32 bytes in order in the return value, and their sum in *sum. */
-AVX2 static inline __attribute__((always_inline)) __m256i quantize_block_q8a(const float *x, float *d, int32_t *sum) {
-    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    __m256 v[4], amax = _mm256_setzero_ps();
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm256_loadu_ps(x + 8 * i);
-        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
-    }
+/* The largest magnitude of 32 values. */
+AVX2 static inline __attribute__((always_inline)) float block_amax(const float *x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * i)));
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    *d = _mm_cvtss_f32(m) / 127;
-    const float id = *d ? 1.0f / *d : 0.0f;
+    return _mm_cvtss_f32(m);
+}
+
+/* 32 values quantised with scale d as lm_quantize_q8a_ref quantises them:
+ * the bytes in order in the return value, and their sum in *sum. */
+AVX2 static inline __attribute__((always_inline)) __m256i quantize_block_with(const float *x, float d, int32_t *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256 v[4];
+    for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(x + 8 * i);
+    const float id = d ? 1.0f / d : 0.0f;
     const __m256 vid = _mm256_set1_ps(id);
     __m256i q[4];
     for (int i = 0; i < 4; i++) {
@@ -164,17 +168,32 @@ AVX2 static inline __attribute__((always_inline)) __m256i quantize_block_q8a(con
     return _mm256_permutevar8x32_epi32(r, order);
 }
 
+/* The scale of the run of blocks starting at x (lm_quantize_q8a_ref). */
+AVX2 static inline __attribute__((always_inline)) float run_scale(const float *x, int64_t run) {
+    float amax = 0.0f;
+    for (int64_t b = 0; b < run; b++) amax = fmaxf(amax, block_amax(x + 32 * b));
+    return amax / 127;
+}
+
 AVX2 void lm_quantize_q8a_avx2(const float *x, block_q8a *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i bytes = quantize_block_q8a(x + 32 * b, &y[b].d, NULL);
-        _mm256_storeu_si256((__m256i *)y[b].qs, bytes);
+    const int64_t run = nb % 8 == 0 ? 8 : 1; /* blocks sharing a scale */
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+        const float d = run_scale(x + 32 * b0, run);
+        for (int64_t b = b0; b < b0 + run; b++) {
+            y[b].d = d;
+            _mm256_storeu_si256((__m256i *)y[b].qs, quantize_block_with(x + 32 * b, d, NULL));
+        }
     }
 }
 
 AVX2 void lm_quantize_q8s_avx2(const float *x, block_q8s *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i bytes = quantize_block_q8a(x + 32 * b, &y[b].d, &y[b].sum);
-        _mm256_storeu_si256((__m256i *)y[b].qs, bytes);
+    const int64_t run = nb % 8 == 0 ? 8 : 1;
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+        const float d = run_scale(x + 32 * b0, run);
+        for (int64_t b = b0; b < b0 + run; b++) {
+            y[b].d = d;
+            _mm256_storeu_si256((__m256i *)y[b].qs, quantize_block_with(x + 32 * b, d, &y[b].sum));
+        }
     }
 }
 

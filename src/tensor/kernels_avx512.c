@@ -214,41 +214,68 @@ K512 static inline __attribute__((always_inline)) __m512 q8s_unpack(const uint8_
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
 }
 
-/* acc += the 16 rows' dot products with token block x, scaled (dw: the
- * rows' scales). */
-K512 static inline __attribute__((always_inline)) __m512 q8s_block(__m512 acc, const __m512i v[8], __m512 dw,
+/* The float steps, shared by every Q4_0 and Q8_0 x16 kernel so that they
+ * agree bit for bit: the activations' blocks come in runs that share a
+ * scale (8 blocks where the row is whole runs, else 1: lm_quantize_q8a_ref);
+ * per block, part += (integer sums) x dw (the rows' scales), and per run,
+ * acc += part x the run's scale. One multiply by the activations' scale per
+ * run, not per block: the 110M shape's Q8_0 prompt kernel 72-73 -> 78-80%
+ * of the int8 peak (one thread). */
+static inline int64_t q8s_run(int64_t nb) { return nb % 8 == 0 ? 8 : 1; }
+
+K512 static inline __attribute__((always_inline)) __m512 q8s_part(__m512 part, __m512i s, __m512 dw) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dw, part);
+}
+
+K512 static inline __attribute__((always_inline)) __m512 q8s_run_end(__m512 acc, __m512 part, const block_q8s *x) {
+    return _mm512_fmadd_ps(part, _mm512_set1_ps(x->d), acc);
+}
+
+/* part += the 16 rows' dot products with token block x, times the rows'
+ * scales dw. */
+K512 static inline __attribute__((always_inline)) __m512 q8s_block(__m512 part, const __m512i v[8], __m512 dw,
                                                                  const block_q8s *x, const int nibbles) {
     const i32_bytes *q = (const i32_bytes *)x->qs;
     __m512i s = _mm512_set1_epi32(-(nibbles ? 8 : 128) * x->sum);
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) s = _mm512_dpbusd_epi32(s, v[k], _mm512_set1_epi32(q[k]));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc);
+    return q8s_part(part, s, dw);
 }
 
 K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint8_t *w, size_t block_bytes,
                                                                     const int nibbles, const void *act, size_t stride,
                                                                     int64_t nb, const int T, float *y, int64_t ldy) {
-    __m512 acc[8];
+    /* the sums kept in y between runs: with 8 tokens' acc and part in
+     * registers as well as the block's 8 vectors, the compiler spilled in
+     * the inner loop (8 tokens: 64 -> 53% of the int8 peak) */
+    __m512 part[8];
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = w + (size_t)b * block_bytes;
-        /* With 2 or more tokens a block is enough work that the loads of
-         * blocks further on wait: prefetching 16 blocks ahead (into the
-         * next group, which this thread takes next) made 8 tokens over a
-         * 142 MB Q8_0 matrix 1.4 times faster (3.45 -> 2.5 ms, 2 threads).
-         * One token comes here alone only for a group without a partner
-         * (decode takes groups in pairs: q8s_x16_pair, which prefetches). */
-        if (T > 1) {
-            prefetch_bytes(blk + 16 * block_bytes, block_bytes);
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, _mm512_setzero_ps());
+    const int64_t run = q8s_run(nb);
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) part[t] = _mm512_setzero_ps();
+        for (int64_t b = b0; b < b0 + run; b++) {
+            const uint8_t *blk = w + (size_t)b * block_bytes;
+            /* With 2 or more tokens a block is enough work that the loads of
+             * blocks further on wait: prefetching 16 blocks ahead (into the
+             * next group, which this thread takes next) made 8 tokens over a
+             * 142 MB Q8_0 matrix 1.4 times faster (3.45 -> 2.5 ms, 2 threads).
+             * One token comes here alone only for a group without a partner
+             * (decode takes groups in pairs: q8s_x16_pair, which prefetches). */
+            if (T > 1) {
+                prefetch_bytes(blk + 16 * block_bytes, block_bytes);
+            }
+            __m512i v[8];
+            const __m512 dw = q8s_unpack(blk, nibbles, v);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) part[t] = q8s_block(part[t], v, dw, X16_TOKEN(act, stride, t, b), nibbles);
         }
-        __m512i v[8];
-        const __m512 dw = q8s_unpack(blk, nibbles, v);
 #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) acc[t] = q8s_block(acc[t], v, dw, X16_TOKEN(act, stride, t, b), nibbles);
+        for (int t = 0; t < T; t++) {
+            _mm512_storeu_ps(y + t * ldy, q8s_run_end(_mm512_loadu_ps(y + t * ldy), part[t], X16_TOKEN(act, stride, t, b0)));
+        }
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
 /* One token against two groups (lm_dot_x16_pair_fn): the same arithmetic
@@ -266,18 +293,24 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_pair(const uint8_
                                                                   const int nibbles, const void *act, int64_t nb,
                                                                   float *ya, float *yb) {
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int64_t b = 0; b < nb; b++) {
-        const block_q8s *x = (const block_q8s *)act + b;
-        if (nibbles) {
-            prefetch_bytes(wa + (size_t)(b + 16) * block_bytes, block_bytes);
-            prefetch_bytes(wb + (size_t)(b + 16) * block_bytes, block_bytes);
+    const int64_t run = q8s_run(nb);
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+        __m512 part[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t b = b0; b < b0 + run; b++) {
+            const block_q8s *x = (const block_q8s *)act + b;
+            if (nibbles) {
+                prefetch_bytes(wa + (size_t)(b + 16) * block_bytes, block_bytes);
+                prefetch_bytes(wb + (size_t)(b + 16) * block_bytes, block_bytes);
+            }
+#pragma GCC unroll 2
+            for (int gi = 0; gi < 2; gi++) {
+                __m512i v[8];
+                const __m512 dw = q8s_unpack((gi ? wb : wa) + (size_t)b * block_bytes, nibbles, v);
+                part[gi] = q8s_block(part[gi], v, dw, x, nibbles);
+            }
         }
 #pragma GCC unroll 2
-        for (int gi = 0; gi < 2; gi++) {
-            __m512i v[8];
-            const __m512 dw = q8s_unpack((gi ? wb : wa) + (size_t)b * block_bytes, nibbles, v);
-            acc[gi] = q8s_block(acc[gi], v, dw, x, nibbles);
-        }
+        for (int gi = 0; gi < 2; gi++) acc[gi] = q8s_run_end(acc[gi], part[gi], (const block_q8s *)act + b0);
     }
     _mm512_storeu_ps(ya, acc[0]);
     _mm512_storeu_ps(yb, acc[1]);
@@ -300,48 +333,56 @@ K512 static inline __attribute__((always_inline)) void q8s_x32_tokens(const uint
     __m512 acc[2][4];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk[2] = {w + (size_t)b * block_bytes, w + group_bytes + (size_t)b * block_bytes};
-        __m512i s[2][4];
+    const int64_t run = q8s_run(nb);
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+        __m512 part[2][4];
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            s[0][t] = s[1][t] = _mm512_set1_epi32(-(nibbles ? 8 : 128) * X16_TOKEN(act, stride, t, b)->sum);
-        }
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            __m512i v[2][2]; /* [group][bytes 4k.. or 16 + 4k..] */
-#pragma GCC unroll 2
-            for (int g = 0; g < 2; g++) {
-                const uint8_t *qs = blk[g] + 32;
-                if (nibbles) {
-                    const __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
-                    v[g][0] = _mm512_and_si512(bytes, low4);
-                    v[g][1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
-                } else {
-                    v[g][0] = _mm512_loadu_si512(qs + 64 * k);
-                    v[g][1] = _mm512_loadu_si512(qs + 64 * (k + 4));
-                }
-            }
+        for (int t = 0; t < T; t++) part[0][t] = part[1][t] = _mm512_setzero_ps();
+        for (int64_t b = b0; b < b0 + run; b++) {
+            const uint8_t *blk[2] = {w + (size_t)b * block_bytes, w + group_bytes + (size_t)b * block_bytes};
+            __m512i s[2][4];
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
-                const i32_bytes *q = (const i32_bytes *)X16_TOKEN(act, stride, t, b)->qs;
-                const __m512i x0 = _mm512_set1_epi32(q[k]), x1 = _mm512_set1_epi32(q[k + 4]);
+                s[0][t] = s[1][t] = _mm512_set1_epi32(-(nibbles ? 8 : 128) * X16_TOKEN(act, stride, t, b)->sum);
+            }
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m512i v[2][2]; /* [group][bytes 4k.. or 16 + 4k..] */
 #pragma GCC unroll 2
                 for (int g = 0; g < 2; g++) {
-                    s[g][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s[g][t], v[g][0], x0), v[g][1], x1);
+                    const uint8_t *qs = blk[g] + 32;
+                    if (nibbles) {
+                        const __m512i bytes = _mm512_loadu_si512(qs + 64 * k);
+                        v[g][0] = _mm512_and_si512(bytes, low4);
+                        v[g][1] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
+                    } else {
+                        v[g][0] = _mm512_loadu_si512(qs + 64 * k);
+                        v[g][1] = _mm512_loadu_si512(qs + 64 * (k + 4));
+                    }
+                }
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    const i32_bytes *q = (const i32_bytes *)X16_TOKEN(act, stride, t, b)->qs;
+                    const __m512i x0 = _mm512_set1_epi32(q[k]), x1 = _mm512_set1_epi32(q[k + 4]);
+#pragma GCC unroll 2
+                    for (int g = 0; g < 2; g++) {
+                        s[g][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s[g][t], v[g][0], x0), v[g][1], x1);
+                    }
                 }
             }
-        }
-        const __m512 dw[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[0])),
-                              _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[1]))};
+            const __m512 dw[2] = {_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[0])),
+                                  _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[1]))};
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            const __m512 dx = _mm512_set1_ps(X16_TOKEN(act, stride, t, b)->d);
+            for (int t = 0; t < T; t++) {
 #pragma GCC unroll 2
-            for (int g = 0; g < 2; g++) {
-                acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[g][t]), _mm512_mul_ps(dw[g], dx), acc[g][t]);
+                for (int g = 0; g < 2; g++) part[g][t] = q8s_part(part[g][t], s[g][t], dw[g]);
             }
         }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+#pragma GCC unroll 2
+            for (int g = 0; g < 2; g++) acc[g][t] = q8s_run_end(acc[g][t], part[g][t], X16_TOKEN(act, stride, t, b0));
+    }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
@@ -1007,7 +1048,8 @@ K512 static void swiglu_512(float *gate, const float *up, int64_t n) {
     }
 }
 
-/* lm_quantize_q8s_avx2's result bit for bit, with 16 values a vector and
+/* lm_quantize_q8s_avx2's result bit for bit (runs of 8 blocks sharing a
+ * scale where nb is a multiple of 8), with 16 values a vector and
  * the scales of 16 blocks at a time in two vector divisions (IEEE division
  * rounds alike in any width) instead of two scalar ones a block. */
 K512 void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb) {
@@ -1025,6 +1067,13 @@ K512 void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb) {
             const float *p = x + 32 * (b0 + i);
             const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p)), _mm512_abs_ps(_mm512_loadu_ps(p + 16))));
             amax = _mm512_mask_mov_ps(amax, (__mmask16)(1u << i), _mm512_set1_ps(top));
+        }
+        if (nb % 8 == 0) { /* runs of 8 blocks share a scale: each lane gets its run's maximum (b0, m: multiples of 8) */
+            for (int span = 1; span < 8; span *= 2) {
+                const __m512i other = _mm512_xor_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                       _mm512_set1_epi32(span));
+                amax = _mm512_max_ps(amax, _mm512_permutexvar_ps(other, amax));
+            }
         }
         const __m512 vd = _mm512_div_ps(amax, _mm512_set1_ps(127.0f));
         _mm512_storeu_ps(d, vd);

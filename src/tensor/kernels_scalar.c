@@ -38,16 +38,47 @@ size_t lm_act_size(lm_act_kind kind, int64_t n) {
 }
 
 /* Block b of q8a activations for x. */
-static void quantize_q8a_block(const float *x, block_q8a *y) {
+/* The blocks of nb that share a scale (lm_quantize_q8a_ref). */
+static int64_t q8_run(int64_t nb) { return nb % 8 == 0 ? 8 : 1; }
+
+/* The scale of n values: their largest magnitude / 127. */
+static float q8_scale(const float *x, int64_t n) {
     float amax = 0.0f;
-    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
-    const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
-    y->d = d;
-    for (int j = 0; j < 32; j++) y->qs[j] = (int8_t)roundf(x[j] * id);
+    for (int64_t j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
+    return amax / 127;
+}
+
+/* 32 values at scale d; returns their sum. */
+static int32_t q8_block_with(const float *x, float d, int8_t *qs) {
+    const float id = d ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int j = 0; j < 32; j++) {
+        qs[j] = (int8_t)roundf(x[j] * id);
+        sum += qs[j];
+    }
+    return sum;
 }
 
 void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) quantize_q8a_block(x + 32 * b, &y[b]);
+    const int64_t run = q8_run(nb);
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+        const float d = q8_scale(x + 32 * b0, 32 * run);
+        for (int64_t b = b0; b < b0 + run; b++) {
+            y[b].d = d;
+            q8_block_with(x + 32 * b, d, y[b].qs);
+        }
+    }
+}
+
+void lm_quantize_q8s_ref(const float *x, block_q8s *y, int64_t nb) {
+    const int64_t run = q8_run(nb);
+    for (int64_t b0 = 0; b0 < nb; b0 += run) {
+        const float d = q8_scale(x + 32 * b0, 32 * run);
+        for (int64_t b = b0; b < b0 + run; b++) {
+            y[b].d = d;
+            y[b].sum = q8_block_with(x + 32 * b, d, y[b].qs);
+        }
+    }
 }
 
 /* Whether the bit-identical AVX2 activation quantisers may run: not when
@@ -95,10 +126,17 @@ static void quantize_q8a(const float *x, block_q8a *y, int64_t nb) {
 
 /* Pairs of q8a blocks in the block_q8_x2 layout for Q4_0 weights. */
 static void quantize_q4_0_x2(const float *x, block_q8_x2 *y, int64_t nb) {
+    /* runs of 8 blocks sharing a scale, as quantize_q8a of the whole row */
+    block_q8a run[8];
     for (int64_t p = 0; p < (nb + 1) / 2; p++) {
         block_q8a b[2];
         memset(b, 0, sizeof b);
-        quantize_q8a(x + 64 * p, b, 2 * p + 1 < nb ? 2 : 1);
+        if (nb % 8 == 0) {
+            if (p % 4 == 0) quantize_q8a(x + 64 * p, run, 8);
+            memcpy(b, run + 2 * (p % 4), sizeof b);
+        } else {
+            quantize_q8a(x + 64 * p, b, 2 * p + 1 < nb ? 2 : 1);
+        }
         block_q8_x2 *o = &y[p];
         for (int lane = 0; lane < 16; lane++) {
             /* Which block and which of its values the lane's 4 bytes hold:
@@ -129,15 +167,7 @@ static void quantize_q8s(const float *x, block_q8s *y, int64_t nb) {
         return;
     }
 #endif
-    for (int64_t b = 0; b < nb; b++) {
-        block_q8a q;
-        quantize_q8a(x + 32 * b, &q, 1);
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) sum += q.qs[j];
-        y[b].d = q.d;
-        y[b].sum = sum;
-        memcpy(y[b].qs, q.qs, 32);
-    }
+    lm_quantize_q8s_ref(x, y, nb);
 }
 
 /* n / QK_K blocks of Q8_K activations, bit for bit lm_quantize_row's. */

@@ -296,7 +296,7 @@ int lm_matvec_rows_act(float *y, const lm_weight *w, const void *act, int64_t r0
 }
 
 /* lm_ffn_swiglu_act's region: thread t takes an even run of whole
- * activation blocks of the down projection's input (whole x16 groups). */
+ * quantisation units of the down projection's input (whole x16 groups). */
 typedef struct {
     const lm_weight *gate, *up;
     const lm_kernels *k;
@@ -304,8 +304,9 @@ typedef struct {
     float *h, *h_up;      /* (ffn): silu(gate) * up; up's rows */
     uint8_t *act;         /* h quantised for down */
     lm_act_kind act_kind;
-    int64_t unit;         /* rows per run unit: a multiple of 16 and of the activation block */
-    size_t unit_bytes;    /* bytes of a unit's activations */
+    int64_t quant;        /* values a quantiser call takes: as the whole row would be quantised (its blocks, or
+                           * its runs of blocks sharing a scale; 0: any run, F32) */
+    int64_t unit;         /* rows per run unit: a multiple of 16 and of quant */
 } ffn_job;
 
 static void ffn_rows(void *arg, int thread, int n_threads) {
@@ -328,7 +329,8 @@ static void ffn_rows(void *arg, int thread, int n_threads) {
         }
     }
     j->k->swiglu(j->h + r0, j->h_up + r0, r1 - r0);
-    lm_act_quantize(j->act_kind, j->h + r0, j->act + (size_t)u0 * j->unit_bytes, r1 - r0);
+    const int64_t quant = j->quant ? j->quant : r1 - r0;
+    for (int64_t c = r0; c < r1; c += quant) lm_act_quantize(j->act_kind, j->h + c, j->act + lm_act_size(j->act_kind, c), quant);
 }
 
 int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, const lm_weight *up,
@@ -341,12 +343,13 @@ int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, c
         return 0;
     }
     const lm_act_kind down_kind = lm_x16_act(down->type);
-    const int64_t block = down_kind == LM_ACT_F32 ? 1 : down_kind == LM_ACT_Q8S ? 32 : QK_K;
-    const int64_t unit = block > LM_X16 ? block : LM_X16;
+    /* Q8S: blocks of 32, in runs of 8 sharing a scale where the row is whole runs (lm_quantize_q8a_ref) */
+    const int64_t quant = down_kind == LM_ACT_F32 ? 0 : down_kind != LM_ACT_Q8S ? QK_K : ffn % 256 == 0 ? 256 : 32;
+    const int64_t unit = quant > LM_X16 ? quant : LM_X16;
     if (ffn % unit) return 0;
     const uint8_t *x_act = lm_x16_quantize(gate, x);
     if (!x_act) return 0;
-    ffn_job j = {gate, up, k, x_act, h, h_up, act, down_kind, unit, lm_act_size(down_kind, unit)};
+    ffn_job j = {gate, up, k, x_act, h, h_up, act, down_kind, quant, unit};
     lm_parallel(threads_for(2 * ffn * cols, n_threads), ffn_rows, &j);
     return 1;
 }
