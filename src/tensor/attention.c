@@ -147,6 +147,16 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
                 for (int64_t j = 0; j < nr; j++) qb[d * nr + j] = j < rows ? q[(q0 + j) * q_stride + d] : 0.0f;
             }
         }
+        /* The next block's queries and this block's output rows asked for
+         * while the products run: both come from, or go to, rows another
+         * core touched last (Q's product is split by rows, rope by tokens),
+         * and waiting for them was most of this function's own time. */
+        for (int64_t j = 0; j < nr && q0 + nr + j < n; j++) {
+            for (int64_t d = 0; d < hd; d += 16) __builtin_prefetch(q + (q0 + nr + j) * q_stride + d, 0);
+        }
+        for (int64_t j = 0; j < rows; j++) {
+            for (int64_t d = 0; d < hd; d += 16) __builtin_prefetch(out + (q0 + j) * out_stride + d, 1);
+        }
         /* S^T for the keys the block sees (the last panel's extra keys are
          * zeros in K, and no column sees them) */
         for (int64_t t0 = 0; t0 < seen; t0 += mr) g->micro(hd, scratch + l.ka + t0 * hd, qb, st + t0 * nr, nr, 0);
