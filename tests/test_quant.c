@@ -487,6 +487,34 @@ static void test_batch(void) {
         single_step_matches_shared(path);
         unlink(path);
     }
+    /* Q4_K_M: Q and K in Q4_K, V in Q6_K in some layers (activations of two
+     * kinds, which a prompt's steps quantise for both). */
+    char f16[] = "/tmp/llmos-batch-XXXXXX", mix[] = "/tmp/llmos-batch-XXXXXX";
+    int fa = mkstemp(f16), fb = mkstemp(mix);
+    REQUIRE(fa >= 0 && fb >= 0);
+    close(fa);
+    close(fb);
+    lm_init_params p = {256, 3, 4, 2, 512, 256, NULL, 300, LM_TYPE_F16, 5, 2, NULL, NULL};
+    lm_error err = {0};
+    lm_quantize_params qp = {"q4_K_M", 2, NULL, NULL};
+    CHECKF(lm_model_init(&p, f16, &err) == LM_OK && lm_quantize_model(f16, mix, &qp, NULL, &err) == LM_OK, "%s",
+           err.message);
+    lm_model *m;
+    REQUIRE(lm_model_load(mix, &m, &err) == LM_OK);
+    int mixed = 0;
+    for (int64_t i = 0; i < lm_gguf_tensor_count(lm_model_get_gguf(m)); i++) {
+        const lm_gguf_tensor *t = lm_gguf_tensor_at(lm_model_get_gguf(m), i);
+        mixed += strstr(t->name, "attn_v") && t->type == LM_TYPE_Q6_K;
+    }
+    lm_model_free(m);
+    CHECKF(mixed > 0, "q4_K_M: no layer's V in Q6_K (%d)", mixed);
+    const lm_rng before = rng; /* (the tests after this one keep their random data, as above) */
+    batch_matches_sequential(mix, 5e-2, LM_KV_F32);
+    rng = before;
+    batch_matches_sequential(mix, 5e-2, LM_KV_F16);
+    rng = before;
+    unlink(f16);
+    unlink(mix);
 }
 
 int main(void) {

@@ -583,7 +583,10 @@ typedef struct {
     const float *add, *norm, *up;
     const lm_weight *act_for; /* then each result (out_b, or gate_b) is also quantised for it into act */
     uint8_t *act;
-    size_t act_bytes; /* a row's, lm_x16_act_bytes(act_for) */
+    size_t act_bytes;          /* a row's, lm_x16_act_bytes(act_for) */
+    const lm_weight *act_for2; /* and, if set, for this one (another activation kind) into act2 */
+    uint8_t *act2;
+    size_t act_bytes2;
     int64_t dim, ffn;
     float eps;
 } token_steps;
@@ -596,10 +599,9 @@ static void token_steps_range(void *arg, int64_t begin, int64_t end, int thread)
         if (j->add) lm_add_f32(x, j->add + b * j->dim, j->dim);
         if (j->norm) lm_rmsnorm_f32(j->out + b * j->dim, x, j->norm, j->dim, j->eps);
         if (j->gate) lm_swiglu_f32(j->gate + b * j->ffn, j->up + b * j->ffn, j->ffn);
-        if (j->act_for) {
-            const float *row = j->gate ? j->gate + b * j->ffn : j->out + b * j->dim;
-            lm_x16_quantize_into(j->act_for, row, j->act + b * j->act_bytes);
-        }
+        const float *row = j->gate ? j->gate + b * j->ffn : j->out + b * j->dim;
+        if (j->act_for) lm_x16_quantize_into(j->act_for, row, j->act + b * j->act_bytes);
+        if (j->act_for2) lm_x16_quantize_into(j->act_for2, row, j->act2 + b * j->act_bytes2);
     }
 }
 
@@ -621,15 +623,20 @@ static void run_token_steps(const lm_context *ctx, token_steps *j, int64_t n) {
  * activation scratch (one buffer for every product: a context's own buffer
  * measured no faster, and took 4 MB more at 110M). Returns a row's bytes and sets
  * *act, or 0: the product quantises its input itself. */
-static size_t fused_act(const lm_weight *const *ws, const lora_factors *const *fs, int n, int64_t n_tok, uint8_t **act) {
+static size_t fused_act_in(lm_scratch_slot slot, const lm_weight *const *ws, const lora_factors *const *fs, int n,
+                           int64_t n_tok, uint8_t **act) {
     const size_t bytes = lm_x16_act_bytes(ws, n);
     size_t total;
     if (bytes == 0 || lm_mul_overflow_size(bytes, (size_t)n_tok, &total)) return 0;
     for (int i = 0; i < n; i++) {
         if (fs[i]) return 0;
     }
-    *act = lm_scratch(LM_SCRATCH_ACT, total);
+    *act = lm_scratch(slot, total);
     return *act ? bytes : 0;
+}
+
+static size_t fused_act(const lm_weight *const *ws, const lora_factors *const *fs, int n, int64_t n_tok, uint8_t **act) {
+    return fused_act_in(LM_SCRATCH_ACT, ws, fs, n, n_tok, act);
 }
 
 /* Ys[i] = the steps' results (X, n rows) @ ws[i]^T: from the rows the steps
@@ -647,11 +654,22 @@ static void norm_then_qkv(lm_context *ctx, const layer_weights *w, const float *
     float *const ys[3] = {ctx->bq, ctx->bk, ctx->bv};
     const lm_weight *const ws[3] = {&w->wq, &w->wk, &w->wv};
     const lora_factors *const fs[3] = {w->lora[LORA_Q], w->lora[LORA_K], w->lora[LORA_V]};
-    uint8_t *act = NULL;
-    const size_t bytes = fused_act(ws, fs, 3, n, &act);
+    uint8_t *act = NULL, *act2 = NULL;
+    size_t bytes = fused_act(ws, fs, 3, n, &act), bytes2 = 0;
+    /* Q and K of one type, V of another (Q4_K_M's Q4_K and Q6_K, whose
+     * activations differ): the steps quantise for both, two products */
+    if (!bytes && (bytes = fused_act(ws, fs, 2, n, &act)) != 0 &&
+        (bytes2 = fused_act_in(LM_SCRATCH_ACT2, ws + 2, fs + 2, 1, n, &act2)) == 0) {
+        bytes = 0;
+    }
     run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = add, .out = ctx->bxb, .norm = w->attn_norm,
-                                         .act_for = bytes ? ws[0] : NULL, .act = act, .act_bytes = bytes}, n);
-    shared_after_steps(ctx, 3, ys, ws, fs, ctx->bxb, act, bytes, n);
+                                         .act_for = bytes ? ws[0] : NULL, .act = act, .act_bytes = bytes,
+                                         .act_for2 = bytes2 ? ws[2] : NULL, .act2 = act2, .act_bytes2 = bytes2}, n);
+    if (bytes2 && lm_matmul_shared_act(ys, ws, 2, act, n, ctx->n_threads) &&
+        lm_matmul_shared_act(ys + 2, ws + 2, 1, act2, n, ctx->n_threads)) {
+        return;
+    }
+    shared_after_steps(ctx, 3, ys, ws, fs, ctx->bxb, act, bytes2 ? 0 : bytes, n);
 }
 
 /* From the attention's output projection (in bxb2) to the feed-forward
