@@ -621,8 +621,9 @@ static void run_token_steps(const lm_context *ctx, token_steps *j, int64_t n) {
  * region and a pass over the rows fewer than quantising in the product).
  * The rows go where the products quantise theirs, the calling thread's
  * activation scratch (one buffer for every product: a context's own buffer
- * measured no faster, and took 4 MB more at 110M). Returns a row's bytes and sets
- * *act, or 0: the product quantises its input itself. */
+ * measured no faster, and took 4 MB more at 110M); a second kind for the
+ * same rows goes into LM_SCRATCH_ACT2 (fused_act_in). Returns a row's bytes
+ * and sets *act, or 0: the product quantises its input itself. */
 static size_t fused_act_in(lm_scratch_slot slot, const lm_weight *const *ws, const lora_factors *const *fs, int n,
                            int64_t n_tok, uint8_t **act) {
     const size_t bytes = lm_x16_act_bytes(ws, n);
@@ -635,7 +636,8 @@ static size_t fused_act_in(lm_scratch_slot slot, const lm_weight *const *ws, con
     return *act ? bytes : 0;
 }
 
-static size_t fused_act(const lm_weight *const *ws, const lora_factors *const *fs, int n, int64_t n_tok, uint8_t **act) {
+static size_t fused_act(const lm_weight *const *ws, const lora_factors *const *fs, int n, int64_t n_tok,
+                        uint8_t **act) {
     return fused_act_in(LM_SCRATCH_ACT, ws, fs, n, n_tok, act);
 }
 

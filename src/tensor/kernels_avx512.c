@@ -273,7 +273,8 @@ K512 static inline __attribute__((always_inline)) void q8s_x16_tokens(const uint
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
-            _mm512_storeu_ps(y + t * ldy, q8s_run_end(_mm512_loadu_ps(y + t * ldy), part[t], X16_TOKEN(act, stride, t, b0)));
+            const __m512 prev = _mm512_loadu_ps(y + t * ldy);
+            _mm512_storeu_ps(y + t * ldy, q8s_run_end(prev, part[t], X16_TOKEN(act, stride, t, b0)));
         }
     }
 }
@@ -950,7 +951,8 @@ K512 static void softmax_exp_cols_512(float *s, int64_t rows, int64_t width, int
         for (int64_t run = 0; r + 4 <= full; r += 4) {
             for (int u = 0; u < 4; u++) {
                 float *p = col + (r + u) * width;
-                const __m512 e = exp_nonpositive_scalef_512(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, p), max), vscale));
+                const __m512 x = _mm512_maskz_loadu_ps(in, p);
+                const __m512 e = exp_nonpositive_scalef_512(_mm512_mul_ps(_mm512_sub_ps(x, max), vscale));
                 _mm512_mask_storeu_ps(p, in, e);
                 a[u] = _mm512_add_ps(a[u], e);
             }
@@ -967,7 +969,8 @@ K512 static void softmax_exp_cols_512(float *s, int64_t rows, int64_t width, int
             const __mmask16 seen = from <= 0 ? in : from >= 16 ? 0 : (__mmask16)(in & (0xFFFFu << from));
             float *p = col + r * width;
             const __m512 x = _mm512_maskz_loadu_ps(in, p);
-            const __m512 e = _mm512_maskz_mov_ps(seen, exp_nonpositive_scalef_512(_mm512_mul_ps(_mm512_sub_ps(x, max), vscale)));
+            const __m512 e =
+                _mm512_maskz_mov_ps(seen, exp_nonpositive_scalef_512(_mm512_mul_ps(_mm512_sub_ps(x, max), vscale)));
             _mm512_mask_storeu_ps(p, in, e);
             a[r % 4] = _mm512_add_ps(a[r % 4], e);
         }
@@ -1068,10 +1071,10 @@ K512 void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb) {
             const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p)), _mm512_abs_ps(_mm512_loadu_ps(p + 16))));
             amax = _mm512_mask_mov_ps(amax, (__mmask16)(1u << i), _mm512_set1_ps(top));
         }
-        if (nb % 8 == 0) { /* runs of 8 blocks share a scale: each lane gets its run's maximum (b0, m: multiples of 8) */
+        if (nb % 8 == 0) { /* runs of 8 blocks share a scale: each lane gets its run's maximum */
+            const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             for (int span = 1; span < 8; span *= 2) {
-                const __m512i other = _mm512_xor_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                       _mm512_set1_epi32(span));
+                const __m512i other = _mm512_xor_si512(lane, _mm512_set1_epi32(span));
                 amax = _mm512_max_ps(amax, _mm512_permutexvar_ps(other, amax));
             }
         }

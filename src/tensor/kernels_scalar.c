@@ -62,10 +62,11 @@ static int32_t q8_block_with(const float *x, float d, int8_t *qs) {
 void lm_quantize_q8a_ref(const float *x, block_q8a *y, int64_t nb) {
     const int64_t run = q8_run(nb);
     for (int64_t b0 = 0; b0 < nb; b0 += run) {
-        const float d = q8_scale(x + 32 * b0, 32 * run);
-        for (int64_t b = b0; b < b0 + run; b++) {
-            y[b].d = d;
-            q8_block_with(x + 32 * b, d, y[b].qs);
+        block_q8s s[8]; /* a run as block_q8s quantises it (a whole run of 8, or one block), less the sums */
+        lm_quantize_q8s_ref(x + 32 * b0, s, run);
+        for (int64_t i = 0; i < run; i++) {
+            y[b0 + i].d = s[i].d;
+            memcpy(y[b0 + i].qs, s[i].qs, sizeof s[i].qs);
         }
     }
 }

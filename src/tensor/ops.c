@@ -330,7 +330,9 @@ static void ffn_rows(void *arg, int thread, int n_threads) {
     }
     j->k->swiglu(j->h + r0, j->h_up + r0, r1 - r0);
     const int64_t quant = j->quant ? j->quant : r1 - r0;
-    for (int64_t c = r0; c < r1; c += quant) lm_act_quantize(j->act_kind, j->h + c, j->act + lm_act_size(j->act_kind, c), quant);
+    for (int64_t c = r0; c < r1; c += quant) {
+        lm_act_quantize(j->act_kind, j->h + c, j->act + lm_act_size(j->act_kind, c), quant);
+    }
 }
 
 int lm_ffn_swiglu_act(float *h, float *h_up, void *act, const lm_weight *gate, const lm_weight *up,
