@@ -870,6 +870,24 @@ static void check_quantize_q8_K_avx2(void) {
             memset(b, 0x55, sizeof b);
             lm_quantize_q8_K_avx512(x, b, NB);
             differ += memcmp(a, b, sizeof a) != 0;
+            /* the activation kinds made in the pass: sums of 32 (bsums 8..15 zero), bytes + 128 */
+            block_q8_K want[NB];
+            for (int kind = 0; kind < 2; kind++) {
+                memcpy(want, a, sizeof a);
+                for (int blk = 0; blk < NB; blk++) {
+                    if (kind == 0) {
+                        for (int j = 0; j < 8; j++) {
+                            want[blk].bsums[j] = (int16_t)(a[blk].bsums[2 * j] + a[blk].bsums[2 * j + 1]);
+                        }
+                        memset(want[blk].bsums + 8, 0, 8 * sizeof want[blk].bsums[0]);
+                    } else {
+                        for (int j = 0; j < QK_K; j++) want[blk].qs[j] = (int8_t)((uint8_t)a[blk].qs[j] ^ 0x80u);
+                    }
+                }
+                memset(b, 0x55, sizeof b);
+                lm_quantize_q8_K_kind_avx512(x, b, NB, kind == 0, kind == 1);
+                differ += memcmp(want, b, sizeof want) != 0;
+            }
         }
     }
     CHECKF(differ == 0, "avx2 or avx512 q8_K quantisation differs from the reference in %d of 50 trials", differ);

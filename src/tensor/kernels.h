@@ -204,6 +204,9 @@ void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb);
 void lm_quantize_q8_K_avx2(const float *x, block_q8_K *y, int64_t nb);
 /* The same with AVX-512 (BW), bit for bit, for the avx512 table. */
 void lm_quantize_q8_K_avx512(const float *x, block_q8_K *y, int64_t nb);
+/* The same with an activation kind's changes made in the pass: sums32, bsums[0..7] are the sums of 32
+ * values and bsums[8..15] 0 (LM_ACT_Q8K32); flip, the bytes are the values + 128 (LM_ACT_Q8K_U). */
+void lm_quantize_q8_K_kind_avx512(const float *x, block_q8_K *y, int64_t nb, int sums32, int flip);
 #endif
 
 /* The best table this CPU runs, or the one LLMOS_KERNELS names

@@ -192,6 +192,12 @@ void lm_act_quantize(lm_act_kind kind, const float *x, void *out, int64_t n) {
     } else if (kind == LM_ACT_Q4_0_X2) {
         quantize_q4_0_x2(x, out, n / 32);
     } else if (kind == LM_ACT_Q8K || kind == LM_ACT_Q8K32 || kind == LM_ACT_Q8K_U) {
+#if defined(__x86_64__)
+        if (act_avx512()) { /* the kind's changes in the same pass */
+            lm_quantize_q8_K_kind_avx512(x, out, n / QK_K, kind == LM_ACT_Q8K32, kind == LM_ACT_Q8K_U);
+            return;
+        }
+#endif
         quantize_q8_K(x, out, n);
         if (kind == LM_ACT_Q8K_U) {
             block_q8_K *y = out;
