@@ -954,6 +954,8 @@ int main(void) {
     if (lm_kernels_named("avx512") && lm_gemm_kernel_best() == &lm_gemm_avx512) {
         check_gemm(&lm_gemm_avx512);
         check_attn_causal(&lm_gemm_avx512);
+        check_gemm(&lm_gemm_avx512_attn);
+        check_attn_causal(&lm_gemm_avx512_attn);
     }
 #endif
     const char *paths[] = {"scalar", "avx2", "avx512"};

@@ -371,7 +371,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     attn_gemm_job *j = arg;
     lm_context *ctx = j->ctx;
     const lm_model_config *c = &ctx->model->cfg;
-    const lm_gemm_kernel *g = lm_gemm_kernel_any();
+    const lm_gemm_kernel *g = lm_gemm_kernel_attention();
     const int64_t n = j->n, pos0 = j->pos0, hd = c->head_dim, group = c->n_heads / c->n_kv_heads,
                   q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, keys = pos0 + n;
     const float scale = (float)(1.0 / sqrt((double)hd));

@@ -112,6 +112,10 @@ void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int
                 for (int64_t i = 0; i < n; i++) memcpy(dst + i * 12, rows + i * hd + d0, 12 * sizeof *dst);
                 continue;
             }
+            if (d0 + mr <= hd && mr == 8) {
+                for (int64_t i = 0; i < n; i++) memcpy(dst + i * 8, rows + i * hd + d0, 8 * sizeof *dst);
+                continue;
+            }
             for (int64_t i = 0; i < n; i++) {
                 for (int64_t j = 0; j < mr; j++) dst[i * mr + j] = d0 + j < hd ? rows[i * hd + d0 + j] : 0.0f;
             }

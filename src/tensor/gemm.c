@@ -64,6 +64,13 @@ const lm_gemm_kernel *lm_gemm_kernel_any(void) {
     return g ? g : &lm_gemm_scalar;
 }
 
+const lm_gemm_kernel *lm_gemm_kernel_attention(void) {
+#if defined(__x86_64__)
+    if (lm_gemm_kernel_best() == &lm_gemm_avx512) return &lm_gemm_avx512_attn;
+#endif
+    return lm_gemm_kernel_any();
+}
+
 /* Packed operands live in per-thread buffers that only grow (base/scratch.h). */
 
 /* ---- The driver ---- */

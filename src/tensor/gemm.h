@@ -43,6 +43,9 @@ typedef struct lm_gemm_kernel {
 const lm_gemm_kernel *lm_gemm_kernel_best(void);
 /* The same, or the plain C kernel where there is no vectorised one. */
 const lm_gemm_kernel *lm_gemm_kernel_any(void);
+/* The kernel for the prefill's attention (tensor/attention.h): AVX-512's
+ * 8 x 32 tiles where lm_gemm_kernel_best is AVX-512's, else that one. */
+const lm_gemm_kernel *lm_gemm_kernel_attention(void);
 
 /* Fewer tokens than this go through the dot-product kernels: dequantising
  * the whole matrix costs about as much as 8 dot products per weight. (Types
@@ -84,10 +87,12 @@ extern const lm_gemm_kernel lm_gemm_scalar;
 #if defined(__x86_64__)
 /* dst (kc, nr) = src (nr, kc) transposed; nr a multiple of 8. */
 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst);
-/* lm_gemm_pack_a_fn for MR = 12. */
+/* lm_gemm_pack_a_fn for MR = 12 and MR = 8. */
 void lm_gemm_pack_a12_avx2(const float *src, int64_t ld, int64_t kc, float *dst);
+void lm_gemm_pack_a8_avx2(const float *src, int64_t ld, int64_t kc, float *dst);
 extern const lm_gemm_kernel lm_gemm_avx2;
 extern const lm_gemm_kernel lm_gemm_avx512;
+extern const lm_gemm_kernel lm_gemm_avx512_attn; /* 8 x 32 tiles, for attention (lm_gemm_kernel_attention) */
 extern const lm_gemm_kernel lm_gemm_avx512_bf16; /* packed units are bf16 pairs */
 #endif
 

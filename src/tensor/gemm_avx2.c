@@ -92,5 +92,14 @@ AVX2 void lm_gemm_pack_a12_avx2(const float *src, int64_t ld, int64_t kc, float 
     }
 }
 
+/* Ap (kc, 8) = rows 0..7 of A (row stride ld), transposed in 8 x 8 blocks. */
+AVX2 void lm_gemm_pack_a8_avx2(const float *src, int64_t ld, int64_t kc, float *dst) {
+    const int64_t k8 = kc / 8 * 8;
+    for (int64_t k = 0; k < k8; k += 8) transpose8x8(src + k, ld, dst + k * 8, 8);
+    for (int64_t k = k8; k < kc; k++) {
+        for (int i = 0; i < 8; i++) dst[k * 8 + i] = src[i * ld + k];
+    }
+}
+
 const lm_gemm_kernel lm_gemm_avx2 = {"avx2", 6, 16, micro_6x16, lm_gemm_transpose_avx2, lm_dequant_avx2};
 #endif
