@@ -199,13 +199,22 @@ typedef struct {
     owned_run run[MAX_OWNED];
 } owned_job;
 
+/* Chunks shrink toward a run's end (a quarter of what is left, at most
+ * j->chunk): the last ones are single items, so that the threads finish
+ * within an item of each other. */
 static void owned_share(void *p, int t, int nt) {
     owned_job *j = p;
     (void)nt;
     for (int k = 0; k < j->n_runs; k++) {
         owned_run *r = &j->run[(t + k) % j->n_runs]; /* ours first */
-        for (int64_t begin; (begin = atomic_fetch_add_explicit(&r->next, j->chunk, memory_order_relaxed)) < r->end;) {
-            j->fn(j->arg, begin, begin + j->chunk < r->end ? begin + j->chunk : r->end, t);
+        int64_t begin = atomic_load_explicit(&r->next, memory_order_relaxed);
+        while (begin < r->end) {
+            const int64_t quarter = (r->end - begin) / 4, take = quarter < 1 ? 1 : quarter < j->chunk ? quarter : j->chunk;
+            if (atomic_compare_exchange_weak_explicit(&r->next, &begin, begin + take, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                j->fn(j->arg, begin, begin + take, t);
+                begin = atomic_load_explicit(&r->next, memory_order_relaxed);
+            }
         }
     }
 }
