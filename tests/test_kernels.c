@@ -492,7 +492,7 @@ static void check_attn_causal(const lm_gemm_kernel *g) {
     const int64_t head_dims[] = {64, 20, 12, 3, 128};
     const int64_t cases[][2] = {{1, 0}, {5, 0}, {33, 0}, {70, 0}, {17, 9}, {40, 100}}; /* queries, first position */
     double worst = 0;
-    int runs = 0;
+    int runs = 0, rope_bad = 0;
     for (size_t hi = 0; hi < sizeof head_dims / sizeof *head_dims; hi++) {
         const int64_t hd = head_dims[hi], stride = hd + 5, q_stride = hd + 3, o_stride = hd + 1;
         for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
@@ -514,7 +514,7 @@ static void check_attn_causal(const lm_gemm_kernel *g) {
                 const lm_kv_head kv = {half ? (const void *)kh : kf, half ? (const void *)vh : vf, stride, half};
                 lm_attn_pack_head(g, kv, keys, hd, scratch);
                 memset(out, 0xff, (size_t)(n * o_stride) * sizeof *out);
-                lm_attn_causal(g, scratch, keys, hd, q, q_stride, n, pos0, scale, out, o_stride);
+                lm_attn_causal(g, scratch, keys, hd, q, q_stride, n, pos0, scale, NULL, out, o_stride);
                 for (int64_t i = 0; i < n; i++) {
                     const int64_t seen = pos0 + i + 1;
                     double *p = malloc((size_t)seen * sizeof *p), max = -INFINITY, sum = 0;
@@ -534,11 +534,37 @@ static void check_attn_causal(const lm_gemm_kernel *g) {
                     free(p);
                 }
                 runs++;
+                /* with a rotary table: the same bits as queries rotated by the table's
+                 * lm_rope_fn first (rope over all of the head, or its first half) */
+                for (int part = 1; part <= 2; part++) {
+                    const int64_t rope_dim = hd / part / 2 * 2, pairs = rope_dim / 2, stride = keys + 64;
+                    float *table = malloc((size_t)(2 * pairs * stride + 1) * sizeof *table);
+                    float *cs = malloc((size_t)(2 * pairs + 1) * sizeof *cs);
+                    float *qr = malloc((size_t)(n * q_stride) * sizeof *qr), *ref = malloc((size_t)(n * o_stride) * sizeof *ref);
+                    for (int64_t i = 0; i < 2 * pairs * stride; i++) table[i] = uniform(-1, 1);
+                    memcpy(qr, q, (size_t)(n * q_stride) * sizeof *qr);
+                    for (int64_t i = 0; i < n; i++) {
+                        for (int64_t pi = 0; pi < pairs; pi++) {
+                            cs[2 * pi] = table[pi * stride + pos0 + i];
+                            cs[2 * pi + 1] = table[(pairs + pi) * stride + pos0 + i];
+                        }
+                        lm_kernels_best()->rope(qr + i * q_stride, 1, hd, rope_dim, cs);
+                    }
+                    const lm_attn_rope rope = {table, table + pairs * stride, stride, rope_dim};
+                    memset(ref, 0xff, (size_t)(n * o_stride) * sizeof *ref);
+                    lm_attn_causal(g, scratch, keys, hd, qr, q_stride, n, pos0, scale, NULL, ref, o_stride);
+                    memset(out, 0xff, (size_t)(n * o_stride) * sizeof *out);
+                    lm_attn_causal(g, scratch, keys, hd, q, q_stride, n, pos0, scale, &rope, out, o_stride);
+                    for (int64_t i = 0; i < n; i++) rope_bad += memcmp(out + i * o_stride, ref + i * o_stride, (size_t)hd * sizeof *out) != 0;
+                    free(table), free(cs), free(qr), free(ref);
+                }
             }
             free(scratch), free(kf), free(vf), free(kh), free(vh), free(q), free(out);
         }
     }
     printf("attention gemm %s: %d runs, worst error %.2e\n", g->name, runs, worst);
+    CHECKF(rope_bad == 0, "attention gemm %s: %d outputs differ with the queries rotated in the attention", g->name,
+           rope_bad);
     CHECKF(worst < 2e-6, "attention gemm %s: outputs off by %.2e", g->name, worst);
     CHECK(lm_attn_scratch_floats(g, 0, 64) == 0 && lm_attn_scratch_floats(g, INT64_MAX / 2, INT64_MAX / 2) == 0);
 }
@@ -706,6 +732,30 @@ static void check_rope(const lm_kernels *k) {
         }
     }
     CHECKF(bad == 0, "%s rope: %d shapes differ from the pairwise formula", k->name, bad);
+    /* rope_cols: a block of queries transposed (columns 1..40, 2..64 rotated
+     * values), each column as its row through rope, bit for bit */
+    int bad_cols = 0;
+    for (int64_t nr = 1; nr <= 40; nr += 13) {
+        for (int64_t rd = 2; rd <= 64; rd += 62) {
+            const int64_t pairs = rd / 2, stride = 50, pos = 7;
+            float qt[64 * 40], rows[40 * 64], table[2 * 32 * 50], cs[64];
+            for (int64_t i = 0; i < rd * nr; i++) qt[i] = uniform(-3, 3);
+            for (int64_t i = 0; i < 2 * pairs * stride; i++) table[i] = uniform(-1, 1);
+            for (int64_t j = 0; j < nr; j++) {
+                for (int64_t d = 0; d < rd; d++) rows[j * rd + d] = qt[d * nr + j];
+                for (int64_t i = 0; i < pairs; i++) {
+                    cs[2 * i] = table[i * stride + pos + j];
+                    cs[2 * i + 1] = table[(pairs + i) * stride + pos + j];
+                }
+                k->rope(rows + j * rd, 1, rd, rd, cs);
+            }
+            k->rope_cols(qt, nr, rd, table, table + pairs * stride, stride, pos);
+            for (int64_t j = 0; j < nr; j++) {
+                for (int64_t d = 0; d < rd; d++) bad_cols += memcmp(&qt[d * nr + j], &rows[j * rd + d], sizeof(float)) != 0;
+            }
+        }
+    }
+    CHECKF(bad_cols == 0, "%s rope_cols: %d values differ from rope's", k->name, bad_cols);
 }
 
 /* rmsnorm and add against the scalar table, bit for bit (its sums' order

@@ -28,6 +28,7 @@ struct lm_context {
     void *v_cache;   /* (n_layers, n_ctx, kv_dim) likewise */
     float *k_row, *v_row; /* (kv_dim) with an f16 cache: a token's key and value before they are stored */
     float *rope;     /* (n_ctx, rope_dim / 2, 2): cos, sin per position and pair */
+    float *rope_t;   /* (2, rope_dim / 2, n_ctx + 64): the same cosines, then sines, by pair (lm_attn_rope) */
     float *x;        /* (dim) residual stream */
     float *xb;       /* (dim) normalised input of a sub-layer */
     float *xb2;      /* (dim) sub-layer output */
@@ -155,6 +156,7 @@ lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm
         ctx->v_row = alloc_floats(kv_dim, 1, 1, &failed);
     }
     ctx->rope = alloc_floats(n_ctx, c->rope_dim / 2 + 1, 2, &failed);
+    ctx->rope_t = alloc_floats(n_ctx + 64, c->rope_dim / 2 + 1, 2, &failed);
     ctx->x = alloc_floats(c->dim, 1, 1, &failed);
     ctx->xb = alloc_floats(c->dim, 1, 1, &failed);
     ctx->xb2 = alloc_floats(c->dim, 1, 1, &failed);
@@ -178,6 +180,15 @@ lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm
             ctx->rope[(pos * half + i) * 2 + 1] = (float)sin(theta);
         }
     }
+    /* by pair, for a block of queries' positions at once; past n_ctx (a
+     * block's padded columns) the identity */
+    const int64_t stride = n_ctx + 64;
+    for (int64_t i = 0; i < half; i++) {
+        for (int64_t pos = 0; pos < stride; pos++) {
+            ctx->rope_t[i * stride + pos] = pos < n_ctx ? ctx->rope[(pos * half + i) * 2] : 1.0f;
+            ctx->rope_t[(half + i) * stride + pos] = pos < n_ctx ? ctx->rope[(pos * half + i) * 2 + 1] : 0.0f;
+        }
+    }
     *out = ctx;
     return LM_OK;
 }
@@ -198,6 +209,7 @@ void lm_context_free(lm_context *c) {
     free_elems(c->k_row);
     free_elems(c->v_row);
     free_elems(c->rope);
+    free_elems(c->rope_t);
     free_elems(c->x);
     free_elems(c->xb);
     free_elems(c->xb2);
@@ -360,6 +372,7 @@ static void attention_batch_items(lm_context *ctx, int64_t layer, int64_t n, int
 typedef struct {
     lm_context *ctx;
     int64_t layer, n, pos0;
+    int rope; /* the queries are rotated as the attention packs them */
     _Atomic int failed;
     _Alignas(64) _Atomic int64_t next_head;
 } attn_gemm_job;
@@ -379,6 +392,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     /* (a nonzero count of floats has a size that fits: lm_attn_scratch_floats checks) */
     float *scratch = floats ? lm_scratch(LM_SCRATCH_ATTN, floats * sizeof(float)) : NULL;
     if (!scratch) atomic_store(&j->failed, 1);
+    const int64_t stride = ctx->n_ctx + 64;
+    const lm_attn_rope rope = {ctx->rope_t, ctx->rope_t + c->rope_dim / 2 * stride, stride, c->rope_dim};
     int64_t packed = -1; /* the KV head scratch holds */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
                     (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
@@ -391,7 +406,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
             lm_attn_pack_head(g, kv, keys, hd, scratch);
             packed = h / group;
         }
-        lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, ctx->batt + h * hd, q_dim);
+        lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, j->rope ? &rope : NULL,
+                       ctx->batt + h * hd, q_dim);
     }
 }
 
@@ -402,16 +418,25 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
  * run in another order than attention()'s, so the results differ in the
  * last bits. Returns 0 if out of memory (some heads may be done; the caller
  * redoes all). */
-static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
-    attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};
+static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0, int rope) {
+    attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0, .rope = rope};
     int64_t heads = ctx->model->cfg.n_heads;
     lm_parallel(ctx->n_threads < heads ? ctx->n_threads : (int)heads, attend_heads_gemm, &j);
     return !atomic_load(&j.failed);
 }
 
+/* Whether a batch of n tokens takes the GEMM attention, which rotates the
+ * queries itself (rope_and_store then leaves them). */
+static int attention_batch_rotates(int64_t n) { return n >= LM_GEMM_MIN_TOKENS && lm_gemm_kernel_best() != NULL; }
+
+static void rope_queries(lm_context *ctx, int64_t n, int64_t pos0);
+
 static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     /* Small batches stay bit-identical to token-by-token decoding. */
-    if (n >= LM_GEMM_MIN_TOKENS && lm_gemm_kernel_best() && attention_batch_gemm(ctx, layer, n, pos0)) return;
+    if (attention_batch_rotates(n)) {
+        if (attention_batch_gemm(ctx, layer, n, pos0, 1)) return;
+        rope_queries(ctx, n, pos0); /* out of memory: the items' way, from rotated queries */
+    }
     attention_batch_items(ctx, layer, n, pos0);
 }
 
@@ -704,6 +729,7 @@ typedef struct {
     lm_context *const *ctxs;
     const int64_t *pos;
     int64_t pos0, layer;
+    int queries, keys; /* what to rotate (and store: the keys and values) */
 } rope_store_job;
 
 static void rope_store_range(void *arg, int64_t begin, int64_t end, int thread) {
@@ -715,17 +741,24 @@ static void rope_store_range(void *arg, int64_t begin, int64_t end, int thread) 
         lm_context *x = j->ctxs ? j->ctxs[b] : j->lead;
         const int64_t pos = j->pos ? j->pos[b] : j->pos0 + b;
         const float *rope = x->rope + pos * half * 2;
-        lm_rope_f32(j->lead->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
+        if (j->queries) lm_rope_f32(j->lead->bq + b * q_dim, c->n_heads, hd, c->rope_dim, rope);
+        if (!j->keys) continue;
         lm_rope_f32(j->lead->bk + b * kv_dim, c->n_kv_heads, hd, c->rope_dim, rope);
         kv_store(x, j->layer, pos, j->lead->bk + b * kv_dim, j->lead->bv + b * kv_dim);
     }
 }
 
 static void rope_and_store(lm_context *lead, lm_context *const *ctxs, const int64_t *pos, int64_t pos0, int64_t layer,
-                           int64_t n) {
+                           int64_t n, int queries) {
     const lm_model_config *c = &lead->model->cfg;
-    rope_store_job j = {lead, ctxs, pos, pos0, layer};
+    rope_store_job j = {lead, ctxs, pos, pos0, layer, queries, 1};
     lm_parallel_for(n * c->n_heads * c->head_dim >= 8192 ? lead->n_threads : 1, n, rope_store_range, &j);
+}
+
+static void rope_queries(lm_context *ctx, int64_t n, int64_t pos0) {
+    rope_store_job j = {ctx, NULL, NULL, pos0, 0, 1, 0};
+    lm_parallel_for(n * ctx->model->cfg.n_heads * ctx->model->cfg.head_dim >= 8192 ? ctx->n_threads : 1, n,
+                    rope_store_range, &j);
 }
 
 /* One batch of n <= batch_cap tokens; the same steps as lm_context_forward, with
@@ -741,7 +774,7 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
         const layer_weights *w = &m->layers[l];
         /* (the previous layer's feed-forward output joins the residual here) */
         norm_then_qkv(ctx, w, l > 0 ? ctx->bxb2 : NULL, n);
-        rope_and_store(ctx, NULL, NULL, pos0, l, n);
+        rope_and_store(ctx, NULL, NULL, pos0, l, n, !attention_batch_rotates(n));
         /* Causal attention: token b sees positions up to pos0 + b. */
         attention_batch(ctx, l, n, pos0);
         matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
@@ -851,7 +884,7 @@ lm_status lm_context_forward_step(lm_context *const *ctxs, const int32_t *tokens
         const layer_weights *w = &m->layers[l];
         /* (the previous layer's feed-forward output joins the residual here) */
         norm_then_qkv(lead, w, l > 0 ? lead->bxb2 : NULL, n);
-        rope_and_store(lead, ctxs, pos, 0, l, n);
+        rope_and_store(lead, ctxs, pos, 0, l, n, 1);
         attn_job aj = {.lead = lead, .ctxs = ctxs, .pos = pos, .layer = l, .q = lead->bq, .out = lead->batt,
                        .scratch = lead->batt_scratch};
         lm_parallel_for_dynamic(lead->n_threads, n * c->n_heads, 4, attend_items, &aj);

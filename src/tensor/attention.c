@@ -124,7 +124,7 @@ void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int
 }
 
 void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64_t hd, const float *q, int64_t q_stride,
-                    int64_t n, int64_t pos0, float scale, float *out, int64_t out_stride) {
+                    int64_t n, int64_t pos0, float scale, const lm_attn_rope *rope, float *out, int64_t out_stride) {
     attn_layout l;
     if (!layout_of(g, keys, hd, &l) || pos0 + n > keys) return;
     const lm_kernels *k = lm_kernels_best();
@@ -151,6 +151,7 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
                 for (int64_t j = 0; j < nr; j++) qb[d * nr + j] = j < rows ? q[(q0 + j) * q_stride + d] : 0.0f;
             }
         }
+        if (rope) k->rope_cols(qb, nr, rope->rope_dim, rope->cos_t, rope->sin_t, rope->stride, first);
         /* The next block's queries and this block's output rows asked for
          * while the products run: both come from, or go to, rows another
          * core touched last (Q's product is split by rows, rope by tokens),

@@ -34,11 +34,21 @@ size_t lm_attn_scratch_floats(const lm_gemm_kernel *g, int64_t keys, int64_t hd)
  * lm_attn_scratch_floats(g, keys, hd) floats). */
 void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int64_t hd, float *scratch);
 
+/* A rotary table for the queries: pair i's cosine and sine at position p
+ * are cos_t[i * stride + p] and sin_t[i * stride + p], for every p up to
+ * the last query's position + NR (a block's padded columns read them). */
+typedef struct lm_attn_rope {
+    const float *cos_t, *sin_t;
+    int64_t stride, rope_dim;
+} lm_attn_rope;
+
 /* out (n, hd), rows out_stride apart = softmax(scale q k^T) v, causal, for
  * queries q (n, hd), rows q_stride apart, at positions pos0 .. pos0 + n - 1,
  * against the head scratch holds (packed with keys = pos0 + n or more:
- * pass that count as keys). */
+ * pass that count as keys). With rope, each query is first rotated for its
+ * position (lm_rope_cols_fn: the bits lm_rope_fn would give it); with
+ * NULL, q is used as it is. */
 void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64_t hd, const float *q, int64_t q_stride,
-                    int64_t n, int64_t pos0, float scale, float *out, int64_t out_stride);
+                    int64_t n, int64_t pos0, float scale, const lm_attn_rope *rope, float *out, int64_t out_stride);
 
 #endif

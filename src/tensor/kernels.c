@@ -44,6 +44,7 @@ static void build_avx512(void) {
     if (v->softmax_exp_cols) avx512_table.softmax_exp_cols = v->softmax_exp_cols;
     if (v->rmsnorm) avx512_table.rmsnorm = v->rmsnorm;
     if (v->add) avx512_table.add = v->add;
+    if (v->rope_cols) avx512_table.rope_cols = v->rope_cols;
 }
 #endif
 

@@ -112,6 +112,18 @@ typedef void (*lm_swiglu_fn)(float *gate, const float *up, int64_t n);
  * same bits). */
 typedef void (*lm_rope_fn)(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cos_sin);
 
+/* The same rotation for a block of queries in the transposed layout the
+ * prefill attention packs (tensor/attention.c): qt has nr columns, row r
+ * holding dimension r of each query; column j's pairs (qt[2i][j],
+ * qt[2i + 1][j]) turn by the angle of position pos + j, whose cosine and
+ * sine are cos_t[i * stride + pos + j] and sin_t[i * stride + pos + j].
+ * The same arithmetic as lm_rope_fn: a query turned here has the bits
+ * lm_rope_fn gives it. */
+typedef void (*lm_rope_cols_fn)(float *qt, int64_t nr, int64_t rope_dim, const float *cos_t, const float *sin_t,
+                                int64_t stride, int64_t pos);
+void lm_rope_cols_ref(float *qt, int64_t nr, int64_t rope_dim, const float *cos_t, const float *sin_t, int64_t stride,
+                      int64_t pos);
+
 /* Causal softmax numerators down the columns of s (rows, width), row-major,
  * width <= 64: the prefill attention's scores with keys down and queries
  * across. Column j sees rows 0 .. first + j (all rows if that is past the
@@ -162,6 +174,7 @@ typedef struct lm_kernels {
     lm_softmax_exp_cols_fn softmax_exp_cols;
     lm_rmsnorm_fn rmsnorm;
     lm_add_fn add;
+    lm_rope_cols_fn rope_cols;
 } lm_kernels;
 
 /* The activation kind table k's kernel for type t takes. */

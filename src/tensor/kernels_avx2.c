@@ -815,5 +815,6 @@ const lm_kernels lm_kernels_avx2 = {
     softmax_exp_cols,
     rmsnorm,
     add,
+    lm_rope_cols_ref, /* (AVX2 prefill attention is the scalar GEMM's kernel anyway) */
 };
 #endif

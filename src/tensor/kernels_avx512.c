@@ -919,6 +919,26 @@ K512 static void rope_512(float *x, int64_t n_heads, int64_t head_dim, int64_t r
     }
 }
 
+/* lm_rope_cols_ref 16 columns a vector (the same bits: each product
+ * rounded, then the difference or sum), the last ones masked. Rotating the
+ * queries here, as the attention packs them, saved the pass over all of Q
+ * that rotated it between the product and the attention (by tokens, where
+ * the attention reads it by heads). */
+K512 static void rope_cols_512(float *qt, int64_t nr, int64_t rope_dim, const float *cos_t, const float *sin_t,
+                               int64_t stride, int64_t pos) {
+    for (int64_t i = 0; i < rope_dim / 2; i++) {
+        float *a = qt + 2 * i * nr, *b = a + nr;
+        const float *c = cos_t + i * stride + pos, *s = sin_t + i * stride + pos;
+        for (int64_t j = 0; j < nr; j += 16) {
+            const __mmask16 k = tail_mask(j, nr);
+            const __m512 x = _mm512_maskz_loadu_ps(k, a + j), y = _mm512_maskz_loadu_ps(k, b + j);
+            const __m512 vc = _mm512_maskz_loadu_ps(k, c + j), vs = _mm512_maskz_loadu_ps(k, s + j);
+            _mm512_mask_storeu_ps(a + j, k, _mm512_sub_ps(_mm512_mul_ps(x, vc), _mm512_mul_ps(y, vs)));
+            _mm512_mask_storeu_ps(b + j, k, _mm512_add_ps(_mm512_mul_ps(x, vs), _mm512_mul_ps(y, vc)));
+        }
+    }
+}
+
 /* The column softmax (lm_softmax_exp_cols_fn), AVX2's steps with 16
  * columns a vector. Per column vector, the rows every column sees (up to
  * first) go 4 at a time into 4 maxima and 4 sums: one chain down the rows
@@ -1581,5 +1601,6 @@ const lm_kernels lm_kernels_avx512_vnni_only = {
     softmax_exp_cols_512,
     rmsnorm_512,
     add_512,
+    rope_cols_512,
 };
 #endif

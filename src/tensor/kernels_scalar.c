@@ -439,6 +439,19 @@ static void rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, 
     }
 }
 
+void lm_rope_cols_ref(float *qt, int64_t nr, int64_t rope_dim, const float *cos_t, const float *sin_t, int64_t stride,
+                      int64_t pos) {
+    for (int64_t i = 0; i < rope_dim / 2; i++) {
+        float *a = qt + 2 * i * nr, *b = a + nr;
+        const float *c = cos_t + i * stride + pos, *s = sin_t + i * stride + pos;
+        for (int64_t j = 0; j < nr; j++) {
+            const float x = a[j], y = b[j];
+            a[j] = x * c[j] - y * s[j];
+            b[j] = x * s[j] + y * c[j];
+        }
+    }
+}
+
 static void softmax_exp_cols(float *s, int64_t rows, int64_t width, int64_t first, float scale, float *sums) {
     for (int64_t j = 0; j < width; j++) {
         const int64_t seen = first + j + 1 < rows ? first + j + 1 : rows;
@@ -495,4 +508,5 @@ const lm_kernels lm_kernels_scalar = {
     softmax_exp_cols,
     rmsnorm,
     add,
+    lm_rope_cols_ref,
 };
