@@ -540,7 +540,8 @@ static void check_attn_causal(const lm_gemm_kernel *g) {
                     const int64_t rope_dim = hd / part / 2 * 2, pairs = rope_dim / 2, stride = keys + 64;
                     float *table = malloc((size_t)(2 * pairs * stride + 1) * sizeof *table);
                     float *cs = malloc((size_t)(2 * pairs + 1) * sizeof *cs);
-                    float *qr = malloc((size_t)(n * q_stride) * sizeof *qr), *ref = malloc((size_t)(n * o_stride) * sizeof *ref);
+                    float *qr = malloc((size_t)(n * q_stride) * sizeof *qr);
+                    float *ref = malloc((size_t)(n * o_stride) * sizeof *ref);
                     for (int64_t i = 0; i < 2 * pairs * stride; i++) table[i] = uniform(-1, 1);
                     memcpy(qr, q, (size_t)(n * q_stride) * sizeof *qr);
                     for (int64_t i = 0; i < n; i++) {
@@ -555,7 +556,9 @@ static void check_attn_causal(const lm_gemm_kernel *g) {
                     lm_attn_causal(g, scratch, keys, hd, qr, q_stride, n, pos0, scale, NULL, ref, o_stride);
                     memset(out, 0xff, (size_t)(n * o_stride) * sizeof *out);
                     lm_attn_causal(g, scratch, keys, hd, q, q_stride, n, pos0, scale, &rope, out, o_stride);
-                    for (int64_t i = 0; i < n; i++) rope_bad += memcmp(out + i * o_stride, ref + i * o_stride, (size_t)hd * sizeof *out) != 0;
+                    for (int64_t i = 0; i < n; i++) {
+                        rope_bad += memcmp(out + i * o_stride, ref + i * o_stride, (size_t)hd * sizeof *out) != 0;
+                    }
                     free(table), free(cs), free(qr), free(ref);
                 }
             }
@@ -751,7 +754,9 @@ static void check_rope(const lm_kernels *k) {
             }
             k->rope_cols(qt, nr, rd, table, table + pairs * stride, stride, pos);
             for (int64_t j = 0; j < nr; j++) {
-                for (int64_t d = 0; d < rd; d++) bad_cols += memcmp(&qt[d * nr + j], &rows[j * rd + d], sizeof(float)) != 0;
+                for (int64_t d = 0; d < rd; d++) {
+                    bad_cols += memcmp(&qt[d * nr + j], &rows[j * rd + d], sizeof(float)) != 0;
+                }
             }
         }
     }
