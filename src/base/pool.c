@@ -209,7 +209,8 @@ static void owned_share(void *p, int t, int nt) {
         owned_run *r = &j->run[(t + k) % j->n_runs]; /* ours first */
         int64_t begin = atomic_load_explicit(&r->next, memory_order_relaxed);
         while (begin < r->end) {
-            const int64_t quarter = (r->end - begin) / 4, take = quarter < 1 ? 1 : quarter < j->chunk ? quarter : j->chunk;
+            const int64_t quarter = (r->end - begin) / 4;
+            const int64_t take = quarter < 1 ? 1 : quarter < j->chunk ? quarter : j->chunk;
             if (atomic_compare_exchange_weak_explicit(&r->next, &begin, begin + take, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 j->fn(j->arg, begin, begin + take, t);

@@ -1102,7 +1102,8 @@ K512 static inline __m512 max_of_each_512(const __m512 v[16], __m512i order) {
     }
 #pragma GCC unroll 2
     for (int k = 0; k < 2; k++) {
-        f[k] = _mm512_max_ps(_mm512_shuffle_ps(e[2 * k], e[2 * k + 1], 0x44), _mm512_shuffle_ps(e[2 * k], e[2 * k + 1], 0xEE));
+        f[k] = _mm512_max_ps(_mm512_shuffle_ps(e[2 * k], e[2 * k + 1], 0x44),
+                             _mm512_shuffle_ps(e[2 * k], e[2 * k + 1], 0xEE));
     }
     const __m512 g = _mm512_max_ps(_mm512_shuffle_ps(f[0], f[1], 0x88), _mm512_shuffle_ps(f[0], f[1], 0xDD));
     return _mm512_permutexvar_ps(order, g);
@@ -1175,9 +1176,10 @@ K512 void lm_quantize_q8s_avx512(const float *x, block_q8s *y, int64_t nb) {
  * values at a time are packed to bytes in order and summed by vpsadbw (a
  * reduction per 16 values, a chain of 16 maxima and a division waiting on
  * the search for the largest value had it at 40-46 ns a block of 256, one
- * thread; now 20-21, the kinds' passes included). The activation kinds' changes are made in the same
- * pass: sums32, bsums[0..7] are the sums of 32 values and bsums[8..15] are 0
- * (LM_ACT_Q8K32); flip, the bytes are the values + 128 (LM_ACT_Q8K_U). */
+ * thread; now 20-21, the kinds' passes included). The activation kinds'
+ * changes are made in the same pass: sums32, bsums[0..7] are the sums of
+ * 32 values and bsums[8..15] are 0 (LM_ACT_Q8K32); flip, the bytes are the
+ * values + 128 (LM_ACT_Q8K_U). */
 K512 void lm_quantize_q8_K_kind_avx512(const float *x, block_q8_K *y, int64_t nb, int sums32, int flip) {
     const __m512i cap = _mm512_set1_epi32(127), bias = _mm512_set1_epi8((char)0x80);
     /* after the two packs, 128-bit lane L holds dwords 4L..4L+3 of q[0..3] in turn */
