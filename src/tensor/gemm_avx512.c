@@ -10,12 +10,14 @@
 
 /* Token i's two accumulators: rows 0..15 and 16..31. */
 #define ACC_DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps()
-#define ACC_FMA(i)                                                  \
+/* Row i of an A panel of MR rows (ap (kc, MR)) times this column's two weight vectors. */
+#define ACC_FMA_MR(i, ap, mr)                                       \
     do {                                                            \
-        __m512 x_ = _mm512_set1_ps(xp[k * 12 + i]);                 \
+        __m512 x_ = _mm512_set1_ps((ap)[k * (mr) + i]);             \
         c##i##a = _mm512_fmadd_ps(x_, w0, c##i##a);                 \
         c##i##b = _mm512_fmadd_ps(x_, w1, c##i##b);                 \
     } while (0)
+#define ACC_FMA(i) ACC_FMA_MR(i, xp, 12)
 #define ACC_STORE(i)                                                                                   \
     do {                                                                                               \
         float *t_ = tile + i * ldc;                                                                    \
@@ -73,12 +75,7 @@ const lm_gemm_kernel lm_gemm_avx512 = {"avx512", 12, 32, micro_12x32, lm_gemm_tr
  * 64-wide heads are whole panels of 8 where they were 6 of 12 with 8 rows of
  * zeros (V^T), as the last key panel of a causal block is 8 rather than 12
  * (K): a 110M head at pp512, one thread, 206 -> 192 us. */
-#define ACC8_FMA(i)                                                 \
-    do {                                                            \
-        __m512 x_ = _mm512_set1_ps(ap[k * 8 + i]);                  \
-        c##i##a = _mm512_fmadd_ps(x_, w0, c##i##a);                 \
-        c##i##b = _mm512_fmadd_ps(x_, w1, c##i##b);                 \
-    } while (0)
+#define ACC8_FMA(i) ACC_FMA_MR(i, ap, 8)
 
 AVX512 static void micro_8x32(int64_t kc, const float *ap, const float *wp, float *tile, int64_t ldc, int accumulate) {
     ACC_DECL(0); ACC_DECL(1); ACC_DECL(2); ACC_DECL(3); ACC_DECL(4); ACC_DECL(5); ACC_DECL(6); ACC_DECL(7);
