@@ -19,6 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Positions past n_ctx in the by-pair rope table: a block of NR (at most 64,
+ * lm_attn_scratch_floats) queries' padded columns read up to NR - 1 past
+ * the last position; there the table is the identity. */
+enum { ROPE_T_PAD = 64 };
+
 struct lm_context {
     const lm_model *model;
     int64_t n_ctx;
@@ -28,7 +33,7 @@ struct lm_context {
     void *v_cache;   /* (n_layers, n_ctx, kv_dim) likewise */
     float *k_row, *v_row; /* (kv_dim) with an f16 cache: a token's key and value before they are stored */
     float *rope;     /* (n_ctx, rope_dim / 2, 2): cos, sin per position and pair */
-    float *rope_t;   /* (2, rope_dim / 2, n_ctx + 64): the same cosines, then sines, by pair (lm_attn_rope) */
+    float *rope_t;   /* (2, rope_dim / 2, n_ctx + ROPE_T_PAD): the same cosines, then sines, by pair (lm_attn_rope) */
     float *x;        /* (dim) residual stream */
     float *xb;       /* (dim) normalised input of a sub-layer */
     float *xb2;      /* (dim) sub-layer output */
@@ -156,7 +161,7 @@ lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm
         ctx->v_row = alloc_floats(kv_dim, 1, 1, &failed);
     }
     ctx->rope = alloc_floats(n_ctx, c->rope_dim / 2 + 1, 2, &failed);
-    ctx->rope_t = alloc_floats(n_ctx + 64, c->rope_dim / 2 + 1, 2, &failed);
+    ctx->rope_t = alloc_floats(n_ctx + ROPE_T_PAD, c->rope_dim / 2 + 1, 2, &failed);
     ctx->x = alloc_floats(c->dim, 1, 1, &failed);
     ctx->xb = alloc_floats(c->dim, 1, 1, &failed);
     ctx->xb2 = alloc_floats(c->dim, 1, 1, &failed);
@@ -182,7 +187,7 @@ lm_status lm_context_init_kv(const lm_model *m, int64_t n_ctx, int n_threads, lm
     }
     /* by pair, for a block of queries' positions at once; past n_ctx (a
      * block's padded columns) the identity */
-    const int64_t stride = n_ctx + 64;
+    const int64_t stride = n_ctx + ROPE_T_PAD;
     for (int64_t i = 0; i < half; i++) {
         for (int64_t pos = 0; pos < stride; pos++) {
             ctx->rope_t[i * stride + pos] = pos < n_ctx ? ctx->rope[(pos * half + i) * 2] : 1.0f;
@@ -372,7 +377,6 @@ static void attention_batch_items(lm_context *ctx, int64_t layer, int64_t n, int
 typedef struct {
     lm_context *ctx;
     int64_t layer, n, pos0;
-    int rope; /* the queries are rotated as the attention packs them */
     _Atomic int failed;
     _Alignas(64) _Atomic int64_t next_head;
 } attn_gemm_job;
@@ -392,7 +396,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     /* (a nonzero count of floats has a size that fits: lm_attn_scratch_floats checks) */
     float *scratch = floats ? lm_scratch(LM_SCRATCH_ATTN, floats * sizeof(float)) : NULL;
     if (!scratch) atomic_store(&j->failed, 1);
-    const int64_t stride = ctx->n_ctx + 64;
+    /* the queries are rotated as the attention packs them */
+    const int64_t stride = ctx->n_ctx + ROPE_T_PAD;
     const lm_attn_rope rope = {ctx->rope_t, ctx->rope_t + c->rope_dim / 2 * stride, stride, c->rope_dim};
     int64_t packed = -1; /* the KV head scratch holds */
     for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
@@ -406,7 +411,7 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
             lm_attn_pack_head(g, kv, keys, hd, scratch);
             packed = h / group;
         }
-        lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, j->rope ? &rope : NULL,
+        lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, &rope,
                        ctx->batt + h * hd, q_dim);
     }
 }
@@ -418,8 +423,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
  * run in another order than attention()'s, so the results differ in the
  * last bits. Returns 0 if out of memory (some heads may be done; the caller
  * redoes all). */
-static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0, int rope) {
-    attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0, .rope = rope};
+static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
+    attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};
     int64_t heads = ctx->model->cfg.n_heads;
     lm_parallel(ctx->n_threads < heads ? ctx->n_threads : (int)heads, attend_heads_gemm, &j);
     return !atomic_load(&j.failed);
@@ -434,7 +439,7 @@ static void rope_queries(lm_context *ctx, int64_t n, int64_t pos0);
 static void attention_batch(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     /* Small batches stay bit-identical to token-by-token decoding. */
     if (attention_batch_rotates(n)) {
-        if (attention_batch_gemm(ctx, layer, n, pos0, 1)) return;
+        if (attention_batch_gemm(ctx, layer, n, pos0)) return;
         rope_queries(ctx, n, pos0); /* out of memory: the items' way, from rotated queries */
     }
     attention_batch_items(ctx, layer, n, pos0);

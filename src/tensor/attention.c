@@ -69,6 +69,16 @@ static const float *kv_row(const lm_kv_head *kv, int which, int64_t t, int64_t h
     return buf;
 }
 
+/* dst (n, len) = the first len values of n rows of src (ld apart); len 8
+ * or 12, as constants the compiler turns into moves. */
+static void copy_runs(float *dst, const float *src, int64_t ld, int64_t n, int len) {
+    if (len == 12) {
+        for (int64_t i = 0; i < n; i++) memcpy(dst + i * 12, src + i * ld, 12 * sizeof *dst);
+    } else {
+        for (int64_t i = 0; i < n; i++) memcpy(dst + i * 8, src + i * ld, 8 * sizeof *dst);
+    }
+}
+
 void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int64_t hd, float *scratch) {
     attn_layout l;
     if (!layout_of(g, keys, hd, &l)) return;
@@ -108,12 +118,8 @@ void lm_attn_pack_head(const lm_gemm_kernel *g, lm_kv_head kv, int64_t keys, int
         }
         for (int64_t d0 = 0; d0 < hd; d0 += mr) {
             float *dst = scratch + l.va + d0 * keys + t0 * mr;
-            if (d0 + mr <= hd && mr == 12) { /* fixed-size copies: a library call per 48-byte run cost more */
-                for (int64_t i = 0; i < n; i++) memcpy(dst + i * 12, rows + i * hd + d0, 12 * sizeof *dst);
-                continue;
-            }
-            if (d0 + mr <= hd && mr == 8) {
-                for (int64_t i = 0; i < n; i++) memcpy(dst + i * 8, rows + i * hd + d0, 8 * sizeof *dst);
+            if (d0 + mr <= hd && (mr == 12 || mr == 8)) { /* fixed-size copies: a library call per run cost more */
+                copy_runs(dst, rows + d0, hd, n, (int)mr);
                 continue;
             }
             for (int64_t i = 0; i < n; i++) {
