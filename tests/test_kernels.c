@@ -283,7 +283,9 @@ static void check_x16_ops(void) {
         CHECKF(bad_mv == 0, "x16 %s: %d matvec outputs differ from GGUF's layout", name, bad_mv);
         CHECKF(bad_mm == 0, "x16 %s: %d matmul tokens differ from matvec", name, bad_mm);
         /* Three matrices sharing the input (rows 37, 16 and 5: groups that
-         * end mid-way), each equal to its own lm_matmul bit for bit. */
+         * end mid-way), each equal to its own lm_matmul bit for bit; on 3
+         * and 7 threads (a prompt's items spread each matrix over the
+         * threads: with 7, some of the parts are empty). */
         uint8_t *d2 = malloc(rb * 16), *d3 = malloc(rb * 5);
         uint8_t *p2 = malloc(lm_x16_size((lm_type)t, 16, cols)), *p3 = malloc(lm_x16_size((lm_type)t, 5, cols));
         random_rows((lm_type)t, d2, 16, cols, 0);
@@ -298,12 +300,15 @@ static void check_x16_ops(void) {
             const int64_t n_tok = shared_tokens[si];
             float *got[3], *want = malloc((size_t)(n_tok * rows) * 4);
             for (int i = 0; i < 3; i++) got[i] = malloc((size_t)(n_tok * shared[i]->rows) * 4);
-            lm_matmul_shared(got, shared, 3, x, n_tok, 3);
-            for (int i = 0; i < 3; i++) {
-                lm_matmul(want, shared[i], x, n_tok, 1);
-                bad_shared += memcmp(got[i], want, (size_t)(n_tok * shared[i]->rows) * 4) != 0;
-                free(got[i]);
+            for (int threads = 3; threads <= 7; threads += 4) {
+                for (int i = 0; i < 3; i++) memset(got[i], 0xff, (size_t)(n_tok * shared[i]->rows) * 4); /* NaNs */
+                lm_matmul_shared(got, shared, 3, x, n_tok, threads);
+                for (int i = 0; i < 3; i++) {
+                    lm_matmul(want, shared[i], x, n_tok, 1);
+                    bad_shared += memcmp(got[i], want, (size_t)(n_tok * shared[i]->rows) * 4) != 0;
+                }
             }
+            for (int i = 0; i < 3; i++) free(got[i]);
             free(want);
         }
         CHECKF(bad_shared == 0, "x16 %s: %d shared-input products differ from their own matmul", name, bad_shared);

@@ -378,13 +378,14 @@ typedef struct {
     lm_context *ctx;
     int64_t layer, n, pos0;
     _Atomic int failed;
-    _Alignas(64) _Atomic int64_t next_head;
+    int64_t packed[LM_POOL_MAX_THREADS]; /* the KV head each thread's scratch holds, or -1 */
 } attn_gemm_job;
 
-/* Heads taken one at a time from a shared counter; a thread packs a KV head
- * once for the run of its heads that share it (tensor/attention.h). */
-static void attend_heads_gemm(void *arg, int thread, int n_threads) {
-    (void)thread, (void)n_threads;
+/* Heads begin .. end - 1 (lm_parallel_for: each thread takes its own run of
+ * heads first, the heads whose queries it computed: x16_spread); a thread
+ * packs a KV head once for the heads in turn that share it
+ * (tensor/attention.h). */
+static void attend_heads_gemm(void *arg, int64_t begin, int64_t end, int thread) {
     attn_gemm_job *j = arg;
     lm_context *ctx = j->ctx;
     const lm_model_config *c = &ctx->model->cfg;
@@ -399,17 +400,15 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
     /* the queries are rotated as the attention packs them */
     const int64_t stride = ctx->n_ctx + ROPE_T_PAD;
     const lm_attn_rope rope = {ctx->rope_t, ctx->rope_t + c->rope_dim / 2 * stride, stride, c->rope_dim};
-    int64_t packed = -1; /* the KV head scratch holds */
-    for (int64_t h; !atomic_load_explicit(&j->failed, memory_order_relaxed) &&
-                    (h = atomic_fetch_add_explicit(&j->next_head, 1, memory_order_relaxed)) < c->n_heads;) {
-        if (packed != h / group) {
+    for (int64_t h = begin; h < end && !atomic_load_explicit(&j->failed, memory_order_relaxed); h++) {
+        if (j->packed[thread] != h / group) {
             const int64_t kv_off = (h / group) * hd;
             const int half = ctx->kv_type == LM_KV_F16;
             const size_t elt = half ? sizeof(uint16_t) : sizeof(float);
             const lm_kv_head kv = {(const char *)kv_at(ctx, ctx->k_cache, j->layer, 0) + (size_t)kv_off * elt,
                                    (const char *)kv_at(ctx, ctx->v_cache, j->layer, 0) + (size_t)kv_off * elt, kv_dim, half};
             lm_attn_pack_head(g, kv, keys, hd, scratch);
-            packed = h / group;
+            j->packed[thread] = h / group;
         }
         lm_attn_causal(g, scratch, keys, hd, ctx->bq + h * hd, q_dim, n, pos0, scale, &rope,
                        ctx->batt + h * hd, q_dim);
@@ -425,8 +424,8 @@ static void attend_heads_gemm(void *arg, int thread, int n_threads) {
  * redoes all). */
 static int attention_batch_gemm(lm_context *ctx, int64_t layer, int64_t n, int64_t pos0) {
     attn_gemm_job j = {.ctx = ctx, .layer = layer, .n = n, .pos0 = pos0};
-    int64_t heads = ctx->model->cfg.n_heads;
-    lm_parallel(ctx->n_threads < heads ? ctx->n_threads : (int)heads, attend_heads_gemm, &j);
+    for (int t = 0; t < LM_POOL_MAX_THREADS; t++) j.packed[t] = -1;
+    lm_parallel_for(ctx->n_threads, ctx->model->cfg.n_heads, attend_heads_gemm, &j);
     return !atomic_load(&j.failed);
 }
 

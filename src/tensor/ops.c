@@ -60,7 +60,13 @@ static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ?
  * the matrices' groups of 16 rows over the threads (lm_parallel_for; each
  * thread writes whole 64-byte runs of Y) unpacks each group once per 8
  * tokens (4 for F16). */
-enum { MAX_SHARED = 4 };
+enum { MAX_SHARED = 4, MAX_SPREAD = 8 };
+
+/* A run of one matrix's groups: the job's groups group0 .. group0 + groups - 1. */
+typedef struct {
+    int64_t group0, groups;
+} x16_segment;
+
 typedef struct {
     float *const *Ys;
     const lm_weight *const *ws;
@@ -73,6 +79,12 @@ typedef struct {
     size_t act_size, group_bytes;
     int64_t n_tok;
     int64_t tok_chunk; /* tokens taken through a range of groups at a time */
+    /* With several matrices and tokens, the items spread each matrix over
+     * the threads (x16_spread): segment s holds items seg_item0[s] ..
+     * seg_item0[s + 1] - 1. n_seg 0: the items are the groups in order. */
+    int n_seg;
+    int64_t seg_item0[MAX_SHARED * MAX_SPREAD + 1];
+    x16_segment seg[MAX_SHARED * MAX_SPREAD];
 } x16_job;
 
 /* Tokens t0 .. t0 + n - 1 through group gg (of all the job's matrices'
@@ -114,6 +126,7 @@ static int x16_full(const x16_job *j, int64_t gg, int i) {
 static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const x16_job *j = arg;
+    const int64_t end_item = end;
     begin *= j->per_item;
     end = end * j->per_item < j->first_group[MAX_SHARED] ? end * j->per_item : j->first_group[MAX_SHARED];
     if (j->pair && j->n_tok == 1 && end - begin >= 2) {
@@ -142,16 +155,31 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
      * so that the chunk's activations stay in L2 while the groups pass
      * (all the tokens through each group in turn read a long prompt's
      * activations again for every group; 1-3% slower). */
+    int64_t first[MAX_SHARED * MAX_SPREAD], last[MAX_SHARED * MAX_SPREAD]; /* the ranges of groups */
+    int ranges = 0;
+    if (!j->n_seg) {
+        first[0] = begin, last[0] = end, ranges = 1;
+    }
+    for (int s = 0; s < j->n_seg; s++) {
+        const int64_t lo = begin / j->per_item > j->seg_item0[s] ? begin / j->per_item : j->seg_item0[s];
+        const int64_t hi = end_item < j->seg_item0[s + 1] ? end_item : j->seg_item0[s + 1];
+        if (lo >= hi) continue;
+        const int64_t g0 = j->seg[s].group0 + (lo - j->seg_item0[s]) * j->per_item, g1 = j->seg[s].group0 + (hi - j->seg_item0[s]) * j->per_item;
+        first[ranges] = g0;
+        last[ranges++] = g1 < j->seg[s].group0 + j->seg[s].groups ? g1 : j->seg[s].group0 + j->seg[s].groups;
+    }
     const int64_t chunk = j->tok_chunk;
     for (int64_t t0 = 0; t0 < j->n_tok; t0 += chunk) {
         const int64_t n = j->n_tok - t0 < chunk ? j->n_tok - t0 : chunk;
-        int i = 0;
-        for (int64_t gg = begin; gg < end; gg++) {
-            i = x16_matrix_of(j, gg, i);
-            /* gg + 1 full: so is gg */
-            const int two = j->x32 && n >= 2 && gg + 1 < end && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i);
-            x16_group(j, gg, i, t0, n, two);
-            gg += two;
+        for (int r = 0; r < ranges; r++) {
+            int i = 0;
+            for (int64_t gg = first[r]; gg < last[r]; gg++) {
+                i = x16_matrix_of(j, gg, i);
+                /* gg + 1 full: so is gg */
+                const int two = j->x32 && n >= 2 && gg + 1 < last[r] && gg + 1 < j->first_group[i + 1] && x16_full(j, gg + 1, i);
+                x16_group(j, gg, i, t0, n, two);
+                gg += two;
+            }
         }
     }
 }
@@ -246,10 +274,39 @@ int lm_matmul_shared_act(float *const *Ys, const lm_weight *const *ws, int n, co
     return 1;
 }
 
+/* The items of a job of n matrices and many tokens in the order that gives
+ * each of nt threads (the pool's runs: lm_parallel_for) an even share of
+ * every matrix: part p of each matrix in turn, for p = 0 .. nt - 1. Then
+ * Q's rows, which the attention reads by heads, come from both threads
+ * (in matrix order thread 0 had all of Q: in the VM's two-CCD mode the
+ * other thread's heads then read all their queries from the other core).
+ * Returns the item count. */
+static int64_t x16_spread(x16_job *j, int n, int nt) {
+    j->n_seg = 0;
+    int64_t items = 0;
+    for (int p = 0; p < nt; p++) {
+        for (int i = 0; i < n; i++) {
+            const int64_t groups = j->first_group[i + 1] - j->first_group[i], units = (groups + j->per_item - 1) / j->per_item;
+            int64_t b, e;
+            lm_split(units, p, nt, &b, &e);
+            if (b >= e) continue;
+            const int64_t g1 = e * j->per_item < groups ? e * j->per_item : groups;
+            j->seg[j->n_seg] = (x16_segment){j->first_group[i] + b * j->per_item, g1 - b * j->per_item};
+            j->seg_item0[j->n_seg++] = items;
+            items += e - b;
+        }
+    }
+    j->seg_item0[j->n_seg] = items;
+    return items;
+}
+
 /* The parallel loop of a job whose activations are in place. */
 static void run_x16(x16_job *j, int n, int64_t macs, int n_threads) {
     for (int i = n + 1; i <= MAX_SHARED; i++) j->first_group[i] = j->first_group[n];
-    lm_parallel_for(threads_for(macs, n_threads), (j->first_group[n] + j->per_item - 1) / j->per_item, x16_groups, j);
+    const int nt = threads_for(macs, n_threads);
+    int64_t items = (j->first_group[n] + j->per_item - 1) / j->per_item;
+    if (n > 1 && j->n_tok > 1 && nt > 1 && nt <= MAX_SPREAD) items = x16_spread(j, n, nt);
+    lm_parallel_for(nt, items, x16_groups, j);
 }
 
 int lm_matvec_act(float *y, const lm_weight *w, const void *act, int n_threads) {
