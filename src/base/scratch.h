@@ -22,6 +22,7 @@ typedef enum lm_scratch_slot {
     LM_SCRATCH_ATTN,       /* forward.c: a KV head packed for the prefill's attention */
     LM_SCRATCH_WEIGHTS,    /* kernels_avx512.c: two groups of K-quant weights unpacked to bytes */
     LM_SCRATCH_ACT2,       /* forward.c: a prompt's rows quantised for a second activation kind (Q4_K_M's Q6_K V) */
+    LM_SCRATCH_ROW,        /* forward.c: a prompt token's normalised row, on its way to being quantised */
     LM_SCRATCH_SLOTS
 } lm_scratch_slot;
 
