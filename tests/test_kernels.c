@@ -985,16 +985,22 @@ static void check_dequant_avx2(void) {
     }
     printf("avx2 dequantisation: %d types equal to the scalar reference bit for bit\n", types);
     CHECK(types >= 6);
-    /* The 8x8 transposition, with a tail of columns. */
+    /* The 8x8 transposition, with a tail of columns, from packed rows and
+     * from rows 24 apart into rows 19 apart (nothing between them written). */
     for (int64_t kc = 1; kc <= 21; kc += 4) {
-        float src[16 * 21], dst[16 * 21];
-        for (int i = 0; i < 16 * kc; i++) src[i] = (float)i;
-        lm_gemm_transpose_avx2(src, 16, kc, dst);
-        int bad = 0;
-        for (int64_t k = 0; k < kc; k++) {
-            for (int j = 0; j < 16; j++) bad += dst[k * 16 + j] != src[j * kc + k];
+        for (int strided = 0; strided < 2; strided++) {
+            const int64_t ld = strided ? 24 : kc, ldd = strided ? 19 : 16;
+            float src[16 * 24], dst[21 * 19];
+            for (int i = 0; i < 16 * 24; i++) src[i] = (float)i;
+            for (int i = 0; i < 21 * 19; i++) dst[i] = -1.0f;
+            lm_gemm_transpose_avx2(src, ld, 16, kc, dst, ldd);
+            int bad = 0;
+            for (int64_t k = 0; k < kc; k++) {
+                for (int j = 0; j < ldd; j++) bad += dst[k * ldd + j] != (j < 16 ? src[j * ld + k] : -1.0f);
+            }
+            CHECKF(bad == 0, "transpose of 16 x %lld (rows %lld apart, into rows %lld apart): %d values misplaced",
+                   (long long)kc, (long long)ld, (long long)ldd, bad);
         }
-        CHECKF(bad == 0, "transpose of 16 x %lld: %d values misplaced", (long long)kc, bad);
     }
 }
 #endif

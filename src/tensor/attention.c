@@ -141,8 +141,11 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
     const int by_eights = nr % 8 == 0 && hd % 8 == 0;
     for (int64_t q0 = 0; q0 < n; q0 += nr) {
         const int64_t rows = n - q0 < nr ? n - q0 : nr, first = pos0 + q0, seen = first + rows;
-        /* Q^T: the block's queries across, zeros for missing ones */
-        if (by_eights) {
+        /* Q^T: the block's queries across, zeros for missing ones (a full
+         * block straight from Q's rows) */
+        if (by_eights && rows == nr) {
+            g->transpose(q + q0 * q_stride, q_stride, nr, hd, qb, nr);
+        } else if (by_eights) {
             for (int64_t j = 0; j < nr; j++) {
                 /* eights of fixed size: inline moves, not a library call per query */
                 const float *src = q + (q0 + j) * q_stride;
@@ -151,7 +154,7 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
                     else memset(buf + j * hd + d, 0, 8 * sizeof *buf);
                 }
             }
-            g->transpose(buf, nr, hd, qb);
+            g->transpose(buf, hd, nr, hd, qb, nr);
         } else {
             for (int64_t d = 0; d < hd; d++) {
                 for (int64_t j = 0; j < nr; j++) qb[d * nr + j] = j < rows ? q[(q0 + j) * q_stride + d] : 0.0f;
@@ -173,15 +176,19 @@ void lm_attn_causal(const lm_gemm_kernel *g, float *scratch, int64_t keys, int64
         for (int64_t t0 = 0; t0 < seen; t0 += mr) g->micro(hd, scratch + l.ka + t0 * hd, qb, st + t0 * nr, nr, 0);
         k->softmax_exp_cols(st, seen, nr, first, scale, sums);
         for (int64_t d0 = 0; d0 < hd; d0 += mr) g->micro(seen, scratch + l.va + d0 * keys, st, ot + d0 * nr, nr, 0);
-        /* O = (O^T)^T, each query's row divided by its sum */
-        if (by_eights) g->transpose(ot, hd, nr, buf);
+        /* O = (O^T)^T, each query's row divided by its sum (a full block
+         * transposed straight into the output rows, then scaled there) */
+        const int direct = by_eights && rows == nr;
+        if (direct) g->transpose(ot, nr, hd, nr, out + q0 * out_stride, out_stride);
+        else if (by_eights) g->transpose(ot, nr, hd, nr, buf, hd);
         for (int64_t j = 0; j < rows; j++) {
             const float inv = (float)(1.0 / (double)sums[j]);
             float *o = out + (q0 + j) * out_stride;
             if (by_eights) {
+                const float *from = direct ? o : buf + j * hd;
                 for (int64_t d = 0; d < hd; d += 8) { /* through a copy of 8, which the compiler vectorises */
                     float v[8];
-                    for (int i = 0; i < 8; i++) v[i] = buf[j * hd + d + i] * inv;
+                    for (int i = 0; i < 8; i++) v[i] = from[d + i] * inv;
                     memcpy(o + d, v, sizeof v);
                 }
             } else {

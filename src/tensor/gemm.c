@@ -33,9 +33,9 @@ static void micro_scalar(int64_t kc, const float *ap, const float *bp, float *ti
     }
 }
 
-static void transpose_scalar(const float *src, int64_t nr, int64_t kc, float *dst) {
+static void transpose_scalar(const float *src, int64_t ld, int64_t nr, int64_t kc, float *dst, int64_t ldd) {
     for (int64_t k = 0; k < kc; k++) {
-        for (int64_t j = 0; j < nr; j++) dst[k * nr + j] = src[j * kc + k];
+        for (int64_t j = 0; j < nr; j++) dst[k * ldd + j] = src[j * ld + k];
     }
 }
 
@@ -270,7 +270,7 @@ static void pack_weight(const void *ctx, const lm_gemm_kernel *g, float *bp, flo
             lm_dequantize_row(w->type, src, dst, kc, NULL);
         }
     }
-    g->transpose(scratch, g->nr, kc, bp);
+    g->transpose(scratch, kc, g->nr, kc, bp, g->nr);
 }
 
 int lm_gemm(const lm_gemm_kernel *g, float *Y, const lm_weight *w, const float *X, int64_t n_tok, int n_threads) {
@@ -302,7 +302,7 @@ static void pack_view(const void *ctx, const lm_gemm_kernel *g, float *bp, float
     int64_t n_cols = N - n0 < nr ? N - n0 : nr;
     if (B->rs == 1 && n_cols == nr) { /* columns contiguous (B = W^T): rows of W, transposed */
         for (int j = 0; j < nr; j++) memcpy(scratch + j * kc, B->p + (n0 + j) * B->cs + k0, (size_t)kc * sizeof(float));
-        g->transpose(scratch, nr, kc, bp);
+        g->transpose(scratch, kc, nr, kc, bp, nr);
         return;
     }
     for (int64_t k = 0; k < kc; k++) {

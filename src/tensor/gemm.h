@@ -23,8 +23,9 @@
 /* Tile (MR, NR) += or = Ap (kc, MR) @ Bp (kc, NR); tile rows are ldc apart. */
 typedef void (*lm_gemm_micro_fn)(int64_t kc, const float *ap, const float *bp, float *tile, int64_t ldc,
                                  int accumulate);
-/* dst (kc, nr) = src (nr, kc) transposed. */
-typedef void (*lm_gemm_transpose_fn)(const float *src, int64_t nr, int64_t kc, float *dst);
+/* dst (kc rows, ldd apart, of nr values) = src (nr rows, ld apart, of kc
+ * values) transposed. */
+typedef void (*lm_gemm_transpose_fn)(const float *src, int64_t ld, int64_t nr, int64_t kc, float *dst, int64_t ldd);
 /* dst (kc, MR) = MR rows of A (ld apart, kc contiguous values each)
  * transposed: A's packing where its rows are contiguous. */
 typedef void (*lm_gemm_pack_a_fn)(const float *src, int64_t ld, int64_t kc, float *dst);
@@ -85,8 +86,8 @@ const lm_gemm_kernel *lm_gemm_kernel_bf16(void);
 
 extern const lm_gemm_kernel lm_gemm_scalar;
 #if defined(__x86_64__)
-/* dst (kc, nr) = src (nr, kc) transposed; nr a multiple of 8. */
-void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst);
+/* dst (kc rows, ldd apart) = src (nr rows, ld apart) transposed; nr a multiple of 8. */
+void lm_gemm_transpose_avx2(const float *src, int64_t ld, int64_t nr, int64_t kc, float *dst, int64_t ldd);
 /* lm_gemm_pack_a_fn for MR = 12 and MR = 8. */
 void lm_gemm_pack_a12_avx2(const float *src, int64_t ld, int64_t kc, float *dst);
 void lm_gemm_pack_a8_avx2(const float *src, int64_t ld, int64_t kc, float *dst);

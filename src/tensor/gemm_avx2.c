@@ -56,15 +56,16 @@ AVX2 static inline __attribute__((always_inline)) void transpose8x8(const float 
     _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
-/* 8x8 blocks through registers: dst (kc, nr) = src (nr, kc) transposed. */
-AVX2 void lm_gemm_transpose_avx2(const float *src, int64_t nr, int64_t kc, float *dst) {
+/* 8x8 blocks through registers: dst (kc rows, ldd apart) = src (nr rows,
+ * ld apart) transposed. */
+AVX2 void lm_gemm_transpose_avx2(const float *src, int64_t ld, int64_t nr, int64_t kc, float *dst, int64_t ldd) {
     int64_t k8 = kc / 8 * 8;
     for (int64_t j = 0; j + 8 <= nr; j += 8) {
-        for (int64_t k = 0; k < k8; k += 8) transpose8x8(src + j * kc + k, kc, dst + k * nr + j, nr);
+        for (int64_t k = 0; k < k8; k += 8) transpose8x8(src + j * ld + k, ld, dst + k * ldd + j, ldd);
     }
     /* Columns past the last multiple of 8 (f32 weights of odd widths). */
     for (int64_t k = k8; k < kc; k++) {
-        for (int64_t j = 0; j < nr; j++) dst[k * nr + j] = src[j * kc + k];
+        for (int64_t j = 0; j < nr; j++) dst[k * ldd + j] = src[j * ld + k];
     }
 }
 
