@@ -164,9 +164,10 @@ static void x16_groups(void *arg, int64_t begin, int64_t end, int thread) {
         const int64_t lo = begin / j->per_item > j->seg_item0[s] ? begin / j->per_item : j->seg_item0[s];
         const int64_t hi = end_item < j->seg_item0[s + 1] ? end_item : j->seg_item0[s + 1];
         if (lo >= hi) continue;
-        const int64_t g0 = j->seg[s].group0 + (lo - j->seg_item0[s]) * j->per_item, g1 = j->seg[s].group0 + (hi - j->seg_item0[s]) * j->per_item;
+        const int64_t g0 = j->seg[s].group0 + (lo - j->seg_item0[s]) * j->per_item;
+        const int64_t g1 = j->seg[s].group0 + (hi - j->seg_item0[s]) * j->per_item, seg_end = j->seg[s].group0 + j->seg[s].groups;
         first[ranges] = g0;
-        last[ranges++] = g1 < j->seg[s].group0 + j->seg[s].groups ? g1 : j->seg[s].group0 + j->seg[s].groups;
+        last[ranges++] = g1 < seg_end ? g1 : seg_end;
     }
     const int64_t chunk = j->tok_chunk;
     for (int64_t t0 = 0; t0 < j->n_tok; t0 += chunk) {
