@@ -60,7 +60,7 @@ static int threads_for(int64_t macs, int n_threads) { return macs >= (1 << 16) ?
  * the matrices' groups of 16 rows over the threads (lm_parallel_for; each
  * thread writes whole 64-byte runs of Y) unpacks each group once per 8
  * tokens (4 for F16). */
-enum { MAX_SHARED = 4, MAX_SPREAD = 8 };
+enum { MAX_SHARED = 4, MAX_SPREAD = 8 /* the most threads x16_spread orders items for */ };
 
 /* A run of one matrix's groups: the job's groups group0 .. group0 + groups - 1. */
 typedef struct {
