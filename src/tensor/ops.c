@@ -238,6 +238,13 @@ static x16_job x16_job_for(float *const *Ys, const lm_weight *const *ws, int n, 
     /* About 256 KB of activations a chunk (half an L2), a multiple of 8 tokens. */
     j.tok_chunk = (int64_t)(((size_t)256 << 10) / (j.act_size ? j.act_size : 1)) / 8 * 8;
     if (j.tok_chunk < 8) j.tok_chunk = 8;
+    /* The tokens in chunks of even size: a last chunk of a few tokens went
+     * through the x16 kernels, below the x32 ones' X32_BYTES_MIN_TOKENS
+     * (256 tokens of a 2,048-wide product: 112, 112 and 32, now 88, 88, 80). */
+    if (n_tok > j.tok_chunk) {
+        const int64_t chunks = (n_tok + j.tok_chunk - 1) / j.tok_chunk;
+        j.tok_chunk = ((n_tok + chunks - 1) / chunks + 7) / 8 * 8;
+    }
     return j;
 }
 
