@@ -460,6 +460,37 @@ static void single_step_matches_shared(const char *path) {
     lm_model_free(m);
 }
 
+/* A prompt of n tokens at 1, 2 and 3 threads: the same logits bit for bit.
+ * Split by rows or (from 64 tokens a thread, x16 matrices) each layer's
+ * tail by tokens, every value is computed as one thread computes it. */
+static void batch_same_across_threads(const char *path, lm_kv_type kv) {
+    lm_error err = {0};
+    lm_model *m;
+    REQUIRE(lm_model_load(path, &m, &err) == LM_OK);
+    const int64_t n = 200, nv = lm_model_get_config(m)->n_vocab;
+    int32_t toks[200];
+    for (int64_t i = 0; i < n; i++) toks[i] = (int32_t)((i * 7919 + 5) % nv);
+    float *ref = malloc((size_t)(n * nv) * 4), *got = malloc((size_t)(n * nv) * 4);
+    REQUIRE(ref && got);
+    int bad = 0;
+    for (int threads = 1; threads <= 3; threads++) {
+        lm_context *c;
+        REQUIRE(lm_context_init_kv(m, n, threads, kv, &c, &err) == LM_OK);
+        float *out = threads == 1 ? ref : got;
+        memset(out, 0xff, (size_t)(n * nv) * 4); /* NaNs: a row left unwritten differs */
+        CHECK(lm_context_forward_batch(c, toks, n, 0, out, NULL, &err) == LM_OK);
+        if (threads > 1 && memcmp(ref, got, (size_t)(n * nv) * 4) != 0) {
+            printf("%s: %d threads' prompt logits differ from one thread's\n", path, threads);
+            bad++;
+        }
+        lm_context_free(c);
+    }
+    CHECKF(bad == 0, "%s (%s cache): prompt logits depend on the thread count", path, lm_kv_type_name(kv));
+    free(ref);
+    free(got);
+    lm_model_free(m);
+}
+
 static void test_batch(void) {
     batch_matches_sequential(FIX("stories260K.gguf"), 1e-4, LM_KV_F32);
     /* K-quant and Q4_0 kernels need 256-wide rows: random models of that width. */
@@ -485,6 +516,7 @@ static void test_batch(void) {
         batch_matches_sequential(path, tols[i], LM_KV_F16);
         rng = after;
         single_step_matches_shared(path);
+        batch_same_across_threads(path, LM_KV_F16);
         unlink(path);
     }
     /* Q4_K_M: Q and K in Q4_K, V in Q6_K in some layers (activations of two
@@ -513,6 +545,7 @@ static void test_batch(void) {
     rng = before;
     batch_matches_sequential(mix, 5e-2, LM_KV_F16);
     rng = before;
+    batch_same_across_threads(mix, LM_KV_F32);
     unlink(f16);
     unlink(mix);
 }

@@ -735,6 +735,101 @@ static void feed_forward_batch(lm_context *ctx, const layer_weights *w, int64_t 
     shared_after_steps(ctx, 1, down_y, down, down_f, ctx->bh, NULL, act, bytes, n);
 }
 
+/* A batch layer's tail split by tokens: thread t takes its even run of the
+ * batch through wo, x += wo's output, rmsnorm, gate and up, silu(gate) * up
+ * and down, each product over all of a matrix's rows for its own tokens
+ * (lm_matmul_shared_act on one thread). Split by rows, every product read
+ * all the tokens' activations, half of them written by the other thread;
+ * in the VM's two-CCD mode each of those lines came from the other core.
+ * Here nothing a thread reads after wo's input was written by another. Each
+ * value is computed as a single token computes it (the x16 products' rows
+ * equal lm_matvec's), so the results are the same bits. The price: both
+ * threads read every weight (from L3, or DRAM on two CCDs: at 110M a
+ * layer's 2.6 MB a thread, against ~4 ms of its products). */
+typedef struct {
+    lm_context *ctx;
+    const layer_weights *w;
+    int64_t n;
+    size_t wo_bytes, gate_up_bytes, down_bytes; /* a row's quantised activations for each product */
+} tail_job;
+
+/* At least this many tokens a thread: below, the products' x32 kernels do
+ * not pay (X32_BYTES_MIN_TOKENS), and reading every weight twice costs more
+ * than it saves. And at most this many bytes of the tail's weights: against
+ * the split by rows (medians of 4-6 alternating runs of 10 prefills of 512),
+ * the 110M model's Q4_K_M (3.4 MB) 1.012 in the VM's two-CCD mode and Q8_0
+ * (5.6 MB) 1.009 in its one-CCD mode, Q4_0 (3 MB) 0.996, but F16 (10.6 MB)
+ * 0.977 and the 1.1B models' (23-60 MB) 0.984-0.987. */
+enum { TAIL_MIN_TOKENS = 64 };
+#define TAIL_MAX_WEIGHT_BYTES ((uint64_t)8 << 20)
+
+static uint64_t weight_bytes(const lm_weight *w) { return (uint64_t)w->rows * (uint64_t)w->row_bytes; }
+
+/* The calling thread's activation scratch for n rows of bytes each, NULL
+ * if out of memory (the product then quantises its own input). */
+static uint8_t *rows_scratch(size_t bytes, int64_t n) {
+    size_t total;
+    if (lm_mul_overflow_size(bytes, (size_t)n, &total)) return NULL;
+    return lm_scratch(LM_SCRATCH_ACT, total);
+}
+
+static void tail_by_tokens(void *arg, int thread, int n_threads) {
+    const tail_job *j = arg;
+    lm_context *ctx = j->ctx;
+    const layer_weights *w = j->w;
+    const lm_model_config *c = &ctx->model->cfg;
+    const int64_t dim = c->dim, ffn = c->ffn_dim, q_dim = c->n_heads * c->head_dim;
+    int64_t b0, b1;
+    lm_split(j->n, thread, n_threads, &b0, &b1);
+    const int64_t n = b1 - b0;
+    if (n < 1) return;
+    float *const x = ctx->bx + b0 * dim, *const xb = ctx->bxb + b0 * dim, *const o = ctx->bxb2 + b0 * dim;
+    const float *const att = ctx->batt + b0 * q_dim;
+    float *const ys_o[1] = {o}, *const ys_h[2] = {ctx->bh + b0 * ffn, ctx->bh2 + b0 * ffn};
+    const lm_weight *const wo[1] = {&w->wo}, *const gate_up[2] = {&w->w_gate, &w->w_up}, *const down[1] = {&w->w_down};
+    /* o = att @ wo^T */
+    uint8_t *act = rows_scratch(j->wo_bytes, n);
+    if (act) {
+        for (int64_t b = 0; b < n; b++) lm_x16_quantize_into(&w->wo, att + b * q_dim, act + (size_t)b * j->wo_bytes);
+        lm_matmul_shared_act(ys_o, wo, 1, act, n, 1);
+    } else {
+        lm_matmul(o, &w->wo, att, n, 1);
+    }
+    /* x += o; rmsnorm(x), quantised for gate and up (or into xb) */
+    act = rows_scratch(j->gate_up_bytes, n);
+    token_steps steps = {.x = x, .add = o, .out = xb, .norm = w->ffn_norm, .act_for = act ? gate_up[0] : NULL,
+                         .act = act, .act_bytes = j->gate_up_bytes, .row_only = act != NULL, .dim = dim, .ffn = ffn,
+                         .eps = (float)c->norm_eps};
+    token_steps_range(&steps, 0, n, thread);
+    if (act) lm_matmul_shared_act(ys_h, gate_up, 2, act, n, 1);
+    else lm_matmul_shared(ys_h, gate_up, 2, xb, n, 1);
+    /* h = silu(gate) * up, quantised for down; o = h @ down^T */
+    act = rows_scratch(j->down_bytes, n);
+    steps = (token_steps){.gate = ys_h[0], .up = ys_h[1], .act_for = act ? down[0] : NULL, .act = act,
+                          .act_bytes = j->down_bytes, .dim = dim, .ffn = ffn};
+    token_steps_range(&steps, 0, n, thread);
+    if (act) lm_matmul_shared_act(ys_o, down, 1, act, n, 1);
+    else lm_matmul(o, &w->w_down, ys_h[0], n, 1);
+}
+
+/* From the attention's output (in batt) to the feed-forward block's output
+ * (in bxb2): by tokens (tail_by_tokens) where every product has an x16
+ * kernel and no adapter, each thread gets TAIL_MIN_TOKENS and the weights
+ * are at most TAIL_MAX_WEIGHT_BYTES, else by rows. */
+static void layer_tail_batch(lm_context *ctx, const layer_weights *w, int64_t n) {
+    const lm_weight *const wo[1] = {&w->wo}, *const gate_up[2] = {&w->w_gate, &w->w_up}, *const down[1] = {&w->w_down};
+    tail_job j = {ctx, w, n, lm_x16_act_bytes(wo, 1), lm_x16_act_bytes(gate_up, 2), lm_x16_act_bytes(down, 1)};
+    const int adapters = w->lora[LORA_O] || w->lora[LORA_GATE] || w->lora[LORA_UP] || w->lora[LORA_DOWN];
+    const uint64_t bytes = weight_bytes(&w->wo) + weight_bytes(&w->w_gate) + weight_bytes(&w->w_up) + weight_bytes(&w->w_down);
+    if (ctx->n_threads >= 2 && n >= (int64_t)TAIL_MIN_TOKENS * ctx->n_threads && !adapters && j.wo_bytes &&
+        j.gate_up_bytes && j.down_bytes && bytes <= TAIL_MAX_WEIGHT_BYTES) {
+        lm_parallel(ctx->n_threads, tail_by_tokens, &j);
+        return;
+    }
+    matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
+    feed_forward_batch(ctx, w, n);
+}
+
 /* After a batch's Q, K, V product: token b's query and key rotated for its position, and its key
  * and value stored in its sequence's cache. Token b is ctxs[b]'s at pos[b] (a step of several
  * sequences) or lead's at pos0 + b; the rows are lead's batch buffers. Split by tokens once the
@@ -792,8 +887,7 @@ static void forward_chunk(lm_context *ctx, const int32_t *tokens, int64_t n, int
         rope_and_store(ctx, NULL, NULL, pos0, l, n, !attention_batch_rotates(n));
         /* Causal attention: token b sees positions up to pos0 + b. */
         attention_batch(ctx, l, n, pos0);
-        matmul(ctx, ctx->bxb2, &w->wo, w->lora[LORA_O], ctx->batt, n);
-        feed_forward_batch(ctx, w, n);
+        layer_tail_batch(ctx, w, n);
     }
     run_token_steps(ctx, &(token_steps){.x = ctx->bx, .add = c->n_layers > 0 ? ctx->bxb2 : NULL, .out = ctx->bx, .norm = m->output_norm}, n);
     if (logits_all) lm_matmul(logits_all, &m->output, ctx->bx, n, nt);
@@ -903,8 +997,7 @@ lm_status lm_context_forward_step(lm_context *const *ctxs, const int32_t *tokens
         attn_job aj = {.lead = lead, .ctxs = ctxs, .pos = pos, .layer = l, .q = lead->bq, .out = lead->batt,
                        .scratch = lead->batt_scratch};
         lm_parallel_for_dynamic(lead->n_threads, n * c->n_heads, 4, attend_items, &aj);
-        matmul(lead, lead->bxb2, &w->wo, w->lora[LORA_O], lead->batt, n);
-        feed_forward_batch(lead, w, n);
+        layer_tail_batch(lead, w, n);
     }
     /* The wanted tokens' rows move up to the front (a row only ever moves to a
      * lower one), so one product makes exactly the logits asked for. */
