@@ -383,6 +383,58 @@ static void check_x16_shared_act(void) {
     free((void *)wq.data), free((void *)wk.data), free((void *)wv.data), free((void *)w6.data);
 }
 
+/* A prompt's gate and up with the gating inside the product
+ * (lm_matmul_swiglu_act) against lm_matmul_shared_act then lm_swiglu_f32,
+ * bit for bit: every type with an x32 kernel, 96 rows (three pairs of
+ * groups: an uneven split over 2 threads), 2 to 301 tokens (the K-quants'
+ * x32 passes start at 40; 301 is past a chunk), 1 to 3 threads, into
+ * NaN-filled outputs; and the shapes it must refuse. */
+static void check_matmul_swiglu(void) {
+    const lm_kernels *k = lm_kernels_best();
+    const int64_t cols = 512, rows = 96, max_tok = 301;
+    int cases = 0, bad = 0, refused_ok = 1;
+    for (int t = 0; t < LM_TYPE_COUNT_; t++) {
+        if (!k->dot_x32[t]) continue;
+        const lm_weight wg = random_x16((lm_type)t, rows, cols, 5), wu = random_x16((lm_type)t, rows, cols, 6);
+        const lm_weight *const ws[2] = {&wg, &wu};
+        const size_t bytes = lm_x16_act_bytes(ws, 2);
+        float *x = malloc((size_t)(max_tok * cols) * 4), *h = malloc((size_t)(max_tok * rows) * 4);
+        float *h_up = malloc((size_t)(max_tok * rows) * 4), *g = malloc((size_t)(max_tok * rows) * 4);
+        float *u = malloc((size_t)(max_tok * rows) * 4);
+        uint8_t *act = malloc(bytes * (size_t)max_tok);
+        REQUIRE(bytes && x && h && h_up && g && u && act);
+        for (int64_t i = 0; i < max_tok * cols; i++) x[i] = uniform(-2, 2);
+        for (int64_t b = 0; b < max_tok; b++) lm_x16_quantize_into(&wg, x + b * cols, act + (size_t)b * bytes);
+        const int64_t tokens[] = {2, 7, 45, max_tok};
+        for (size_t ti = 0; ti < sizeof tokens / sizeof *tokens; ti++) {
+            const int64_t n = tokens[ti];
+            float *const ys[2] = {g, u};
+            CHECK(lm_matmul_shared_act(ys, ws, 2, act, n, 1));
+            for (int64_t b = 0; b < n; b++) lm_swiglu_f32(g + b * rows, u + b * rows, rows);
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(h, 0xFF, (size_t)(n * rows) * 4);
+                CHECK(lm_matmul_swiglu_act(h, h_up, &wg, &wu, act, n, threads));
+                bad += memcmp(h, g, (size_t)(n * rows) * 4) != 0;
+                cases++;
+            }
+        }
+        /* rows not a multiple of 32, gate and up of different shapes, one token: refused, nothing written */
+        const lm_weight odd_g = {wg.data, wg.type, 80, cols, wg.row_bytes, LM_LAYOUT_X16};
+        const lm_weight odd_u = {wu.data, wu.type, 80, cols, wu.row_bytes, LM_LAYOUT_X16};
+        const lm_weight short_u = {wu.data, wu.type, 64, cols, wu.row_bytes, LM_LAYOUT_X16};
+        h[0] = 0.0f;
+        refused_ok &= !lm_matmul_swiglu_act(h, h_up, &odd_g, &odd_u, act, 8, 2) &&
+                      !lm_matmul_swiglu_act(h, h_up, &wg, &short_u, act, 8, 2) &&
+                      !lm_matmul_swiglu_act(h, h_up, &wg, &wu, act, 1, 2) && h[0] == 0.0f;
+        free(x), free(h), free(h_up), free(g), free(u), free(act);
+        free((void *)wg.data), free((void *)wu.data);
+    }
+    CHECKF(bad == 0, "gated prompt products: %d of %d cases differ from the product then lm_swiglu_f32", bad, cases);
+    CHECK(refused_ok);
+    printf("gated prompt products: %d cases (types with x32 kernels x 2-301 tokens x 1-3 threads) equal the product "
+           "then lm_swiglu_f32\n", cases);
+}
+
 /* A decode token's feed-forward middle (lm_ffn_swiglu_act, then
  * lm_matvec_act with W_down) against the separate steps (lm_matmul_shared,
  * lm_swiglu_f32, lm_matvec) bit for bit: every x16 type for gate and up,
@@ -1045,6 +1097,7 @@ int main(void) {
     CHECK(ran >= 1);
     check_x16_ops();
     check_x16_shared_act();
+    check_matmul_swiglu();
     check_ffn_one_token();
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);

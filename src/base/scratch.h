@@ -23,6 +23,7 @@ typedef enum lm_scratch_slot {
     LM_SCRATCH_WEIGHTS,    /* kernels_avx512.c: two groups of K-quant weights unpacked to bytes */
     LM_SCRATCH_ACT2,       /* forward.c: a prompt's rows quantised for a second activation kind (Q4_K_M's Q6_K V) */
     LM_SCRATCH_ROW,        /* forward.c: a prompt token's normalised row, on its way to being quantised */
+    LM_SCRATCH_TILE,       /* ops.c: a chunk of tokens' up projections for one pair of groups, before gating */
     LM_SCRATCH_SLOTS
 } lm_scratch_slot;
 

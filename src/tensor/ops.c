@@ -282,6 +282,53 @@ int lm_matmul_shared_act(float *const *Ys, const lm_weight *const *ws, int n, co
     return 1;
 }
 
+/* lm_matmul_swiglu_act's job: item p is group pair p of gate and of up. */
+typedef struct {
+    float *H, *H_up;
+    const lm_weight *gate, *up;
+    lm_dot_x32_fn x32;
+    lm_swiglu_fn swiglu;
+    const uint8_t *act;
+    size_t act_size, group_bytes;
+    int64_t n_tok, tok_chunk;
+} swiglu_job;
+
+static void swiglu_pairs(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const swiglu_job *j = arg;
+    const int64_t rows = j->gate->rows, cols = j->gate->cols;
+    /* up's part of a chunk: (tok_chunk, 32), or (out of memory) its place in H_up */
+    float *tile = lm_scratch(LM_SCRATCH_TILE, (size_t)j->tok_chunk * 32 * sizeof(float));
+    for (int64_t t0 = 0; t0 < j->n_tok; t0 += j->tok_chunk) {
+        const int n = (int)(j->n_tok - t0 < j->tok_chunk ? j->n_tok - t0 : j->tok_chunk);
+        const uint8_t *act = j->act + (size_t)t0 * j->act_size;
+        for (int64_t p = begin; p < end; p++) {
+            const size_t at = (size_t)(2 * p) * j->group_bytes;
+            float *h = j->H + t0 * rows + 32 * p, *u = tile ? tile : j->H_up + t0 * rows + 32 * p;
+            const int64_t ldu = tile ? 32 : rows;
+            j->x32((const uint8_t *)j->gate->data + at, j->group_bytes, act, j->act_size, cols, n, h, rows);
+            j->x32((const uint8_t *)j->up->data + at, j->group_bytes, act, j->act_size, cols, n, u, ldu);
+            for (int t = 0; t < n; t++) j->swiglu(h + t * rows, u + t * ldu, 32);
+        }
+    }
+}
+
+int lm_matmul_swiglu_act(float *H, float *H_up, const lm_weight *gate, const lm_weight *up, const void *act,
+                         int64_t n_tok, int n_threads) {
+    const lm_kernels *k = lm_kernels_best();
+    const lm_weight *const ws[2] = {gate, up};
+    if (n_tok < 2 || !x16_shareable(ws, 2, k) || !k->dot_x32[gate->type] || gate->rows != up->rows ||
+        gate->rows % 32 != 0) {
+        return 0;
+    }
+    int64_t macs;
+    float *const Ys[2] = {H, H_up};
+    const x16_job x = x16_job_for(Ys, ws, 2, k, n_tok, &macs);
+    swiglu_job j = {H, H_up, gate, up, x.x32, k->swiglu, act, x.act_size, x.group_bytes, n_tok, x.tok_chunk};
+    lm_parallel_for(threads_for(macs, n_threads), gate->rows / 32, swiglu_pairs, &j);
+    return 1;
+}
+
 /* The items of a job of n matrices and many tokens in the order that gives
  * each of nt threads (the pool's runs: lm_parallel_for) an even share of
  * every matrix: part p of each matrix in turn, for p = 0 .. nt - 1. Then

@@ -72,6 +72,16 @@ void lm_x16_quantize_into(const lm_weight *w, const float *x, void *act);
  * 0 (nothing done) where lm_x16_act_bytes(ws, n) is 0. */
 int lm_matmul_shared_act(float *const *Ys, const lm_weight *const *ws, int n, const void *act, int64_t n_tok,
                          int n_threads);
+/* H (n_tok, rows) = silu(X @ gate^T) * (X @ up^T) from X already quantised
+ * as for lm_matmul_shared_act: a chunk of tokens through each pair of
+ * groups of gate, then of up into a small per-thread tile, then the pair's
+ * 32 gated values, so up's products never go through memory and the gating
+ * reads values still in L1. The same bits as lm_matmul_shared_act then
+ * lm_swiglu_f32 (H_up (n_tok, rows) only if out of memory for the tile).
+ * 0 (nothing done) unless gate and up are x16 matrices of one type and
+ * shape with an x32 kernel, rows a multiple of 32, and n_tok >= 2. */
+int lm_matmul_swiglu_act(float *H, float *H_up, const lm_weight *gate, const lm_weight *up, const void *act,
+                         int64_t n_tok, int n_threads);
 /* Rows r0 .. r1 - 1 of y = W x (whole groups of 16) on the calling thread,
  * from act as lm_x16_quantize leaves it: the same bits as lm_matvec's. 0
  * (nothing written) if W is not an x16 matrix with a kernel or the rows
