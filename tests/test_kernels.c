@@ -435,6 +435,62 @@ static void check_matmul_swiglu(void) {
            "then lm_swiglu_f32\n", cases);
 }
 
+/* The gated values quantised for down without H
+ * (lm_matmul_swiglu_quantize) against lm_matmul_swiglu_act then
+ * lm_x16_quantize_into, byte for byte: every gate/up type with an x32
+ * kernel against every down type with an x16 kernel (F16's f32
+ * activations refused), 512 rows (two 256-value pieces), 2048 columns
+ * (the chunks then hold 88-120 tokens: 301 tokens take three), into
+ * 0xA5-filled rows; and rows not a multiple of 256 refused. */
+static void check_swiglu_quantize(void) {
+    const lm_kernels *k = lm_kernels_best();
+    const int64_t cols = 2048, rows = 512, max_tok = 301;
+    int cases = 0, bad = 0, refused_ok = 1;
+    for (int t = 0; t < LM_TYPE_COUNT_; t++) {
+        if (!k->dot_x32[t]) continue;
+        const lm_weight wg = random_x16((lm_type)t, rows, cols, 7), wu = random_x16((lm_type)t, rows, cols, 8);
+        const lm_weight *const ws[2] = {&wg, &wu};
+        const size_t bytes = lm_x16_act_bytes(ws, 2);
+        float *x = malloc((size_t)(max_tok * cols) * 4), *h = malloc((size_t)(max_tok * rows) * 4);
+        float *h_up = malloc((size_t)(max_tok * rows) * 4);
+        uint8_t *act = malloc(bytes * (size_t)max_tok);
+        REQUIRE(bytes && x && h && h_up && act);
+        for (int64_t i = 0; i < max_tok * cols; i++) x[i] = uniform(-2, 2);
+        for (int64_t b = 0; b < max_tok; b++) lm_x16_quantize_into(&wg, x + b * cols, act + (size_t)b * bytes);
+        for (int td = 0; td < LM_TYPE_COUNT_; td++) {
+            if (!k->dot_x16[td]) continue;
+            const lm_weight wd = random_x16((lm_type)td, 32, rows, 9);
+            const lm_weight *const dn[1] = {&wd};
+            const size_t db = lm_x16_act_bytes(dn, 1);
+            uint8_t *want = malloc(db * (size_t)max_tok), *got = malloc(db * (size_t)max_tok);
+            REQUIRE(db && want && got);
+            const int64_t tokens[] = {2, 45, max_tok};
+            for (size_t ti = 0; ti < sizeof tokens / sizeof *tokens; ti++) {
+                const int64_t n = tokens[ti];
+                memset(got, 0xA5, db * (size_t)n);
+                const int took = lm_matmul_swiglu_quantize(got, &wd, &wg, &wu, act, n);
+                if (lm_x16_act((lm_type)td) == LM_ACT_F32) {
+                    refused_ok &= !took && got[0] == 0xA5;
+                    continue;
+                }
+                CHECK(took && lm_matmul_swiglu_act(h, h_up, &wg, &wu, act, n, 1));
+                for (int64_t b = 0; b < n; b++) lm_x16_quantize_into(&wd, h + b * rows, want + (size_t)b * db);
+                bad += memcmp(got, want, db * (size_t)n) != 0;
+                cases++;
+            }
+            const lm_weight odd = {wg.data, wg.type, 480, cols, wg.row_bytes, LM_LAYOUT_X16};
+            const lm_weight odd_d = {wd.data, wd.type, 32, 480, wd.row_bytes, LM_LAYOUT_X16};
+            refused_ok &= !lm_matmul_swiglu_quantize(got, &odd_d, &odd, &odd, act, 8);
+            free(want), free(got), free((void *)wd.data);
+        }
+        free(x), free(h), free(h_up), free(act);
+        free((void *)wg.data), free((void *)wu.data);
+    }
+    CHECKF(cases > 0 && bad == 0, "gated and quantised prompt products: %d of %d cases differ", bad, cases);
+    CHECK(refused_ok);
+    printf("gated prompt products quantised for down: %d cases equal gating then lm_x16_quantize_into\n", cases);
+}
+
 /* A decode token's feed-forward middle (lm_ffn_swiglu_act, then
  * lm_matvec_act with W_down) against the separate steps (lm_matmul_shared,
  * lm_swiglu_f32, lm_matvec) bit for bit: every x16 type for gate and up,
@@ -1098,6 +1154,7 @@ int main(void) {
     check_x16_ops();
     check_x16_shared_act();
     check_matmul_swiglu();
+    check_swiglu_quantize();
     check_ffn_one_token();
     CHECK(lm_kernels_named("no-such-isa") == NULL);
     CHECK(lm_kernels_best() != NULL);

@@ -21,9 +21,11 @@ typedef enum lm_scratch_slot {
     LM_SCRATCH_ACT,        /* ops.c: a product's quantised activations */
     LM_SCRATCH_ATTN,       /* forward.c: a KV head packed for the prefill's attention */
     LM_SCRATCH_WEIGHTS,    /* kernels_avx512.c: two groups of K-quant weights unpacked to bytes */
-    LM_SCRATCH_ACT2,       /* forward.c: a prompt's rows quantised for a second activation kind (Q4_K_M's Q6_K V) */
+    LM_SCRATCH_ACT2,       /* forward.c: a prompt's rows quantised for a second activation kind (Q4_K_M's Q6_K V),
+                            * or a layer tail's rows quantised for down */
     LM_SCRATCH_ROW,        /* forward.c: a prompt token's normalised row, on its way to being quantised */
-    LM_SCRATCH_TILE,       /* ops.c: a chunk of tokens' up projections for one pair of groups, before gating */
+    LM_SCRATCH_TILE,       /* ops.c: a chunk of tokens' up projections for one pair of groups, before gating
+                            * (and their gated values for 256 rows, before quantising) */
     LM_SCRATCH_SLOTS
 } lm_scratch_slot;
 

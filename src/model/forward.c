@@ -766,12 +766,12 @@ enum { TAIL_MIN_TOKENS = 64 };
 
 static uint64_t weight_bytes(const lm_weight *w) { return (uint64_t)w->rows * (uint64_t)w->row_bytes; }
 
-/* The calling thread's activation scratch for n rows of bytes each, NULL
- * if out of memory (the product then quantises its own input). */
-static uint8_t *rows_scratch(size_t bytes, int64_t n) {
+/* The calling thread's scratch slot for n rows of bytes each, NULL if out
+ * of memory (the product then quantises its own input). */
+static uint8_t *rows_scratch(lm_scratch_slot slot, size_t bytes, int64_t n) {
     size_t total;
     if (lm_mul_overflow_size(bytes, (size_t)n, &total)) return NULL;
-    return lm_scratch(LM_SCRATCH_ACT, total);
+    return lm_scratch(slot, total);
 }
 
 static void tail_by_tokens(void *arg, int thread, int n_threads) {
@@ -789,7 +789,7 @@ static void tail_by_tokens(void *arg, int thread, int n_threads) {
     float *const ys_o[1] = {o}, *const ys_h[2] = {ctx->bh + b0 * ffn, ctx->bh2 + b0 * ffn};
     const lm_weight *const wo[1] = {&w->wo}, *const gate_up[2] = {&w->w_gate, &w->w_up}, *const down[1] = {&w->w_down};
     /* o = att @ wo^T */
-    uint8_t *act = rows_scratch(j->wo_bytes, n);
+    uint8_t *act = rows_scratch(LM_SCRATCH_ACT, j->wo_bytes, n);
     if (act) {
         for (int64_t b = 0; b < n; b++) lm_x16_quantize_into(&w->wo, att + b * q_dim, act + (size_t)b * j->wo_bytes);
         lm_matmul_shared_act(ys_o, wo, 1, act, n, 1);
@@ -797,19 +797,27 @@ static void tail_by_tokens(void *arg, int thread, int n_threads) {
         lm_matmul(o, &w->wo, att, n, 1);
     }
     /* x += o; rmsnorm(x), quantised for gate and up (or into xb) */
-    act = rows_scratch(j->gate_up_bytes, n);
+    act = rows_scratch(LM_SCRATCH_ACT, j->gate_up_bytes, n);
     token_steps steps = {.x = x, .add = o, .out = xb, .norm = w->ffn_norm, .act_for = act ? gate_up[0] : NULL,
                          .act = act, .act_bytes = j->gate_up_bytes, .row_only = act != NULL, .dim = dim, .ffn = ffn,
                          .eps = (float)c->norm_eps};
     token_steps_range(&steps, 0, n, thread);
-    /* h = silu(gate) * up, gated in the product where it can (110M pp512 against gating after: Q4_K_M
+    /* h = silu(gate) * up, gated and quantised for down a tile at a time, h never written (against gating in
+     * the product, then quantising: 110M pp512 Q4_K_M 1.011 one-CCD, 1.006 two-CCD; Q8_0 0.998, Q4_0 1.001);
+     * o = h @ down^T */
+    uint8_t *down_act = act ? rows_scratch(LM_SCRATCH_ACT2, j->down_bytes, n) : NULL;
+    if (down_act && lm_matmul_swiglu_quantize(down_act, down[0], gate_up[0], gate_up[1], act, n)) {
+        lm_matmul_shared_act(ys_o, down, 1, down_act, n, 1);
+        return;
+    }
+    /* (ffn not whole 256s, or down's activations f32:) h = silu(gate) * up, gated in the product where it can (110M pp512 against gating after: Q4_K_M
      * 1.031, Q8_0 1.009, Q4_0 1.002; split by rows, the 1.1B model's Q4_K_M gained 1.009 but Q4_0 and Q8_0,
      * whose kernels leave the weights to the hardware's prefetchers, lost 0.989 and 0.994, so the rows
      * split keeps gating after), quantised for down; o = h @ down^T */
     const int gated = act && lm_matmul_swiglu_act(ys_h[0], ys_h[1], gate_up[0], gate_up[1], act, n, 1);
     if (act && !gated) lm_matmul_shared_act(ys_h, gate_up, 2, act, n, 1);
     else if (!act) lm_matmul_shared(ys_h, gate_up, 2, xb, n, 1);
-    act = rows_scratch(j->down_bytes, n);
+    act = rows_scratch(LM_SCRATCH_ACT, j->down_bytes, n);
     steps = (token_steps){.gate = ys_h[0], .up = ys_h[1], .gated = gated, .act_for = act ? down[0] : NULL, .act = act,
                           .act_bytes = j->down_bytes, .dim = dim, .ffn = ffn};
     token_steps_range(&steps, 0, n, thread);

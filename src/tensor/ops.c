@@ -329,6 +329,50 @@ int lm_matmul_swiglu_act(float *H, float *H_up, const lm_weight *gate, const lm_
     return 1;
 }
 
+int lm_matmul_swiglu_quantize(void *act_out, const lm_weight *down, const lm_weight *gate, const lm_weight *up,
+                               const void *act, int64_t n_tok) {
+    const lm_kernels *k = lm_kernels_best();
+    const lm_weight *const ws[2] = {gate, up};
+    const int64_t rows = gate->rows, cols = gate->cols;
+    if (n_tok < 2 || !x16_shareable(ws, 2, k) || !k->dot_x32[gate->type] || up->rows != rows || rows % 256 != 0 ||
+        down->layout != LM_LAYOUT_X16 || !k->dot_x16[down->type] || down->cols != rows) {
+        return 0;
+    }
+    /* down's activations must be a row of independent 256-value pieces
+     * (Q8_K blocks, or q8s runs of 8 blocks sharing a scale) */
+    const lm_act_kind kind = lm_x16_act(down->type);
+    const size_t piece = lm_act_size(kind, 256), down_bytes = lm_act_size(kind, rows);
+    if (kind == LM_ACT_F32 || piece * (size_t)(rows / 256) != down_bytes) return 0;
+    int64_t macs;
+    float *const Ys[2] = {NULL, NULL};
+    const x16_job x = x16_job_for(Ys, ws, 2, k, n_tok, &macs);
+    /* (tok_chunk, 256) gated values of one piece, then (tok_chunk, 32) of up's */
+    size_t h_floats, u_floats, bytes;
+    if (lm_mul_overflow_size((size_t)x.tok_chunk, 256, &h_floats) || lm_mul_overflow_size((size_t)x.tok_chunk, 32, &u_floats) ||
+        lm_mul_overflow_size(h_floats + u_floats, sizeof(float), &bytes)) {
+        return 0;
+    }
+    float *h = lm_scratch(LM_SCRATCH_TILE, bytes);
+    if (!h) return 0;
+    float *u = h + h_floats;
+    for (int64_t t0 = 0; t0 < n_tok; t0 += x.tok_chunk) {
+        const int n = (int)(n_tok - t0 < x.tok_chunk ? n_tok - t0 : x.tok_chunk);
+        const uint8_t *a = (const uint8_t *)act + (size_t)t0 * x.act_size;
+        for (int64_t c = 0; c < rows / 256; c++) {
+            for (int64_t p = 8 * c; p < 8 * c + 8; p++) {
+                const size_t at = (size_t)(2 * p) * x.group_bytes;
+                float *hp = h + 32 * (p - 8 * c);
+                x.x32((const uint8_t *)gate->data + at, x.group_bytes, a, x.act_size, cols, n, hp, 256);
+                x.x32((const uint8_t *)up->data + at, x.group_bytes, a, x.act_size, cols, n, u, 32);
+                for (int t = 0; t < n; t++) k->swiglu(hp + t * 256, u + t * 32, 32);
+            }
+            uint8_t *out = (uint8_t *)act_out + (size_t)t0 * down_bytes + (size_t)c * piece;
+            for (int t = 0; t < n; t++) lm_act_quantize(kind, h + t * 256, out + (size_t)t * down_bytes, 256);
+        }
+    }
+    return 1;
+}
+
 /* The items of a job of n matrices and many tokens in the order that gives
  * each of nt threads (the pool's runs: lm_parallel_for) an even share of
  * every matrix: part p of each matrix in turn, for p = 0 .. nt - 1. Then

@@ -82,6 +82,17 @@ int lm_matmul_shared_act(float *const *Ys, const lm_weight *const *ws, int n, co
  * shape with an x32 kernel, rows a multiple of 32, and n_tok >= 2. */
 int lm_matmul_swiglu_act(float *H, float *H_up, const lm_weight *gate, const lm_weight *up, const void *act,
                          int64_t n_tok, int n_threads);
+/* The same gated values, quantised for down (n_tok rows of
+ * lm_x16_act_bytes(&down, 1) bytes into act_out, as lm_x16_quantize_into
+ * would quantise lm_matmul_swiglu_act's H) on the calling thread, without
+ * H: a chunk of tokens goes through 256 rows of gate and up (8 pairs of
+ * groups) into a tile, which is gated and quantised while it is in L2. The
+ * same bytes as the product, gating and quantising apart. 0 (nothing done)
+ * where lm_matmul_swiglu_act would refuse, or rows is not a multiple of
+ * 256, or down is not an x16 matrix with a kernel and rows columns, or out
+ * of memory for the tile. */
+int lm_matmul_swiglu_quantize(void *act_out, const lm_weight *down, const lm_weight *gate, const lm_weight *up,
+                               const void *act, int64_t n_tok);
 /* Rows r0 .. r1 - 1 of y = W x (whole groups of 16) on the calling thread,
  * from act as lm_x16_quantize leaves it: the same bits as lm_matvec's. 0
  * (nothing written) if W is not an x16 matrix with a kernel or the rows
