@@ -386,12 +386,13 @@ static void check_x16_shared_act(void) {
 /* A prompt's gate and up with the gating inside the product
  * (lm_matmul_swiglu_act) against lm_matmul_shared_act then lm_swiglu_f32,
  * bit for bit: every type with an x32 kernel, 96 rows (three pairs of
- * groups: an uneven split over 2 threads), 2 to 301 tokens (the K-quants'
- * x32 passes start at 40; 301 is past a chunk), 1 to 3 threads, into
- * NaN-filled outputs; and the shapes it must refuse. */
+ * groups: an uneven split over 2 threads), 2048 columns, 2 to 301 tokens
+ * (the K-quants' x32 passes start at 40; at 2048 columns a chunk holds at
+ * most 112 tokens, 96 for Q8_0 and Q4_0, so 301 take three or four), 1 to
+ * 3 threads, into NaN-filled outputs; and the shapes it must refuse. */
 static void check_matmul_swiglu(void) {
     const lm_kernels *k = lm_kernels_best();
-    const int64_t cols = 512, rows = 96, max_tok = 301;
+    const int64_t cols = 2048, rows = 96, max_tok = 301;
     int cases = 0, bad = 0, refused_ok = 1;
     for (int t = 0; t < LM_TYPE_COUNT_; t++) {
         if (!k->dot_x32[t]) continue;
@@ -440,8 +441,8 @@ static void check_matmul_swiglu(void) {
  * lm_x16_quantize_into, byte for byte: every gate/up type with an x32
  * kernel against every down type with an x16 kernel (F16's f32
  * activations refused), 512 rows (two 256-value pieces), 2048 columns
- * (the chunks then hold 88-120 tokens: 301 tokens take three), into
- * 0xA5-filled rows; and rows not a multiple of 256 refused. */
+ * (301 tokens in three or four chunks, as above), into 0xA5-filled rows;
+ * and rows not a multiple of 256 refused. */
 static void check_swiglu_quantize(void) {
     const lm_kernels *k = lm_kernels_best();
     const int64_t cols = 2048, rows = 512, max_tok = 301;
