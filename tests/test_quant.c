@@ -460,9 +460,11 @@ static void single_step_matches_shared(const char *path) {
     lm_model_free(m);
 }
 
-/* A prompt of n tokens at 1, 2 and 3 threads: the same logits bit for bit.
- * Split by rows or (from 64 tokens a thread, x16 matrices) each layer's
- * tail by tokens, every value is computed as one thread computes it. */
+/* A prompt of n tokens at 1, 2 and 3 threads, then one token decoded after
+ * it: the same logits bit for bit. Split by rows or (from 64 tokens a
+ * thread, x16 matrices) each layer's tail by tokens, every value is
+ * computed as one thread computes it; the decoded token reads every cached
+ * key and value. */
 static void batch_same_across_threads(const char *path, lm_kv_type kv) {
     lm_error err = {0};
     lm_model *m;
@@ -471,20 +473,29 @@ static void batch_same_across_threads(const char *path, lm_kv_type kv) {
     int32_t toks[200];
     for (int64_t i = 0; i < n; i++) toks[i] = (int32_t)((i * 7919 + 5) % nv);
     float *ref = malloc((size_t)(n * nv) * 4), *got = malloc((size_t)(n * nv) * 4);
-    REQUIRE(ref && got);
+    float *next_ref = malloc((size_t)nv * 4);
+    REQUIRE(ref && got && next_ref);
     int bad = 0;
     for (int threads = 1; threads <= 3; threads++) {
         lm_context *c;
-        REQUIRE(lm_context_init_kv(m, n, threads, kv, &c, &err) == LM_OK);
+        REQUIRE(lm_context_init_kv(m, n + 1, threads, kv, &c, &err) == LM_OK);
         float *out = threads == 1 ? ref : got;
         memset(out, 0xff, (size_t)(n * nv) * 4); /* NaNs: a row left unwritten differs */
         CHECK(lm_context_forward_batch(c, toks, n, 0, out, NULL, &err) == LM_OK);
+        const float *next;
+        CHECK(lm_context_forward(c, toks[0], n, &next, &err) == LM_OK);
+        if (threads == 1) memcpy(next_ref, next, (size_t)nv * 4);
         if (threads > 1 && memcmp(ref, got, (size_t)(n * nv) * 4) != 0) {
             printf("%s: %d threads' prompt logits differ from one thread's\n", path, threads);
             bad++;
         }
+        if (threads > 1 && memcmp(next_ref, next, (size_t)nv * 4) != 0) {
+            printf("%s: the token after %d threads' prompt differs from one thread's\n", path, threads);
+            bad++;
+        }
         lm_context_free(c);
     }
+    free(next_ref);
     CHECKF(bad == 0, "%s (%s cache): prompt logits depend on the thread count", path, lm_kv_type_name(kv));
     free(ref);
     free(got);
