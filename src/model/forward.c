@@ -810,10 +810,11 @@ static void tail_by_tokens(void *arg, int thread, int n_threads) {
         lm_matmul_shared_act(ys_o, down, 1, down_act, n, 1);
         return;
     }
-    /* (ffn not whole 256s, or down's activations f32:) h = silu(gate) * up, gated in the product where it can (110M pp512 against gating after: Q4_K_M
-     * 1.031, Q8_0 1.009, Q4_0 1.002; split by rows, the 1.1B model's Q4_K_M gained 1.009 but Q4_0 and Q8_0,
-     * whose kernels leave the weights to the hardware's prefetchers, lost 0.989 and 0.994, so the rows
-     * split keeps gating after), quantised for down; o = h @ down^T */
+    /* (ffn not whole 256s, or down's activations f32:) h = silu(gate) * up, gated in the product where it
+     * can (110M pp512 against gating after: Q4_K_M 1.031, Q8_0 1.009, Q4_0 1.002; split by rows, the 1.1B
+     * model's Q4_K_M gained 1.009 but Q4_0 and Q8_0, whose kernels leave the weights to the hardware's
+     * prefetchers, lost 0.989 and 0.994, so the rows split keeps gating after), quantised for down;
+     * o = h @ down^T */
     const int gated = act && lm_matmul_swiglu_act(ys_h[0], ys_h[1], gate_up[0], gate_up[1], act, n, 1);
     if (act && !gated) lm_matmul_shared_act(ys_h, gate_up, 2, act, n, 1);
     else if (!act) lm_matmul_shared(ys_h, gate_up, 2, xb, n, 1);
@@ -833,7 +834,8 @@ static void layer_tail_batch(lm_context *ctx, const layer_weights *w, int64_t n)
     const lm_weight *const wo[1] = {&w->wo}, *const gate_up[2] = {&w->w_gate, &w->w_up}, *const down[1] = {&w->w_down};
     tail_job j = {ctx, w, n, lm_x16_act_bytes(wo, 1), lm_x16_act_bytes(gate_up, 2), lm_x16_act_bytes(down, 1)};
     const int adapters = w->lora[LORA_O] || w->lora[LORA_GATE] || w->lora[LORA_UP] || w->lora[LORA_DOWN];
-    const uint64_t bytes = weight_bytes(&w->wo) + weight_bytes(&w->w_gate) + weight_bytes(&w->w_up) + weight_bytes(&w->w_down);
+    const uint64_t bytes =
+        weight_bytes(&w->wo) + weight_bytes(&w->w_gate) + weight_bytes(&w->w_up) + weight_bytes(&w->w_down);
     if (ctx->n_threads >= 2 && n >= (int64_t)TAIL_MIN_TOKENS * ctx->n_threads && !adapters && j.wo_bytes &&
         j.gate_up_bytes && j.down_bytes && bytes <= TAIL_MAX_WEIGHT_BYTES) {
         lm_parallel(ctx->n_threads, tail_by_tokens, &j);
