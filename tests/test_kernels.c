@@ -383,6 +383,33 @@ static void check_x16_shared_act(void) {
     free((void *)wq.data), free((void *)wk.data), free((void *)wv.data), free((void *)w6.data);
 }
 
+/* A prompt's gate and up of type t (rows, cols; data from trials trial and
+ * trial + 1) and max_tok random input rows quantised for them, bytes a row;
+ * gate_up_free releases it. */
+typedef struct {
+    lm_weight gate, up;
+    uint8_t *act;
+    size_t bytes;
+} gate_up;
+
+static gate_up gate_up_random(lm_type t, int64_t rows, int64_t cols, int64_t max_tok, int trial) {
+    gate_up c = {random_x16(t, rows, cols, trial), random_x16(t, rows, cols, trial + 1), NULL, 0};
+    const lm_weight *const ws[2] = {&c.gate, &c.up};
+    c.bytes = lm_x16_act_bytes(ws, 2);
+    float *x = malloc((size_t)(max_tok * cols) * 4);
+    c.act = malloc(c.bytes * (size_t)max_tok);
+    REQUIRE(c.bytes && x && c.act);
+    for (int64_t i = 0; i < max_tok * cols; i++) x[i] = uniform(-2, 2);
+    for (int64_t b = 0; b < max_tok; b++) lm_x16_quantize_into(&c.gate, x + b * cols, c.act + (size_t)b * c.bytes);
+    free(x);
+    return c;
+}
+
+static void gate_up_free(gate_up *c) {
+    free(c->act);
+    free((void *)c->gate.data), free((void *)c->up.data);
+}
+
 /* A prompt's gate and up with the gating inside the product
  * (lm_matmul_swiglu_act) against lm_matmul_shared_act then lm_swiglu_f32,
  * bit for bit: every type with an x32 kernel, 96 rows (three pairs of
@@ -396,16 +423,12 @@ static void check_matmul_swiglu(void) {
     int cases = 0, bad = 0, refused_ok = 1;
     for (int t = 0; t < LM_TYPE_COUNT_; t++) {
         if (!k->dot_x32[t]) continue;
-        const lm_weight wg = random_x16((lm_type)t, rows, cols, 5), wu = random_x16((lm_type)t, rows, cols, 6);
-        const lm_weight *const ws[2] = {&wg, &wu};
-        const size_t bytes = lm_x16_act_bytes(ws, 2);
-        float *x = malloc((size_t)(max_tok * cols) * 4), *h = malloc((size_t)(max_tok * rows) * 4);
-        float *h_up = malloc((size_t)(max_tok * rows) * 4), *g = malloc((size_t)(max_tok * rows) * 4);
-        float *u = malloc((size_t)(max_tok * rows) * 4);
-        uint8_t *act = malloc(bytes * (size_t)max_tok);
-        REQUIRE(bytes && x && h && h_up && g && u && act);
-        for (int64_t i = 0; i < max_tok * cols; i++) x[i] = uniform(-2, 2);
-        for (int64_t b = 0; b < max_tok; b++) lm_x16_quantize_into(&wg, x + b * cols, act + (size_t)b * bytes);
+        gate_up c = gate_up_random((lm_type)t, rows, cols, max_tok, 5);
+        const lm_weight wg = c.gate, wu = c.up, *const ws[2] = {&c.gate, &c.up};
+        const uint8_t *act = c.act;
+        float *h = malloc((size_t)(max_tok * rows) * 4), *h_up = malloc((size_t)(max_tok * rows) * 4);
+        float *g = malloc((size_t)(max_tok * rows) * 4), *u = malloc((size_t)(max_tok * rows) * 4);
+        REQUIRE(h && h_up && g && u);
         const int64_t tokens[] = {2, 7, 45, max_tok};
         for (size_t ti = 0; ti < sizeof tokens / sizeof *tokens; ti++) {
             const int64_t n = tokens[ti];
@@ -427,8 +450,8 @@ static void check_matmul_swiglu(void) {
         refused_ok &= !lm_matmul_swiglu_act(h, h_up, &odd_g, &odd_u, act, 8, 2) &&
                       !lm_matmul_swiglu_act(h, h_up, &wg, &short_u, act, 8, 2) &&
                       !lm_matmul_swiglu_act(h, h_up, &wg, &wu, act, 1, 2) && h[0] == 0.0f;
-        free(x), free(h), free(h_up), free(g), free(u), free(act);
-        free((void *)wg.data), free((void *)wu.data);
+        free(h), free(h_up), free(g), free(u);
+        gate_up_free(&c);
     }
     CHECKF(bad == 0, "gated prompt products: %d of %d cases differ from the product then lm_swiglu_f32", bad, cases);
     CHECK(refused_ok);
@@ -449,15 +472,11 @@ static void check_swiglu_quantize(void) {
     int cases = 0, bad = 0, refused_ok = 1;
     for (int t = 0; t < LM_TYPE_COUNT_; t++) {
         if (!k->dot_x32[t]) continue;
-        const lm_weight wg = random_x16((lm_type)t, rows, cols, 7), wu = random_x16((lm_type)t, rows, cols, 8);
-        const lm_weight *const ws[2] = {&wg, &wu};
-        const size_t bytes = lm_x16_act_bytes(ws, 2);
-        float *x = malloc((size_t)(max_tok * cols) * 4), *h = malloc((size_t)(max_tok * rows) * 4);
-        float *h_up = malloc((size_t)(max_tok * rows) * 4);
-        uint8_t *act = malloc(bytes * (size_t)max_tok);
-        REQUIRE(bytes && x && h && h_up && act);
-        for (int64_t i = 0; i < max_tok * cols; i++) x[i] = uniform(-2, 2);
-        for (int64_t b = 0; b < max_tok; b++) lm_x16_quantize_into(&wg, x + b * cols, act + (size_t)b * bytes);
+        gate_up c = gate_up_random((lm_type)t, rows, cols, max_tok, 7);
+        const lm_weight wg = c.gate, wu = c.up;
+        const uint8_t *act = c.act;
+        float *h = malloc((size_t)(max_tok * rows) * 4), *h_up = malloc((size_t)(max_tok * rows) * 4);
+        REQUIRE(h && h_up);
         for (int td = 0; td < LM_TYPE_COUNT_; td++) {
             if (!k->dot_x16[td]) continue;
             const lm_weight wd = random_x16((lm_type)td, 32, rows, 9);
@@ -484,8 +503,8 @@ static void check_swiglu_quantize(void) {
             refused_ok &= !lm_matmul_swiglu_quantize(got, &odd_d, &odd, &odd, act, 8);
             free(want), free(got), free((void *)wd.data);
         }
-        free(x), free(h), free(h_up), free(act);
-        free((void *)wg.data), free((void *)wu.data);
+        free(h), free(h_up);
+        gate_up_free(&c);
     }
     CHECKF(cases > 0 && bad == 0, "gated and quantised prompt products: %d of %d cases differ", bad, cases);
     CHECK(refused_ok);
